@@ -1,0 +1,106 @@
+// Command oidc-proxy is an OpenID Connect authentication reverse proxy.
+//
+//	oidc-proxy -config oidc-proxy.yaml          serve
+//	oidc-proxy -config oidc-proxy.yaml -check   validate the configuration and exit
+//	oidc-proxy -version                         print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/oidc-proxy/oidc-proxy/config"
+	"github.com/oidc-proxy/oidc-proxy/proxy"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("oidc-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "oidc-proxy.yaml", "path to the configuration file")
+	check := fs.Bool("check", false, "validate the configuration and exit")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "oidc-proxy", version)
+		return 0
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: configuration is valid\n", *path)
+		return 0
+	}
+	log := newLogger(cfg.Log, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error("oidc-proxy stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs the proxy until ctx ends, then lets in-flight requests finish
+// for up to 30 s.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	p, err := proxy.New(cfg, proxy.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	p.Start(ctx)
+	srv := &http.Server{
+		Addr:              cfg.Listen,
+		Handler:           p,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	log.Info("oidc-proxy serving", "version", version, "listen", cfg.Listen,
+		"external_url", cfg.ExternalURL, "upstream", cfg.Upstream, "issuer", cfg.OIDC.Issuer)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}

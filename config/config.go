@@ -1,0 +1,143 @@
+// Package config holds the proxy's YAML schema: the user's configuration and
+// nothing else. Load reads a file, expands ${VAR} references, reads *_file
+// secrets, applies defaults and validates, reporting every problem at once
+// with its line number.
+package config
+
+import "time"
+
+// Config is the whole configuration file. Every field is documented in the
+// README under the same key name.
+type Config struct {
+	// Listen is the address the proxy serves on. Default ":4180".
+	Listen string `yaml:"listen"`
+	// ExternalURL is the public URL users reach the proxy at, without a
+	// path. The OIDC callback is ExternalURL + "/oauth2/callback". An https
+	// URL turns on Secure cookies with the __Host- prefix. Required.
+	ExternalURL string `yaml:"external_url"`
+	// Upstream is the URL of the application behind the proxy. Required.
+	Upstream string `yaml:"upstream"`
+	// PreserveHost sends the client's Host header to the upstream (Memos
+	// grants credentialed CORS only when Origin matches Host). Default true.
+	PreserveHost *bool `yaml:"preserve_host"`
+
+	OIDC    OIDC    `yaml:"oidc"`
+	Session Session `yaml:"session"`
+
+	// Headers maps a request header sent to the upstream to the claim that
+	// fills it. List claims are joined with ",". When omitted, DefaultHeaders
+	// applies. Client-sent copies of these headers are always removed.
+	Headers map[string]string `yaml:"headers"`
+
+	Log Log `yaml:"log"`
+}
+
+// OIDC describes the OpenID Provider and this proxy's client registration.
+type OIDC struct {
+	// Issuer is the provider's issuer URL; discovery is fetched from
+	// Issuer + "/.well-known/openid-configuration". Required; https unless
+	// the host is a loopback address.
+	Issuer string `yaml:"issuer"`
+	// ClientID is the client id registered at the provider. Required.
+	ClientID string `yaml:"client_id"`
+	// ClientSecret is the client secret. Exactly one of ClientSecret and
+	// ClientSecretFile is required; after Load, ClientSecret holds the value.
+	ClientSecret     string `yaml:"client_secret"`
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// ClientAuthMethod is how the proxy authenticates at the token endpoint:
+	// "client_secret_post" (default) or "client_secret_basic". It must match
+	// the provider's registration exactly: Authelia refuses any other method.
+	ClientAuthMethod string `yaml:"client_auth_method"`
+	// Scopes requested; must contain "openid".
+	// Default [openid, profile, email, groups].
+	Scopes []string `yaml:"scopes"`
+	// CAFile is an optional PEM bundle trusted, in addition to the system
+	// roots, for TLS connections to the provider.
+	CAFile string `yaml:"ca_file"`
+	// LogoutURL is where sign-out sends the browser when the provider's
+	// discovery has no end_session_endpoint (Authelia 4.39 has none: use
+	// "https://auth.example.com/logout"). The proxy appends rd=<return URL>.
+	LogoutURL string `yaml:"logout_url"`
+	// Timeout bounds every request to the provider. Default 10s.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Session configures the session cookie.
+type Session struct {
+	// Secret derives the keys that encrypt and sign the session cookie; at
+	// least 32 bytes. Exactly one of Secret and SecretFile is required;
+	// after Load, Secret holds the value.
+	Secret     string `yaml:"secret"`
+	SecretFile string `yaml:"secret_file"`
+	// Lifetime is how long a session lasts after sign-in. Default 168h.
+	Lifetime time.Duration `yaml:"lifetime"`
+	// CookieName is the base name of the proxy's cookies. With an https
+	// external_url the browser sees it with the "__Host-" prefix.
+	// Default "oidc_proxy".
+	CookieName string `yaml:"cookie_name"`
+}
+
+// Log configures the structured log.
+type Log struct {
+	// Format is "text" (default) or "json".
+	Format string `yaml:"format"`
+	// Level is "debug", "info" (default), "warn" or "error".
+	Level string `yaml:"level"`
+}
+
+// DefaultHeaders is the header mapping used when the headers block is omitted.
+func DefaultHeaders() map[string]string {
+	return map[string]string{
+		"Remote-User":   "preferred_username",
+		"Remote-Name":   "name",
+		"Remote-Email":  "email",
+		"Remote-Groups": "groups",
+	}
+}
+
+// Defaults for optional keys.
+const (
+	DefaultListen           = ":4180"
+	DefaultClientAuthMethod = "client_secret_post"
+	DefaultTimeout          = 10 * time.Second
+	DefaultLifetime         = 168 * time.Hour
+	DefaultCookieName       = "oidc_proxy"
+	MinSecretLength         = 32
+)
+
+// DefaultScopes is the scope list used when oidc.scopes is omitted.
+func DefaultScopes() []string { return []string{"openid", "profile", "email", "groups"} }
+
+func (c *Config) applyDefaults() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.PreserveHost == nil {
+		t := true
+		c.PreserveHost = &t
+	}
+	if c.OIDC.ClientAuthMethod == "" {
+		c.OIDC.ClientAuthMethod = DefaultClientAuthMethod
+	}
+	if c.OIDC.Scopes == nil {
+		c.OIDC.Scopes = DefaultScopes()
+	}
+	if c.OIDC.Timeout == 0 {
+		c.OIDC.Timeout = DefaultTimeout
+	}
+	if c.Session.Lifetime == 0 {
+		c.Session.Lifetime = DefaultLifetime
+	}
+	if c.Session.CookieName == "" {
+		c.Session.CookieName = DefaultCookieName
+	}
+	if c.Headers == nil {
+		c.Headers = DefaultHeaders()
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+}

@@ -1,0 +1,195 @@
+package config
+
+import (
+	"crypto/x509"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+func (l *loader) validate(c *Config) {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		l.add("listen", "must be host:port or :port (%v)", err)
+	}
+	if u := l.url("external_url", c.ExternalURL, false); u != nil {
+		if u.Path != "" && u.Path != "/" {
+			l.add("external_url", "must not have a path: the proxy serves at the root of its host")
+		}
+		if u.RawQuery != "" || u.Fragment != "" {
+			l.add("external_url", "must not have a query or fragment")
+		}
+	}
+	l.url("upstream", c.Upstream, false)
+	l.validateOIDC(&c.OIDC)
+	l.validateSession(&c.Session)
+	l.validateHeaders(c.Headers)
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		l.add("log.format", "must be text or json, not %q", c.Log.Format)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		l.add("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
+	}
+}
+
+func (l *loader) validateOIDC(o *OIDC) {
+	if u := l.url("oidc.issuer", o.Issuer, true); u != nil && (u.RawQuery != "" || u.Fragment != "") {
+		l.add("oidc.issuer", "must not have a query or fragment")
+	}
+	if o.ClientID == "" {
+		l.add("oidc.client_id", "is required")
+	}
+	if o.ClientSecret == "" && o.ClientSecretFile == "" {
+		l.add("oidc.client_secret", "is required (or oidc.client_secret_file)")
+	}
+	switch o.ClientAuthMethod {
+	case "client_secret_post", "client_secret_basic":
+	default:
+		l.add("oidc.client_auth_method", "must be client_secret_post or client_secret_basic, not %q", o.ClientAuthMethod)
+	}
+	hasOpenID := false
+	for _, s := range o.Scopes {
+		if s == "openid" {
+			hasOpenID = true
+		}
+		if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r > '~' || r == '"' || r == '\\' }) {
+			l.add("oidc.scopes", "%q is not a valid scope", s)
+		}
+	}
+	if !hasOpenID {
+		l.add("oidc.scopes", "must contain openid")
+	}
+	if o.CAFile != "" {
+		if pem, err := readBounded(o.CAFile); err != nil {
+			l.add("oidc.ca_file", "%v", err)
+		} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			l.add("oidc.ca_file", "%s holds no PEM certificate", o.CAFile)
+		}
+	}
+	if o.LogoutURL != "" {
+		l.url("oidc.logout_url", o.LogoutURL, true)
+	}
+	if o.Timeout < time.Second || o.Timeout > 5*time.Minute {
+		l.add("oidc.timeout", "must be between 1s and 5m, not %s", o.Timeout)
+	}
+}
+
+func (l *loader) validateSession(s *Session) {
+	switch {
+	case s.Secret == "" && s.SecretFile == "":
+		l.add("session.secret", "is required (or session.secret_file): 32 or more random bytes, for example from `openssl rand -base64 48`")
+	case s.Secret != "" && len(s.Secret) < MinSecretLength:
+		key := "session.secret"
+		if s.SecretFile != "" {
+			key = "session.secret_file"
+		}
+		l.add(key, "must be at least %d bytes long, not %d", MinSecretLength, len(s.Secret))
+	}
+	if s.Lifetime < time.Minute {
+		l.add("session.lifetime", "must be at least 1m, not %s", s.Lifetime)
+	}
+	if s.CookieName == "" || strings.HasPrefix(s.CookieName, "__") || strings.ContainsFunc(s.CookieName, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+	}) {
+		l.add("session.cookie_name", "must be letters, digits, _ and -, not starting with __ (the proxy adds __Host- itself)")
+	}
+}
+
+// reservedHeaders may not be set from claims: they carry the request itself
+// or the forwarding information the proxy sets.
+var reservedHeaders = map[string]bool{
+	"authorization": true, "connection": true, "content-length": true, "content-type": true,
+	"cookie": true, "forwarded": true, "host": true, "keep-alive": true, "proxy-authorization": true,
+	"proxy-connection": true, "te": true, "trailer": true, "transfer-encoding": true, "upgrade": true,
+	"x-forwarded-for": true, "x-forwarded-host": true, "x-forwarded-proto": true, "x-real-ip": true,
+}
+
+func (l *loader) validateHeaders(h map[string]string) {
+	seen := map[string]string{}
+	for name, claim := range h {
+		key := "headers." + name
+		if !validHeaderName(name) {
+			l.add(key, "%q is not a valid header name", name)
+			continue
+		}
+		norm := NormalizeHeaderName(name)
+		if reservedHeaders[norm] {
+			l.add(key, "%s cannot carry a claim", http.CanonicalHeaderKey(name))
+		}
+		if other, dup := seen[norm]; dup {
+			l.add(key, "%s and %s name the same header", other, name)
+		}
+		seen[norm] = name
+		if claim == "" {
+			l.add(key, "needs a claim name")
+		}
+	}
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// NormalizeHeaderName folds a header name the way some servers and
+// frameworks read it: lower case, with "_" and "." taken as "-". Two names
+// with the same normal form may reach an application as the same header.
+func NormalizeHeaderName(s string) string {
+	b := []byte(strings.ToLower(s))
+	for i, c := range b {
+		if c == '_' || c == '.' {
+			b[i] = '-'
+		}
+	}
+	return string(b)
+}
+
+// url checks that s is an absolute http(s) URL with a host. With
+// httpsUnlessLoopback, plain http is allowed only for loopback hosts.
+func (l *loader) url(key, s string, httpsUnlessLoopback bool) *url.URL {
+	if s == "" {
+		l.add(key, "is required")
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		l.add(key, "is not a URL: %v", err)
+		return nil
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		l.add(key, "must be an absolute http or https URL, not %q", s)
+		return nil
+	}
+	if u.User != nil {
+		l.add(key, "must not carry a user name or password")
+		return nil
+	}
+	if httpsUnlessLoopback && u.Scheme == "http" && !IsLoopback(u.Hostname()) {
+		l.add(key, "must be https (plain http is allowed only for loopback hosts)")
+		return nil
+	}
+	return u
+}
+
+// IsLoopback reports whether host names this machine: localhost or an
+// address in 127.0.0.0/8 or ::1.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,280 @@
+// Package testop is an OpenID Provider for the demo and the tests, built on
+// the certified github.com/zitadel/oidc/v3/pkg/op and set up to behave the
+// way Authelia 4.39 does where the proxy can tell:
+//
+//   - only client_secret_post is accepted at the token endpoint: HTTP Basic
+//     gets 401 invalid_client, as from an Authelia client registered with
+//     token_endpoint_auth_method: client_secret_post;
+//   - sub is an opaque UUID; preferred_username, name, email and groups come
+//     from the userinfo endpoint, not the ID token;
+//   - the callback carries iss (RFC 9207) and discovery announces it;
+//   - discovery lists no end_session_endpoint (unless EndSession is set).
+//
+// It is for tests and demos on loopback: users and passwords are in memory.
+package testop
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"sync/atomic"
+
+	"github.com/google/uuid"
+	"github.com/zitadel/oidc/v3/example/server/storage"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+	"golang.org/x/text/language"
+)
+
+// User is an account at the test provider.
+type User struct {
+	Username string // preferred_username
+	Password string
+	Name     string
+	Email    string
+	Groups   []string
+	// ExtraClaims are added to the userinfo answer as they are (for tests of
+	// odd claim values).
+	ExtraClaims map[string]any
+
+	id string // the opaque sub
+}
+
+// Subject is the user's sub: an opaque UUID, as Authelia's.
+func (u *User) Subject() string { return u.id }
+
+// Config sets up a provider.
+type Config struct {
+	ClientID     string
+	ClientSecret string
+	RedirectURIs []string
+	Users        []*User
+	// EndSession keeps end_session_endpoint in discovery (Authelia has none).
+	EndSession bool
+}
+
+// OP is a running test provider's handler and what it has seen.
+type OP struct {
+	issuer  string
+	handler http.Handler
+	users   map[string]*User // by sub
+
+	// TokenRequests counts requests to the token endpoint.
+	TokenRequests atomic.Int64
+	mu            sync.Mutex
+	authorize     []url.Values
+	tokenForms    []url.Values
+}
+
+// New builds a provider whose issuer is issuer (for example
+// "http://127.0.0.1:9000"); serve its Handler at that address.
+func New(issuer string, cfg Config) (*OP, error) {
+	o := &OP{issuer: issuer, users: map[string]*User{}}
+	us := userStore{byID: map[string]*User{}}
+	for _, u := range cfg.Users {
+		u.id = uuid.NewString()
+		us.byID[u.id] = u
+		o.users[u.id] = u
+	}
+	client := storage.WebClient(cfg.ClientID, cfg.ClientSecret, cfg.RedirectURIs...)
+	st := &store{Storage: storage.NewStorageWithClients(us, map[string]*storage.Client{cfg.ClientID: client}), users: us}
+	key := sha256.Sum256([]byte(issuer + cfg.ClientSecret))
+	provider, err := op.NewProvider(&op.Config{
+		CryptoKey:             key,
+		CodeMethodS256:        true,
+		AuthMethodPost:        true,
+		GrantTypeRefreshToken: true,
+	}, st, op.StaticIssuer(issuer), op.WithAllowInsecure())
+	if err != nil {
+		return nil, fmt.Errorf("testop: %w", err)
+	}
+	mux := http.NewServeMux()
+	interceptor := op.NewIssuerInterceptor(provider.IssuerFromRequest)
+	callback := op.AuthCallbackURL(provider)
+	mux.HandleFunc("GET /login/username", func(w http.ResponseWriter, r *http.Request) {
+		renderLogin(w, r.FormValue("authRequestID"), "")
+	})
+	mux.Handle("POST /login/username", interceptor.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.FormValue("id")
+		if err := st.CheckUsernamePassword(r.FormValue("username"), r.FormValue("password"), id); err != nil {
+			renderLogin(w, id, "Wrong username or password.")
+			return
+		}
+		http.Redirect(w, r, callback(r.Context(), id), http.StatusFound)
+	}))
+	mux.Handle("/", provider)
+	o.handler = o.authelia(mux, cfg.EndSession)
+	return o, nil
+}
+
+// Handler serves the provider.
+func (o *OP) Handler() http.Handler { return o.handler }
+
+// Issuer is the provider's issuer URL.
+func (o *OP) Issuer() string { return o.issuer }
+
+// AuthorizeRequests returns the query of every authorization request seen.
+func (o *OP) AuthorizeRequests() []url.Values {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]url.Values(nil), o.authorize...)
+}
+
+// TokenForms returns the form of every token request seen.
+func (o *OP) TokenForms() []url.Values {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]url.Values(nil), o.tokenForms...)
+}
+
+// authelia wraps the library's handler with Authelia's behaviour.
+func (o *OP) authelia(next http.Handler, endSession bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/.well-known/openid-configuration":
+			rec := httptest.NewRecorder()
+			next.ServeHTTP(rec, r)
+			var doc map[string]any
+			if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &doc) != nil {
+				http.Error(w, "discovery failed", http.StatusInternalServerError)
+				return
+			}
+			if !endSession {
+				delete(doc, "end_session_endpoint")
+			}
+			doc["authorization_response_iss_parameter_supported"] = true
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(doc)
+			return
+		case "/authorize":
+			o.mu.Lock()
+			o.authorize = append(o.authorize, r.URL.Query())
+			o.mu.Unlock()
+		case "/authorize/callback":
+			next.ServeHTTP(&issWriter{ResponseWriter: w, issuer: o.issuer}, r)
+			return
+		case "/oauth/token":
+			o.TokenRequests.Add(1)
+			if _, _, basic := r.BasicAuth(); basic {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusUnauthorized)
+				w.Write([]byte(`{"error":"invalid_client","error_description":"Client authentication failed."}`))
+				return
+			}
+			if err := r.ParseForm(); err == nil {
+				o.mu.Lock()
+				o.tokenForms = append(o.tokenForms, r.PostForm)
+				o.mu.Unlock()
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// issWriter adds iss to the redirect back to the client (RFC 9207).
+type issWriter struct {
+	http.ResponseWriter
+	issuer string
+}
+
+func (w *issWriter) WriteHeader(code int) {
+	if code == http.StatusFound || code == http.StatusSeeOther {
+		if u, err := url.Parse(w.Header().Get("Location")); err == nil {
+			q := u.Query()
+			if q.Has("code") || q.Has("error") {
+				q.Set("iss", w.issuer)
+				u.RawQuery = q.Encode()
+				w.Header().Set("Location", u.String())
+			}
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// store is the library's example storage with Authelia's claims.
+type store struct {
+	*storage.Storage
+	users userStore
+}
+
+// GetClientByClientID registers every client as client_secret_post.
+func (s *store) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
+	c, err := s.Storage.GetClientByClientID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return postClient{c}, nil
+}
+
+type postClient struct{ op.Client }
+
+func (postClient) AuthMethod() oidc.AuthMethod { return oidc.AuthMethodPost }
+
+// SetUserinfoFromToken answers the userinfo endpoint with Authelia's claims.
+func (s *store) SetUserinfoFromToken(ctx context.Context, ui *oidc.UserInfo, tokenID, subject, origin string) error {
+	if err := s.Storage.SetUserinfoFromToken(ctx, ui, tokenID, subject, origin); err != nil {
+		return err
+	}
+	u := s.users.byID[ui.Subject]
+	if u == nil {
+		return nil
+	}
+	if ui.PreferredUsername != "" { // profile scope granted
+		ui.Name = u.Name
+		ui.GivenName, ui.FamilyName = "", ""
+		ui.AppendClaims("groups", u.Groups)
+	}
+	for k, v := range u.ExtraClaims {
+		ui.AppendClaims(k, v)
+	}
+	return nil
+}
+
+type userStore struct{ byID map[string]*User }
+
+func (s userStore) GetUserByID(id string) *storage.User {
+	if u := s.byID[id]; u != nil {
+		return s.convert(u)
+	}
+	return nil
+}
+
+func (s userStore) GetUserByUsername(name string) *storage.User {
+	for _, u := range s.byID {
+		if u.Username == name {
+			return s.convert(u)
+		}
+	}
+	return nil
+}
+
+func (userStore) ExampleClientID() string { return "service" }
+
+func (userStore) convert(u *User) *storage.User {
+	return &storage.User{
+		ID: u.id, Username: u.Username, Password: u.Password, FirstName: u.Name,
+		Email: u.Email, EmailVerified: true, PreferredLanguage: language.English,
+	}
+}
+
+var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>Sign in</title></head>
+<body><h1>Test OpenID Provider</h1>
+{{if .Error}}<p id="error">{{.Error}}</p>{{end}}
+<form method="post" action="/login/username">
+<input type="hidden" name="id" value="{{.ID}}">
+<label>Username <input id="username" name="username" autocomplete="username"></label>
+<label>Password <input id="password" name="password" type="password" autocomplete="current-password"></label>
+<button id="submit" type="submit">Sign in</button>
+</form></body></html>`))
+
+func renderLogin(w http.ResponseWriter, id, errMsg string) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	loginPage.Execute(w, struct{ ID, Error string }{id, errMsg})
+}

@@ -1,0 +1,82 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/oidc-proxy/oidc-proxy/session"
+)
+
+type sessionKey struct{}
+
+// SessionFrom returns the session of the signed-in user a request carries,
+// or nil. Only requests that passed the proxy's authentication have one.
+func SessionFrom(ctx context.Context) *session.Session {
+	s, _ := ctx.Value(sessionKey{}).(*session.Session)
+	return s
+}
+
+// loadSession reads the session cookie. A cookie that is invalid, tampered
+// with or expired counts as no session and is cleared in w.
+func (p *Proxy) loadSession(w http.ResponseWriter, r *http.Request) *session.Session {
+	payload, err := p.sessions.Read(r, p.sessionName)
+	if errors.Is(err, session.ErrNoCookie) {
+		return nil
+	}
+	var s *session.Session
+	if err == nil {
+		s, err = session.Unmarshal(payload)
+	}
+	if err == nil && s.Valid(p.now()) {
+		return s
+	}
+	if err != nil {
+		p.log.Debug("session cookie refused", "err", err, "client", r.RemoteAddr)
+	}
+	p.sessions.Clear(w, r, p.sessionName)
+	return nil
+}
+
+// serveProtected forwards requests that carry a valid session and answers
+// the rest: browsers are sent to sign in, API calls get a 401.
+func (p *Proxy) serveProtected(w http.ResponseWriter, r *http.Request) {
+	s := p.loadSession(w, r)
+	if s == nil {
+		p.unauthenticated(w, r)
+		return
+	}
+	p.forward.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)))
+}
+
+// isNavigation tells a browser loading a page from a script's request:
+// GET or HEAD, with Sec-Fetch-Mode: navigate or an Accept that names HTML.
+func isNavigation(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" {
+		return mode == "navigate"
+	}
+	for _, a := range r.Header.Values("Accept") {
+		if strings.Contains(a, "text/html") {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Proxy) unauthenticated(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Add("Vary", "Accept, Sec-Fetch-Mode")
+	if isNavigation(r) {
+		p.startFlow(w, r, CleanReturnURL(r.URL.RequestURI()))
+		return
+	}
+	writeJSON(w, http.StatusUnauthorized, map[string]string{
+		"error":       "unauthenticated",
+		"message":     "sign-in required",
+		"sign_in_url": p.external.String() + Prefix + "start",
+	})
+}

@@ -1,0 +1,235 @@
+package proxy
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/oidc-proxy/oidc-proxy/session"
+	"golang.org/x/oauth2"
+)
+
+// maxClockSkew is how far in the future an ID token's iat may lie.
+const maxClockSkew = 5 * time.Minute
+
+// oauthErrors are the error codes a callback page may name; any other
+// value from the provider is shown as "unknown_error".
+var oauthErrors = map[string]bool{
+	"access_denied": true, "invalid_request": true, "unauthorized_client": true,
+	"unsupported_response_type": true, "invalid_scope": true, "server_error": true,
+	"temporarily_unavailable": true, "interaction_required": true, "login_required": true,
+	"account_selection_required": true, "consent_required": true, "invalid_request_uri": true,
+	"invalid_request_object": true, "request_not_supported": true, "request_uri_not_supported": true,
+	"registration_not_supported": true,
+}
+
+// handleCallback completes a sign-in: it checks the flow, exchanges the
+// code, verifies the ID token, reads userinfo and writes the session.
+func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
+	op := p.provider.Load()
+	if op == nil {
+		w.Header().Set("Retry-After", "5")
+		p.errorPage(w, r, http.StatusServiceUnavailable, "Sign-in is not available yet",
+			"The proxy cannot reach the identity provider yet. Please try again in a moment.")
+		return
+	}
+	q := r.URL.Query()
+	f, err := p.takeFlow(w, r, q.Get("state"))
+	if err != nil {
+		p.signInFailed(w, r, "state", err, http.StatusBadRequest,
+			"This sign-in link has expired, was already used, or was started in another browser.")
+		return
+	}
+	if code := q.Get("error"); code != "" {
+		if !oauthErrors[code] {
+			code = "unknown_error"
+		}
+		p.log.Warn("sign-in refused by the provider", "reason", "provider_error", "error", code,
+			"description", truncate(q.Get("error_description"), 200), "client", r.RemoteAddr)
+		p.errorPage(w, r, http.StatusForbidden, "Sign-in did not complete",
+			"The identity provider answered: "+code+".")
+		return
+	}
+	// RFC 9207: the iss parameter names who answered. A mismatch is a
+	// mix-up attack; its absence is one too when the provider promises it.
+	if iss, present := q["iss"]; present && (len(iss) != 1 || iss[0] != p.issuer) {
+		p.signInFailed(w, r, "iss_mismatch", errors.New("callback iss is not the configured issuer"), http.StatusBadRequest, "")
+		return
+	} else if !present && op.issParam {
+		p.signInFailed(w, r, "iss_missing", errors.New("callback has no iss though the provider announces it"), http.StatusBadRequest, "")
+		return
+	}
+	code := q.Get("code")
+	if code == "" {
+		p.signInFailed(w, r, "no_code", errors.New("callback has no code"), http.StatusBadRequest, "")
+		return
+	}
+	ctx, cancel := context.WithTimeout(oidc.ClientContext(r.Context(), p.idpClient), 3*p.idpTimeout)
+	defer cancel()
+	s, err := p.redeem(ctx, op, f, code)
+	if err != nil {
+		p.signInFailed(w, r, reasonOf(err), err, http.StatusBadGateway, "")
+		return
+	}
+	payload, err := s.Marshal()
+	if err == nil {
+		err = p.sessions.Write(w, r, p.sessionName, payload, time.Unix(s.Expires, 0).Sub(p.now()))
+	}
+	if err != nil {
+		p.signInFailed(w, r, "session_too_large", err, http.StatusInternalServerError,
+			"Your identity is too large to keep in a browser cookie.")
+		return
+	}
+	p.log.Info("sign-in", "user", userName(s), "sub", s.Subject, "client", r.RemoteAddr)
+	http.Redirect(w, r, CleanReturnURL(f.Return), http.StatusFound)
+}
+
+// signInError carries a short machine reason for the log.
+type signInError struct {
+	reason string
+	err    error
+}
+
+func (e *signInError) Error() string { return e.reason + ": " + e.err.Error() }
+func (e *signInError) Unwrap() error { return e.err }
+
+func fail(reason string, err error) error { return &signInError{reason, err} }
+
+func reasonOf(err error) string {
+	var se *signInError
+	if errors.As(err, &se) {
+		return se.reason
+	}
+	return "error"
+}
+
+// redeem exchanges the code and turns the provider's answers into a session.
+func (p *Proxy) redeem(ctx context.Context, op *provider, f *flow, code string) (*session.Session, error) {
+	tok, err := op.oauth.Exchange(ctx, code, oauth2.VerifierOption(f.Verifier))
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) { // its Error() quotes the whole body: keep it out of the log
+			err = fmt.Errorf("token endpoint answered %d %s", re.Response.StatusCode, truncate(re.ErrorCode, 64))
+		}
+		return nil, fail("token_exchange", err)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return nil, fail("no_id_token", errors.New("token response has no id_token"))
+	}
+	idt, err := op.verifier.Verify(ctx, raw)
+	if err != nil {
+		return nil, fail("id_token_invalid", err)
+	}
+	if err := p.checkIDToken(idt, f.Nonce, tok.AccessToken); err != nil {
+		return nil, fail("id_token_invalid", err)
+	}
+	claims := map[string]json.RawMessage{}
+	if err := idt.Claims(&claims); err != nil {
+		return nil, fail("id_token_invalid", err)
+	}
+	if op.oidc.UserInfoEndpoint() != "" {
+		ui, err := op.oidc.UserInfo(ctx, oauth2.StaticTokenSource(tok))
+		if err != nil {
+			return nil, fail("userinfo", err)
+		}
+		if ui.Subject == "" || ui.Subject != idt.Subject {
+			return nil, fail("userinfo_subject", errors.New("userinfo sub differs from the ID token's"))
+		}
+		extra := map[string]json.RawMessage{}
+		if err := ui.Claims(&extra); err != nil {
+			return nil, fail("userinfo", err)
+		}
+		for k, v := range extra { // userinfo wins for profile claims
+			switch k {
+			case "iss", "aud", "exp", "iat", "nbf", "nonce", "azp", "at_hash", "c_hash", "auth_time", "jti", "sid":
+				continue
+			}
+			claims[k] = v
+		}
+	}
+	now := p.now()
+	s := &session.Session{
+		Subject: idt.Subject,
+		Claims:  map[string]string{},
+		Created: now.Unix(),
+		Expires: now.Add(p.lifetime).Unix(),
+	}
+	for _, name := range p.headers.claims() {
+		raw, present := claims[name]
+		if !present {
+			continue
+		}
+		if v, ok := flattenClaim(raw); ok {
+			if v != "" {
+				s.Claims[name] = v
+			}
+		} else {
+			p.log.Warn("claim refused: not a header-safe value", "claim", name, "sub", idt.Subject)
+		}
+	}
+	if op.endSession != "" {
+		s.IDToken = raw
+	}
+	return s, nil
+}
+
+// checkIDToken makes the checks go-oidc leaves to the caller: nonce, azp,
+// iat in the future, and at_hash.
+func (p *Proxy) checkIDToken(idt *oidc.IDToken, nonce, accessToken string) error {
+	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1 {
+		return errors.New("nonce does not match this sign-in")
+	}
+	var c struct {
+		AZP string `json:"azp"`
+	}
+	if err := idt.Claims(&c); err != nil {
+		return err
+	}
+	if len(idt.Audience) > 1 && c.AZP == "" {
+		return errors.New("several audiences and no azp")
+	}
+	if c.AZP != "" && c.AZP != p.clientID {
+		return fmt.Errorf("azp is not this client")
+	}
+	if idt.IssuedAt.After(p.now().Add(maxClockSkew)) {
+		return errors.New("iat is in the future")
+	}
+	if idt.Subject == "" {
+		return errors.New("no sub")
+	}
+	if idt.AccessTokenHash != "" {
+		if err := idt.VerifyAccessToken(accessToken); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// signInFailed logs why a sign-in failed and shows a generic page.
+func (p *Proxy) signInFailed(w http.ResponseWriter, r *http.Request, reason string, err error, status int, msg string) {
+	p.log.Warn("sign-in failed", "reason", reason, "err", err, "client", r.RemoteAddr)
+	if msg == "" {
+		msg = "The sign-in could not be completed. Please try again."
+	}
+	p.errorPage(w, r, status, "Sign-in failed", msg)
+}
+
+func userName(s *session.Session) string {
+	if u := s.Claims["preferred_username"]; u != "" {
+		return u
+	}
+	return s.Subject
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}

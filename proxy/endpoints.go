@@ -1,0 +1,76 @@
+package proxy
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// handleSignOut ends the session in this browser (and its pending
+// sign-ins), then sends the browser to the provider's logout when there is
+// one, and back to rd.
+func (p *Proxy) handleSignOut(w http.ResponseWriter, r *http.Request) {
+	s := p.loadSession(w, r)
+	p.sessions.Clear(w, r, p.sessionName)
+	for _, c := range r.Cookies() {
+		if strings.HasPrefix(c.Name, p.flowPrefix) {
+			p.flows.Clear(w, r, c.Name)
+		}
+	}
+	rd := CleanReturnURL(r.FormValue("rd"))
+	back := p.external.String() + rd
+	dest := rd
+	op := p.provider.Load()
+	switch {
+	case op != nil && op.endSession != "":
+		u, _ := url.Parse(op.endSession)
+		q := u.Query()
+		q.Set("client_id", p.clientID)
+		q.Set("post_logout_redirect_uri", back)
+		if s != nil && s.IDToken != "" {
+			q.Set("id_token_hint", s.IDToken)
+		}
+		u.RawQuery = q.Encode()
+		dest = u.String()
+	case p.logoutURL != "":
+		u, _ := url.Parse(p.logoutURL)
+		q := u.Query()
+		q.Set("rd", back)
+		u.RawQuery = q.Encode()
+		dest = u.String()
+	}
+	if s != nil {
+		p.log.Info("sign-out", "user", userName(s), "sub", s.Subject, "client", r.RemoteAddr)
+	}
+	http.Redirect(w, r, dest, http.StatusFound)
+}
+
+// handleUserinfo shows the signed-in identity as JSON.
+func (p *Proxy) handleUserinfo(w http.ResponseWriter, r *http.Request) {
+	s := p.loadSession(w, r)
+	if s == nil {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"sub":        s.Subject,
+		"claims":     s.Claims,
+		"expires_at": time.Unix(s.Expires, 0).UTC().Format(time.RFC3339),
+	})
+}
+
+func (p *Proxy) handleHealthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("ok\n"))
+}
+
+func (p *Proxy) handleReadyz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if !p.Ready() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte("waiting for OIDC discovery\n"))
+		return
+	}
+	w.Write([]byte("ready\n"))
+}

@@ -1,0 +1,71 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+	"time"
+)
+
+// NewTransport returns the transport to the upstream: Go's default dialer
+// and TLS settings, enough idle connections that a busy proxy does not
+// re-dial (Go's default keeps 2 per host), and no transparent compression,
+// so bodies pass through as the upstream sent them. No response timeout:
+// Server-Sent Events and long downloads are legitimate.
+func NewTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 1024
+	t.MaxIdleConnsPerHost = 1024
+	t.IdleConnTimeout = 90 * time.Second
+	t.DisableCompression = true
+	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	return t
+}
+
+// rewrite builds the upstream request. ReverseProxy has already removed
+// hop-by-hop headers (including any named in Connection) and the client's
+// Forwarded and X-Forwarded-* headers, so stripping here also covers a
+// client that lists an identity header in Connection.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	pr.SetURL(p.upstream)
+	if p.preserveHost {
+		pr.Out.Host = pr.In.Host
+	}
+	pr.SetXForwarded()
+	// The scheme the browser used is that of external_url, whatever sits
+	// in front of the proxy.
+	pr.Out.Header["X-Forwarded-Proto"] = []string{p.external.Scheme}
+	p.headers.strip(pr.Out.Header)
+	if pr.Out.Trailer != nil {
+		p.headers.strip(pr.Out.Trailer)
+	}
+	stripCookies(pr.Out.Header, p.sessionName)
+	if s := SessionFrom(pr.In.Context()); s != nil {
+		p.headers.inject(pr.Out.Header, s)
+	}
+}
+
+// upstreamError answers when the upstream cannot be reached.
+func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client went away; nobody is left to answer.
+		w.WriteHeader(499)
+		return
+	}
+	p.log.Warn("upstream request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	p.errorPage(w, r, http.StatusBadGateway, "The application is not answering",
+		"The proxy could not reach the application behind it. Please try again in a moment.")
+}
+
+// bufferPool lends 32 KiB copy buffers to the ReverseProxy.
+type bufferPool struct{ pool sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte  { return *(b.pool.Get().(*[]byte)) }
+func (b *bufferPool) Put(s []byte) { b.pool.Put(&s) }

@@ -1,0 +1,52 @@
+package proxy
+
+import (
+	"encoding/json"
+	"html/template"
+	"net/http"
+	"strings"
+)
+
+var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.Title}}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.4rem}a{color:#0a58ca}</style></head>
+<body><h1>{{.Title}}</h1><p>{{.Message}}</p><p><a href="/oauth2/start?rd=%2F">Sign in again</a></p></body></html>
+`))
+
+// errorPage answers with a short, generic message: an HTML page for
+// browsers, JSON for everything else. Details belong in the log, never here.
+func (p *Proxy) errorPage(w http.ResponseWriter, r *http.Request, status int, title, msg string) {
+	w.Header().Set("Cache-Control", "no-store")
+	if !wantsHTML(r) {
+		writeJSON(w, status, map[string]string{"error": strings.ToLower(http.StatusText(status)), "message": title})
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	w.WriteHeader(status)
+	if err := pageTmpl.Execute(w, struct{ Title, Message string }{title, msg}); err != nil {
+		p.log.Debug("write error page", "err", err)
+	}
+}
+
+func wantsHTML(r *http.Request) bool {
+	if r.Header.Get("Sec-Fetch-Mode") == "navigate" {
+		return true
+	}
+	for _, a := range r.Header.Values("Accept") {
+		if strings.Contains(a, "text/html") {
+			return true
+		}
+	}
+	return false
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,177 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+)
+
+// maxIdPResponse bounds every response body read from the provider.
+const maxIdPResponse = 1 << 20
+
+// provider is what discovery found: built once, then read-only.
+type provider struct {
+	oidc     *oidc.Provider
+	verifier *oidc.IDTokenVerifier
+	oauth    oauth2.Config
+	// endSession is the end_session_endpoint, if discovery lists one.
+	endSession string
+	// issParam is authorization_response_iss_parameter_supported (RFC 9207):
+	// when true, a callback without iss is refused.
+	issParam bool
+}
+
+// discoveryExtra is the part of the discovery document go-oidc does not parse.
+type discoveryExtra struct {
+	EndSessionEndpoint string `json:"end_session_endpoint"`
+	IssParameter       bool   `json:"authorization_response_iss_parameter_supported"`
+}
+
+// discover fetches the provider's metadata once. go-oidc refuses a
+// document whose issuer differs from the configured one.
+func (p *Proxy) discover(ctx context.Context) (*provider, error) {
+	ctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, p.idpClient), p.idpTimeout)
+	defer cancel()
+	op, err := oidc.NewProvider(ctx, p.issuer)
+	if err != nil {
+		return nil, err
+	}
+	var extra discoveryExtra
+	if err := op.Claims(&extra); err != nil {
+		return nil, fmt.Errorf("discovery document: %w", err)
+	}
+	if extra.EndSessionEndpoint != "" {
+		if err := checkEndpoint(extra.EndSessionEndpoint); err != nil {
+			return nil, fmt.Errorf("end_session_endpoint: %w", err)
+		}
+	}
+	ep := op.Endpoint()
+	ep.AuthStyle = p.authStyle // never auto-detect: Authelia counts every refused attempt
+	return &provider{
+		oidc:       op,
+		verifier:   op.Verifier(&oidc.Config{ClientID: p.clientID, Now: p.now}),
+		endSession: extra.EndSessionEndpoint,
+		issParam:   extra.IssParameter,
+		oauth: oauth2.Config{
+			ClientID:     p.clientID,
+			ClientSecret: p.clientSecret,
+			Endpoint:     ep,
+			RedirectURL:  p.callbackURL,
+			Scopes:       p.scopes,
+		},
+	}, nil
+}
+
+func checkEndpoint(s string) error {
+	u, err := parseAbsolute(s)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "https" && u.Scheme != "http" {
+		return errors.New("not an http(s) URL")
+	}
+	return nil
+}
+
+// Start runs discovery in the background, retrying with back-off (1 s
+// doubling to 1 min) until it succeeds or ctx ends. Until then Ready
+// reports false and sign-ins answer 503; sessions already held keep working.
+func (p *Proxy) Start(ctx context.Context) {
+	go func() {
+		delay := time.Second
+		for {
+			op, err := p.discover(ctx)
+			if err == nil {
+				p.provider.Store(op)
+				p.log.Info("oidc discovery done", "issuer", p.issuer,
+					"end_session_endpoint", op.endSession != "", "iss_parameter", op.issParam)
+				return
+			}
+			p.log.Warn("oidc discovery failed; retrying", "issuer", p.issuer, "in", delay, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(delay):
+			}
+			delay = min(delay*2, time.Minute)
+		}
+	}()
+}
+
+// Ready reports whether discovery has succeeded.
+func (p *Proxy) Ready() bool { return p.provider.Load() != nil }
+
+// NewIdPClient builds the HTTP client for talking to the provider: the
+// system roots plus the PEM bundle caFile (if any), a timeout on every
+// request, no redirects followed, and response bodies capped at 1 MiB.
+func NewIdPClient(caFile string, timeout time.Duration) (*http.Client, error) {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: ca_file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("proxy: ca_file %s holds no PEM certificate", caFile)
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{
+		Transport: limitTransport{t},
+		Timeout:   timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}, nil
+}
+
+// limitTransport makes reading past maxIdPResponse bytes of a body an error.
+type limitTransport struct{ next http.RoundTripper }
+
+func (t limitTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &limitedBody{rc: resp.Body, left: maxIdPResponse}
+	return resp, nil
+}
+
+var errBodyTooLarge = fmt.Errorf("proxy: provider response larger than %d bytes", maxIdPResponse)
+
+type limitedBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// One byte more tells a body of exactly the limit from a longer one.
+		var one [1]byte
+		if n, _ := b.rc.Read(one[:]); n > 0 {
+			return 0, errBodyTooLarge
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+func (b *limitedBody) Close() error { return b.rc.Close() }

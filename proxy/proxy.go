@@ -1,0 +1,196 @@
+// Package proxy is the proxy's HTTP surface: the sign-in endpoints under
+// /oauth2/, the authentication middleware, the identity headers and the
+// forwarding to the upstream.
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/oidc-proxy/oidc-proxy/config"
+	"github.com/oidc-proxy/oidc-proxy/session"
+	"golang.org/x/oauth2"
+)
+
+// Prefix is the path prefix of the proxy's own endpoints. Every path under
+// it is answered by the proxy and never forwarded.
+const Prefix = "/oauth2/"
+
+// Options carries the runtime dependencies of a Proxy. Zero values are
+// usable: nil fields get the documented defaults.
+type Options struct {
+	// Logger receives every log line. Nil means slog.Default().
+	Logger *slog.Logger
+	// IdPClient talks to the OpenID Provider. Nil means NewIdPClient with
+	// the configured ca_file and timeout.
+	IdPClient *http.Client
+	// Transport carries requests to the upstream. Nil means NewTransport().
+	Transport http.RoundTripper
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+}
+
+// Proxy is the authenticating reverse proxy. Build it with New, call Start
+// to begin discovery, and serve it as an http.Handler.
+type Proxy struct {
+	log *slog.Logger
+	now func() time.Time
+
+	external     *url.URL
+	upstream     *url.URL
+	preserveHost bool
+	callbackURL  string
+
+	issuer       string
+	clientID     string
+	clientSecret string
+	authStyle    oauth2.AuthStyle
+	scopes       []string
+	logoutURL    string
+	idpClient    *http.Client
+	idpTimeout   time.Duration
+	provider     atomic.Pointer[provider]
+
+	lifetime    time.Duration
+	sessions    *session.Codec
+	sessionName string
+	flows       *session.Codec
+	flowPrefix  string
+
+	headers identityHeaders
+	forward *httputil.ReverseProxy
+	mux     *http.ServeMux
+}
+
+// New builds a Proxy from a loaded configuration. It does no I/O: discovery
+// starts with Start.
+func New(cfg *config.Config, opts Options) (*Proxy, error) {
+	if cfg == nil {
+		return nil, errors.New("proxy: no configuration")
+	}
+	p := &Proxy{
+		log:          opts.Logger,
+		now:          opts.Now,
+		issuer:       cfg.OIDC.Issuer,
+		clientID:     cfg.OIDC.ClientID,
+		clientSecret: cfg.OIDC.ClientSecret,
+		scopes:       cfg.OIDC.Scopes,
+		logoutURL:    cfg.OIDC.LogoutURL,
+		idpClient:    opts.IdPClient,
+		idpTimeout:   cfg.OIDC.Timeout,
+		lifetime:     cfg.Session.Lifetime,
+		preserveHost: cfg.PreserveHost == nil || *cfg.PreserveHost,
+	}
+	if p.log == nil {
+		p.log = slog.Default()
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	var err error
+	if p.external, err = parseAbsolute(cfg.ExternalURL); err != nil {
+		return nil, fmt.Errorf("proxy: external_url: %w", err)
+	}
+	p.external.Path, p.external.RawPath = "", ""
+	p.callbackURL = p.external.String() + Prefix + "callback"
+	if p.upstream, err = parseAbsolute(cfg.Upstream); err != nil {
+		return nil, fmt.Errorf("proxy: upstream: %w", err)
+	}
+	switch cfg.OIDC.ClientAuthMethod {
+	case "client_secret_post", "":
+		p.authStyle = oauth2.AuthStyleInParams
+	case "client_secret_basic":
+		p.authStyle = oauth2.AuthStyleInHeader
+	default:
+		return nil, fmt.Errorf("proxy: unsupported client_auth_method %q", cfg.OIDC.ClientAuthMethod)
+	}
+	if p.idpTimeout <= 0 {
+		p.idpTimeout = config.DefaultTimeout
+	}
+	if p.idpClient == nil {
+		if p.idpClient, err = NewIdPClient(cfg.OIDC.CAFile, p.idpTimeout); err != nil {
+			return nil, err
+		}
+	}
+	if p.lifetime <= 0 {
+		p.lifetime = config.DefaultLifetime
+	}
+	secure := p.external.Scheme == "https"
+	secrets := [][]byte{[]byte(cfg.Session.Secret)}
+	if p.sessions, err = session.NewCodec(secrets, "session", session.CookieOptions{Secure: secure, MaxAge: p.lifetime}); err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	if p.flows, err = session.NewCodec(secrets, "login", session.CookieOptions{Secure: secure, MaxAge: flowLifetime}); err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	base := cfg.Session.CookieName
+	if base == "" {
+		base = config.DefaultCookieName
+	}
+	p.sessionName = p.sessions.CookieName(base)
+	p.flowPrefix = p.flows.CookieName(base + "_login_")
+	hm := cfg.Headers
+	if hm == nil {
+		hm = config.DefaultHeaders()
+	}
+	p.headers = newIdentityHeaders(hm)
+
+	transport := opts.Transport
+	if transport == nil {
+		transport = NewTransport()
+	}
+	p.forward = &httputil.ReverseProxy{
+		Rewrite:      p.rewrite,
+		Transport:    transport,
+		BufferPool:   newBufferPool(),
+		ErrorHandler: p.upstreamError,
+		ErrorLog:     slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+	}
+	p.routes()
+	return p, nil
+}
+
+func parseAbsolute(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("%q is not an absolute URL", s)
+	}
+	return u, nil
+}
+
+func (p *Proxy) routes() {
+	m := http.NewServeMux()
+	m.HandleFunc("GET /oauth2/start", p.handleStart)
+	m.HandleFunc("GET /oauth2/callback", p.handleCallback)
+	m.HandleFunc("GET /oauth2/sign_out", p.handleSignOut)
+	m.HandleFunc("POST /oauth2/sign_out", p.handleSignOut)
+	m.HandleFunc("GET /oauth2/userinfo", p.handleUserinfo)
+	m.HandleFunc("GET /oauth2/healthz", p.handleHealthz)
+	m.HandleFunc("GET /oauth2/readyz", p.handleReadyz)
+	m.HandleFunc("/oauth2/", func(w http.ResponseWriter, r *http.Request) {
+		p.errorPage(w, r, http.StatusNotFound, "Not found", "The proxy has no such page.")
+	})
+	p.mux = m
+}
+
+// ServeHTTP answers the proxy's own endpoints under /oauth2/ and sends
+// everything else through the authentication check to the upstream. The
+// decision is made on the decoded path only.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, Prefix) {
+		w.Header().Set("Cache-Control", "no-store")
+		p.mux.ServeHTTP(w, r)
+		return
+	}
+	p.serveProtected(w, r)
+}

@@ -1,0 +1,42 @@
+// Package session holds a signed-in user's session and the cookie codec
+// that carries it: encrypted, signed, chunked, with key rotation.
+package session
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Session is one signed-in user. It holds what the proxy needs on every
+// request and nothing more: no access or refresh token.
+type Session struct {
+	// Subject is the provider's sub claim.
+	Subject string `json:"sub"`
+	// Claims are the claims the header mapping needs, flattened to header
+	// values (lists joined with ","); see proxy's claim rules.
+	Claims map[string]string `json:"c,omitempty"`
+	// IDToken is kept only when the provider has an end_session_endpoint,
+	// for its id_token_hint.
+	IDToken string `json:"idt,omitempty"`
+	// Created and Expires are Unix seconds.
+	Created int64 `json:"iat"`
+	Expires int64 `json:"exp"`
+}
+
+// Valid reports whether s is complete and unexpired at now.
+func (s *Session) Valid(now time.Time) bool {
+	return s.Subject != "" && now.Unix() < s.Expires
+}
+
+// Marshal encodes s for a cookie.
+func (s *Session) Marshal() ([]byte, error) { return json.Marshal(s) }
+
+// Unmarshal decodes a session written by Marshal.
+func Unmarshal(b []byte) (*Session, error) {
+	var s Session
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return &s, nil
+}
