@@ -1,0 +1,244 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oidc-proxy/oidc-proxy/config"
+	"github.com/oidc-proxy/oidc-proxy/examples/demo/testop"
+	"github.com/oidc-proxy/oidc-proxy/proxy"
+)
+
+const (
+	clientSecret  = "client-secret-0123456789abcdef"
+	sessionSecret = "session-secret-0123456789abcdef-0123456789"
+	alicePassword = "alice-password"
+)
+
+// stand is a test OP, an upstream that records what it receives, and the
+// proxy between them, all on loopback.
+type stand struct {
+	t        *testing.T
+	op       *testop.OP
+	alice    *testop.User
+	proxy    *proxy.Proxy
+	url      string // the proxy's external URL
+	logs     *syncBuffer
+	upstream *httptest.Server
+
+	mu   sync.Mutex
+	seen []*http.Request // requests the upstream received
+	// upstreamHandler, when set, answers instead of the recorder's default.
+	upstreamHandler http.HandlerFunc
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// newStand starts everything; edit changes the configuration before the
+// proxy is built, and opCfg the OP's configuration.
+func newStand(t *testing.T, edit func(*config.Config), opEdit func(*testop.Config)) *stand {
+	t.Helper()
+	s := &stand{t: t, logs: &syncBuffer{}}
+	proxyLn, opLn := listen(t), listen(t)
+	s.url = "http://" + proxyLn.Addr().String()
+	issuer := "http://" + opLn.Addr().String()
+
+	s.alice = &testop.User{Username: "alice", Password: alicePassword, Name: "Alice Liddell",
+		Email: "alice@example.com", Groups: []string{"admins", "users"}}
+	opCfg := testop.Config{ClientID: "memos", ClientSecret: clientSecret,
+		RedirectURIs: []string{s.url + "/oauth2/callback"}, Users: []*testop.User{s.alice}}
+	if opEdit != nil {
+		opEdit(&opCfg)
+	}
+	op, err := testop.New(issuer, opCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.op = op
+	opSrv := httptest.NewUnstartedServer(op.Handler())
+	opSrv.Listener.Close()
+	opSrv.Listener = opLn
+	opSrv.Start()
+	t.Cleanup(opSrv.Close)
+
+	s.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.seen = append(s.seen, r.Clone(context.Background()))
+		h := s.upstreamHandler
+		s.mu.Unlock()
+		if h != nil {
+			h(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, "<h1>hello %s</h1>", r.Header.Get("Remote-User"))
+	}))
+	t.Cleanup(s.upstream.Close)
+
+	yaml := fmt.Sprintf(`
+listen: %q
+external_url: %q
+upstream: %q
+oidc:
+  issuer: %q
+  client_id: memos
+  client_secret: %q
+session:
+  secret: %q
+`, proxyLn.Addr().String(), s.url, s.upstream.URL, issuer, clientSecret, sessionSecret)
+	cfg, err := config.Parse("stand.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(cfg)
+	}
+	log := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("proxy log:\n%s", s.logs.String())
+		}
+	})
+	s.proxy, err = proxy.New(cfg, proxy.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s.proxy.Start(ctx)
+	srv := &httptest.Server{Listener: proxyLn, Config: &http.Server{Handler: s.proxy}}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	s.waitReady()
+	return s
+}
+
+func (s *stand) waitReady() {
+	s.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !s.proxy.Ready() {
+		if time.Now().After(deadline) {
+			s.t.Fatal("proxy never became ready")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// lastSeen returns the last request the upstream received, or nil.
+func (s *stand) lastSeen() *http.Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.seen) == 0 {
+		return nil
+	}
+	return s.seen[len(s.seen)-1]
+}
+
+func (s *stand) seenCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.seen)
+}
+
+// browser is a client with a cookie jar that follows redirects, as a
+// browser navigating does.
+func (s *stand) browser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, Timeout: 20 * time.Second}
+}
+
+// navigate GETs url as a browser page load.
+func navigate(t *testing.T, c *http.Client, u string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("Accept", "text/html,application/xhtml+xml")
+	req.Header.Set("Sec-Fetch-Mode", "navigate")
+	return do(t, c, req)
+}
+
+func do(t *testing.T, c *http.Client, req *http.Request) (*http.Response, string) {
+	t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// login fills in the OP's login form the browser has landed on (resp) and
+// follows the redirects back through the proxy.
+func login(t *testing.T, c *http.Client, resp *http.Response, user, password string) (*http.Response, string) {
+	t.Helper()
+	id := resp.Request.URL.Query().Get("authRequestID")
+	if id == "" {
+		t.Fatalf("not on the login form: %s", resp.Request.URL)
+	}
+	form := url.Values{"id": {id}, "username": {user}, "password": {password}}
+	target := resp.Request.URL.ResolveReference(&url.URL{Path: "/login/username"})
+	req, _ := http.NewRequest(http.MethodPost, target.String(), strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "text/html")
+	return do(t, c, req)
+}
+
+// signIn signs a new browser in as alice through path and returns it.
+func (s *stand) signIn(path string) *http.Client {
+	s.t.Helper()
+	c := s.browser()
+	resp, _ := navigate(s.t, c, s.url+path)
+	resp, body := login(s.t, c, resp, "alice", alicePassword)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "hello alice") {
+		s.t.Fatalf("sign-in ended at %s with %d: %s", resp.Request.URL, resp.StatusCode, body)
+	}
+	return c
+}
+
+// noRedirect is a client that reports redirects instead of following them.
+func noRedirect(c *http.Client) *http.Client {
+	cc := *c
+	cc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &cc
+}
+
+type (
+	cfg   = config.Config
+	opCfg = testop.Config
+)
