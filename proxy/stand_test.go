@@ -242,3 +242,10 @@ type (
 	cfg   = config.Config
 	opCfg = testop.Config
 )
+
+// handle makes h answer the upstream's requests from now on.
+func (s *stand) handle(h http.HandlerFunc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.upstreamHandler = h
+}

@@ -1,0 +1,244 @@
+package proxy_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// callbackURL runs a sign-in up to the point where the OP sends the browser
+// back, and returns that callback URL without visiting it.
+func (s *stand) callbackURL(c *http.Client) string {
+	s.t.Helper()
+	resp, _ := navigate(s.t, c, s.url+"/")
+	stop := noRedirect(c)
+	stop.CheckRedirect = func(req *http.Request, _ []*http.Request) error {
+		if req.URL.Path == "/oauth2/callback" {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}
+	resp, _ = login(s.t, stop, resp, "alice", alicePassword)
+	loc := resp.Header.Get("Location")
+	if !strings.Contains(loc, "/oauth2/callback?") {
+		s.t.Fatalf("OP did not redirect to the callback: %d %q", resp.StatusCode, loc)
+	}
+	return loc
+}
+
+func sessionCookies(c *http.Client, u string) []*http.Cookie {
+	pu, _ := url.Parse(u)
+	var out []*http.Cookie
+	for _, k := range c.Jar.Cookies(pu) {
+		if k.Name == "oidc_proxy" || strings.HasPrefix(k.Name, "oidc_proxy_") && !strings.Contains(k.Name, "login") {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func TestCallbackRefusals(t *testing.T) {
+	s := newStand(t, nil, nil)
+	tests := []struct {
+		name   string
+		mangle func(t *testing.T, cb string, c *http.Client) (string, *http.Client)
+	}{
+		{"state missing", func(t *testing.T, cb string, c *http.Client) (string, *http.Client) {
+			return setQuery(cb, "state", ""), c
+		}},
+		{"state wrong", func(t *testing.T, cb string, c *http.Client) (string, *http.Client) {
+			return setQuery(cb, "state", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), c
+		}},
+		{"state from another browser", func(t *testing.T, cb string, c *http.Client) (string, *http.Client) {
+			return cb, s.browser()
+		}},
+		{"iss of another issuer", func(t *testing.T, cb string, c *http.Client) (string, *http.Client) {
+			return setQuery(cb, "iss", "https://evil.example.com"), c
+		}},
+		{"iss missing though announced", func(t *testing.T, cb string, c *http.Client) (string, *http.Client) {
+			return setQuery(cb, "iss", ""), c
+		}},
+		{"code missing", func(t *testing.T, cb string, c *http.Client) (string, *http.Client) {
+			return setQuery(cb, "code", ""), c
+		}},
+		{"code forged", func(t *testing.T, cb string, c *http.Client) (string, *http.Client) {
+			return setQuery(cb, "code", "forged-code"), c
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := s.browser()
+			cb, c2 := tt.mangle(t, s.callbackURL(c), c)
+			before := s.seenCount()
+			req := mustReq(http.MethodGet, cb)
+			req.Header.Set("Accept", "text/html")
+			resp, body := do(t, noRedirect(c2), req)
+			if resp.StatusCode < 400 {
+				t.Fatalf("callback accepted: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+			}
+			if !strings.Contains(body, "Sign-in failed") || strings.Contains(body, "code=") {
+				t.Errorf("error page: %s", body)
+			}
+			if len(sessionCookies(c2, s.url)) != 0 {
+				t.Errorf("a session cookie was issued")
+			}
+			for _, h := range resp.Header.Values("Set-Cookie") {
+				if strings.HasPrefix(h, "oidc_proxy=") && !strings.Contains(h, "Max-Age=0") {
+					t.Errorf("session cookie set: %s", h)
+				}
+			}
+			if s.seenCount() != before {
+				t.Errorf("the upstream was called")
+			}
+		})
+	}
+	if !strings.Contains(s.logs.String(), "reason=iss_mismatch") {
+		t.Errorf("the log does not say why")
+	}
+}
+
+func setQuery(u, k, v string) string {
+	pu, _ := url.Parse(u)
+	q := pu.Query()
+	if v == "" {
+		q.Del(k)
+	} else {
+		q.Set(k, v)
+	}
+	pu.RawQuery = q.Encode()
+	return pu.String()
+}
+
+func TestCallbackReplayRefused(t *testing.T) {
+	s := newStand(t, nil, nil)
+	c := s.browser()
+	cb := s.callbackURL(c)
+	resp, _ := do(t, noRedirect(c), mustReq(http.MethodGet, cb))
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("first callback: %d", resp.StatusCode)
+	}
+	// Replayed by the same browser (its login cookie is gone) and by an
+	// attacker who kept the login cookie.
+	resp, _ = do(t, noRedirect(s.browser()), mustReq(http.MethodGet, cb))
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("replay in a fresh browser: %d", resp.StatusCode)
+	}
+	resp, _ = do(t, noRedirect(c), mustReq(http.MethodGet, cb))
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("replay in the same browser: %d", resp.StatusCode)
+	}
+}
+
+func TestCallbackProviderError(t *testing.T) {
+	s := newStand(t, nil, nil)
+	for _, tc := range []struct{ code, shown string }{
+		{"access_denied", "access_denied"},
+		{"<script>alert(1)</script>", "unknown_error"},
+	} {
+		c := s.browser()
+		cb := setQuery(setQuery(s.callbackURL(c), "code", ""), "error", tc.code)
+		cb = setQuery(cb, "error_description", "secret detail from the IdP")
+		req := mustReq(http.MethodGet, cb)
+		req.Header.Set("Accept", "text/html")
+		resp, body := do(t, noRedirect(c), req)
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, tc.shown) || strings.Contains(body, "secret detail") || strings.Contains(body, "<script>") {
+			t.Errorf("error %q: %d %s", tc.code, resp.StatusCode, body)
+		}
+	}
+}
+
+func TestUnauthenticatedRequests(t *testing.T) {
+	s := newStand(t, nil, nil)
+	tests := []struct {
+		name     string
+		method   string
+		headers  map[string]string
+		redirect bool
+	}{
+		{"page load", "GET", map[string]string{"Accept": "text/html,*/*", "Sec-Fetch-Mode": "navigate"}, true},
+		{"page load, old browser", "GET", map[string]string{"Accept": "text/html"}, true},
+		{"HEAD page", "HEAD", map[string]string{"Accept": "text/html"}, true},
+		{"navigate without Accept", "GET", map[string]string{"Sec-Fetch-Mode": "navigate"}, true},
+		{"fetch asking for HTML", "GET", map[string]string{"Accept": "text/html", "Sec-Fetch-Mode": "cors"}, false},
+		{"fetch JSON", "GET", map[string]string{"Accept": "application/json", "Sec-Fetch-Mode": "cors"}, false},
+		{"Connect POST", "POST", map[string]string{"Content-Type": "application/json", "Connect-Protocol-Version": "1"}, false},
+		{"gRPC-web POST", "POST", map[string]string{"Content-Type": "application/grpc-web+proto", "Accept": "*/*"}, false},
+		{"form POST navigation", "POST", map[string]string{"Accept": "text/html", "Sec-Fetch-Mode": "navigate"}, false},
+		{"curl", "GET", map[string]string{"Accept": "*/*"}, false},
+		{"no headers", "GET", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := mustReq(tt.method, s.url+"/api/v1/memos?x=1")
+			for k, v := range tt.headers {
+				req.Header.Set(k, v)
+			}
+			resp, body := do(t, noRedirect(http.DefaultClient), req)
+			if tt.redirect {
+				loc, _ := url.Parse(resp.Header.Get("Location"))
+				if resp.StatusCode != http.StatusFound || loc == nil || !strings.HasPrefix(resp.Header.Get("Location"), s.op.Issuer()+"/authorize?") {
+					t.Fatalf("want a redirect to the OP, got %d %q", resp.StatusCode, resp.Header.Get("Location"))
+				}
+				return
+			}
+			if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Location") != "" {
+				t.Fatalf("want 401 without redirect, got %d %q", resp.StatusCode, resp.Header.Get("Location"))
+			}
+			if tt.method != "HEAD" && !strings.Contains(body, `"sign_in_url":"`+s.url+`/oauth2/start"`) {
+				t.Errorf("401 body: %s", body)
+			}
+		})
+	}
+	if n := s.seenCount(); n != 0 {
+		t.Errorf("the upstream received %d unauthenticated requests", n)
+	}
+}
+
+func TestInvalidSessionCookieIsNoSession(t *testing.T) {
+	s := newStand(t, nil, nil)
+	for _, value := range []string{"garbage", "", strings.Repeat("A", 3000), "MTc5|bad|mac"} {
+		req := mustReq(http.MethodGet, s.url+"/api")
+		req.AddCookie(&http.Cookie{Name: "oidc_proxy", Value: value})
+		resp, _ := do(t, noRedirect(http.DefaultClient), req)
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("cookie %.20q: %d", value, resp.StatusCode)
+		}
+		if value != "" && !strings.Contains(strings.Join(resp.Header.Values("Set-Cookie"), "\n"), "oidc_proxy=; Path=/; Max-Age=0") {
+			t.Errorf("cookie %.20q was not cleared: %q", value, resp.Header.Values("Set-Cookie"))
+		}
+	}
+	// A real cookie, altered by one character, is refused too.
+	c := s.signIn("/")
+	ck := sessionCookies(c, s.url)[0]
+	b := []byte(ck.Value)
+	b[len(b)/2] ^= 1
+	req := mustReq(http.MethodGet, s.url+"/api")
+	req.AddCookie(&http.Cookie{Name: ck.Name, Value: string(b)})
+	if resp, _ := do(t, noRedirect(http.DefaultClient), req); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("tampered cookie: %d", resp.StatusCode)
+	}
+}
+
+func TestManyGroupsChunkedCookie(t *testing.T) {
+	s := newStand(t, nil, nil)
+	for i := range 300 {
+		s.alice.Groups = append(s.alice.Groups, "group-with-a-longish-name-"+strings.Repeat("x", i%7)+string(rune('a'+i%26)))
+	}
+	c := s.signIn("/")
+	if n := len(sessionCookies(c, s.url)); n < 2 {
+		t.Fatalf("expected a chunked session cookie, got %d chunk(s)", n)
+	}
+	for _, ck := range sessionCookies(c, s.url) {
+		if len(ck.Name)+len(ck.Value) > 4000 {
+			t.Errorf("chunk %s is %d bytes", ck.Name, len(ck.Value))
+		}
+	}
+	do(t, c, mustReq(http.MethodGet, s.url+"/x"))
+	if got := s.lastSeen().Header.Get("Remote-Groups"); strings.Count(got, ",") != len(s.alice.Groups)-1 {
+		t.Errorf("Remote-Groups has %d entries, want %d", strings.Count(got, ",")+1, len(s.alice.Groups))
+	}
+	if ck := s.lastSeen().Header.Get("Cookie"); ck != "" {
+		t.Errorf("proxy cookies reached the upstream: %.80s", ck)
+	}
+}

@@ -1,0 +1,234 @@
+package proxy_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha1"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/oidc-proxy/oidc-proxy/config"
+	"github.com/oidc-proxy/oidc-proxy/examples/demo/testop"
+	"github.com/oidc-proxy/oidc-proxy/proxy"
+)
+
+func TestServerSentEventsFlowUnbuffered(t *testing.T) {
+	s := newStand(t, nil, nil)
+	release := make(chan struct{})
+	c := s.signIn("/")
+	s.handle(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("X-Accel-Buffering", "no")
+		fmt.Fprintf(w, "data: first for %s\n\n", r.Header.Get("Remote-User"))
+		w.(http.Flusher).Flush()
+		<-release // the stream stays open until the client has read the first event
+		fmt.Fprint(w, "data: second\n\n")
+	})
+	req := mustReq(http.MethodGet, s.url+"/api/v1/sse")
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	line, err := br.ReadString('\n')
+	if err != nil || line != "data: first for alice\n" {
+		t.Fatalf("first event: %q %v", line, err)
+	}
+	close(release)
+	rest, _ := io.ReadAll(br)
+	if !strings.Contains(string(rest), "data: second") {
+		t.Errorf("second event missing: %q", rest)
+	}
+}
+
+func TestWebSocketUpgradePasses(t *testing.T) {
+	s := newStand(t, nil, nil)
+	c := s.signIn("/")
+	s.handle(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" {
+			http.Error(w, "want websocket", 400)
+			return
+		}
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		sum := sha1.Sum([]byte(r.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+		fmt.Fprintf(rw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+			base64.StdEncoding.EncodeToString(sum[:]))
+		fmt.Fprintf(rw, "user=%s\n", r.Header.Get("Remote-User"))
+		rw.Flush()
+		io.Copy(conn, rw) // echo
+	})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var cookies []string
+	for _, ck := range sessionCookies(c, s.url) {
+		cookies = append(cookies, ck.Name+"="+ck.Value)
+	}
+	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"+
+		"Remote-User: admin\r\nRemote_User: admin\r\nCookie: %s\r\n\r\n", strings.Join(cookies, "; "))
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	line, _ := br.ReadString('\n')
+	if line != "user=alice\n" {
+		t.Errorf("upstream saw %q", line)
+	}
+	fmt.Fprint(conn, "ping\n")
+	if line, _ := br.ReadString('\n'); line != "ping\n" {
+		t.Errorf("echo: %q", line)
+	}
+	if h := s.lastSeen().Header; len(h.Values("Remote-User")) != 1 || h.Get("Remote_User") != "" {
+		t.Errorf("spoofed identity on the upgrade: %v", h)
+	}
+}
+
+// zeros is a reader of n zero bytes that allocates nothing.
+type zeros struct{ n int64 }
+
+func (z *zeros) Read(p []byte) (int, error) {
+	if z.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > z.n {
+		p = p[:z.n]
+	}
+	clear(p)
+	z.n -= int64(len(p))
+	return len(p), nil
+}
+
+func TestLargeUploadStreams(t *testing.T) {
+	if testing.Short() {
+		t.Skip("200 MB upload")
+	}
+	const size = 200 << 20
+	s := newStand(t, nil, nil)
+	var got atomic.Int64
+	c := s.signIn("/")
+	s.handle(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		got.Store(n)
+	})
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	req, _ := http.NewRequest(http.MethodPost, s.url+"/api/v1/attachments", &zeros{size})
+	req.ContentLength = size
+	resp, _ := do(t, c, req)
+	runtime.ReadMemStats(&after)
+	if resp.StatusCode != 200 || got.Load() != size {
+		t.Fatalf("upload: %d, upstream got %d bytes", resp.StatusCode, got.Load())
+	}
+	// Client, proxy and upstream share this process: a proxy that buffered
+	// the body would allocate at least its 200 MB.
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 48<<20 {
+		t.Errorf("the upload allocated %d MB; the body is not streamed", alloc>>20)
+	}
+}
+
+func TestUpstreamDownGives502(t *testing.T) {
+	s := newStand(t, nil, nil)
+	c := s.signIn("/")
+	s.upstream.Close()
+	req := mustReq(http.MethodGet, s.url+"/x")
+	req.Header.Set("Accept", "text/html")
+	resp, body := do(t, c, req)
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "not answering") {
+		t.Errorf("upstream down: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := do(t, c, mustReq(http.MethodGet, s.url+"/oauth2/healthz")); resp.StatusCode != 200 {
+		t.Errorf("the proxy stopped serving: %d", resp.StatusCode)
+	}
+}
+
+func TestProviderDownAtStart(t *testing.T) {
+	ln := listen(t)
+	issuer := "http://" + ln.Addr().String()
+	op, err := testop.New(issuer, testop.Config{ClientID: "memos", ClientSecret: clientSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var up atomic.Bool
+	opSrv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		op.Handler().ServeHTTP(w, r)
+	}))
+	opSrv.Listener.Close()
+	opSrv.Listener = ln
+	opSrv.Start()
+	defer opSrv.Close()
+
+	cfg, err := config.Parse("t.yaml", []byte(fmt.Sprintf(`
+external_url: http://127.0.0.1:1
+upstream: http://127.0.0.1:2
+oidc: {issuer: %q, client_id: memos, client_secret: x}
+session: {secret: %q}
+`, issuer, sessionSecret)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	p, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p.Start(ctx)
+	get := func(path string, accept string) *http.Response {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("Accept", accept)
+		p.ServeHTTP(rec, req)
+		return rec.Result()
+	}
+	for !strings.Contains(logs.String(), "oidc discovery failed") {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r := get("/oauth2/readyz", "*/*"); r.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("readyz before discovery: %d", r.StatusCode)
+	}
+	if r := get("/oauth2/healthz", "*/*"); r.StatusCode != http.StatusOK {
+		t.Errorf("healthz before discovery: %d", r.StatusCode)
+	}
+	if r := get("/notes", "text/html"); r.StatusCode != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
+		t.Errorf("sign-in before discovery: %d", r.StatusCode)
+	}
+	// The provider comes up: discovery is retried and succeeds.
+	up.Store(true)
+	deadline := time.Now().Add(10 * time.Second)
+	for !p.Ready() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := get("/oauth2/readyz", "*/*"); r.StatusCode != http.StatusOK {
+		t.Fatalf("readyz after the provider came up: %d", r.StatusCode)
+	}
+	if r := get("/notes", "text/html"); r.StatusCode != http.StatusFound {
+		t.Errorf("sign-in after discovery: %d", r.StatusCode)
+	}
+}
