@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"sort"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -68,6 +69,7 @@ func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	l := &loader{errs: &Error{File: name}, lines: map[string]int{}, lookupEnv: lookupEnv}
 	cfg := l.parse(data)
 	if len(l.errs.Problems) > 0 {
+		sort.SliceStable(l.errs.Problems, func(i, j int) bool { return l.errs.Problems[i].Line < l.errs.Problems[j].Line })
 		return nil, l.errs
 	}
 	return cfg, nil
@@ -122,10 +124,9 @@ func (l *loader) parse(data []byte) *Config {
 	}
 	root := doc.Content[0]
 	l.lines[""] = root.Line
+	// Keys the schema does not know are reported by walk and skipped by
+	// Decode, so that the checks below still run: every problem at once.
 	l.walk(root, reflect.TypeOf(Config{}), "")
-	if len(l.errs.Problems) > 0 {
-		return nil
-	}
 	var cfg Config
 	if err := root.Decode(&cfg); err != nil {
 		var te *yaml.TypeError

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"crypto/hkdf"
 	"crypto/sha256"
 	"errors"
@@ -95,7 +96,11 @@ func (c *Codec) CookieName(base string) string {
 // than ChunkSize, and expires chunks of an earlier, longer value that r
 // still carries. maxAge is the browser's lifetime of the cookie.
 func (c *Codec) Write(w http.ResponseWriter, r *http.Request, name string, payload []byte, maxAge time.Duration) error {
-	enc, err := securecookie.EncodeMulti(name, payload, c.codecs[0])
+	if len(payload) == 0 {
+		return errors.New("session: empty value")
+	}
+	// securecookie encrypts in place: never hand it the caller's bytes.
+	enc, err := securecookie.EncodeMulti(name, bytes.Clone(payload), c.codecs[0])
 	if err != nil {
 		return fmt.Errorf("session: encode: %w", err)
 	}

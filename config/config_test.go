@@ -1,0 +1,216 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+const validSecret = "0123456789abcdef0123456789abcdef"
+
+const minimal = `
+external_url: https://memos.example.com
+upstream: http://127.0.0.1:5230
+oidc:
+  issuer: https://auth.example.com
+  client_id: memos
+  client_secret: s3cret
+session:
+  secret: "` + validSecret + `"
+`
+
+func noEnv(string) (string, bool) { return "", false }
+
+func TestMinimalGetsDefaults(t *testing.T) {
+	c, err := Parse("t.yaml", []byte(minimal), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != ":4180" || c.OIDC.ClientAuthMethod != "client_secret_post" || c.OIDC.Timeout != 10*time.Second ||
+		c.Session.Lifetime != 168*time.Hour || c.Session.CookieName != "oidc_proxy" || !*c.PreserveHost ||
+		c.Log.Format != "text" || c.Log.Level != "info" {
+		t.Errorf("defaults: %+v", c)
+	}
+	if !reflect.DeepEqual(c.OIDC.Scopes, []string{"openid", "profile", "email", "groups"}) {
+		t.Errorf("scopes: %v", c.OIDC.Scopes)
+	}
+	if !reflect.DeepEqual(c.Headers, DefaultHeaders()) {
+		t.Errorf("headers: %v", c.Headers)
+	}
+}
+
+func TestEnvAndFiles(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "client")
+	os.WriteFile(secretFile, []byte("from-file\n"), 0o600)
+	sessionFile := filepath.Join(dir, "session")
+	os.WriteFile(sessionFile, []byte(validSecret+"\r\n"), 0o600)
+	env := map[string]string{"ISSUER_HOST": "auth.example.com", "ODD": "null"}
+	c, err := Parse("t.yaml", []byte(`
+external_url: https://memos.example.com
+upstream: http://127.0.0.1:5230
+oidc:
+  issuer: https://${ISSUER_HOST}
+  client_id: ${ODD}
+  client_secret_file: `+secretFile+`
+session:
+  secret_file: `+sessionFile+`
+`), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.OIDC.Issuer != "https://auth.example.com" || c.OIDC.ClientID != "null" || c.OIDC.ClientSecret != "from-file" || c.Session.Secret != validSecret {
+		t.Errorf("got %+v", c.OIDC)
+	}
+}
+
+func TestProblemsAllAtOnceWithLines(t *testing.T) {
+	_, err := Parse("bad.yaml", []byte(`listen: "nonsense"
+external_url: ftp://memos.example.com/path
+upstream: "::"
+oidc:
+  issuer: http://auth.example.com
+  client_id: ""
+  client_auth_method: private_key_jwt
+  scopes: [profile, "bad scope"]
+  timeout: 1ms
+session:
+  secret: short
+  lifetime: 1s
+  cookie_name: "__Host-x"
+headers:
+  Host: email
+  Remote-User: ""
+  Remote_User: name
+log:
+  format: xml
+  level: loud
+`), noEnv)
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("want *Error, got %v", err)
+	}
+	want := []string{
+		"line 1: listen: must be host:port",
+		"line 2: external_url: must be an absolute http or https URL",
+		"line 3: upstream: ",
+		"line 5: oidc.issuer: must be https",
+		"line 6: oidc.client_id: is required",
+		"line 4: oidc.client_secret: is required",
+		"line 7: oidc.client_auth_method: must be client_secret_post or client_secret_basic",
+		`line 8: oidc.scopes: "bad scope" is not a valid scope`,
+		"line 8: oidc.scopes: must contain openid",
+		"line 9: oidc.timeout: must be between 1s and 5m",
+		"line 11: session.secret: must be at least 32 bytes long, not 5",
+		"line 12: session.lifetime: must be at least 1m",
+		"line 13: session.cookie_name: must be letters",
+		"line 15: headers.Host: Host cannot carry a claim",
+		"headers.Remote-User: needs a claim name",
+		"name the same header",
+		"line 19: log.format: must be text or json",
+		"line 20: log.level: must be debug, info, warn or error",
+	}
+	msg := err.Error()
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("missing %q in:\n%s", w, msg)
+		}
+	}
+}
+
+func TestStructuralErrors(t *testing.T) {
+	tests := []struct{ name, yaml, want string }{
+		{"empty", "", "the file is empty"},
+		{"not a mapping", "- a\n- b\n", "the top level must be a mapping"},
+		{"two documents", minimal + "---\nlisten: x\n", "one YAML document"},
+		{"syntax", "listen: [unclosed\n", "line"},
+		{"unknown top key", minimal + "upstreams: x\n", "upstreams: unknown key"},
+		{"unknown nested key", strings.Replace(minimal, "  client_id: memos", "  client_id: memos\n  clientsecret: x", 1), "line 7: oidc.clientsecret: unknown key"},
+		{"duplicate key", minimal + "listen: :1\nlisten: :2\n", "already defined"},
+		{"wrong type", minimal + "preserve_host: maybe\n", "line 10: cannot unmarshal"},
+		{"bad duration", strings.Replace(minimal, "session:", "session:\n  lifetime: forever", 1), "cannot unmarshal"},
+		{"scalar for block", minimal + "log: loud\n", "cannot unmarshal"},
+		{"mapping for scalar", minimal + "listen: {a: b}\n", "expected a single value"},
+		{"alias", "x: &a 1\n" + minimal + "listen: *a\n", "unknown key"},
+		{"unset env", strings.Replace(minimal, "s3cret", "${NOPE}", 1), "line 7: oidc.client_secret: environment variable NOPE is not set"},
+		{"bad env name", strings.Replace(minimal, "s3cret", "${1X}", 1), "not a valid environment variable reference"},
+		{"secret and file", strings.Replace(minimal, "  client_secret: s3cret", "  client_secret: s3cret\n  client_secret_file: /x", 1), "set either oidc.client_secret or oidc.client_secret_file"},
+		{"missing file", strings.Replace(minimal, "  client_secret: s3cret", "  client_secret_file: /nonexistent/secret", 1), "oidc.client_secret_file: open /nonexistent/secret"},
+		{"missing session secret", strings.Replace(minimal, "  secret: \""+validSecret+"\"", "  lifetime: 1h", 1), "session.secret: is required"},
+		{"ca file missing", strings.Replace(minimal, "  client_id: memos", "  client_id: memos\n  ca_file: /nonexistent.pem", 1), "oidc.ca_file"},
+		{"logout url http", strings.Replace(minimal, "  client_id: memos", "  client_id: memos\n  logout_url: http://auth.example.com/logout", 1), "oidc.logout_url: must be https"},
+		{"external url with path", strings.Replace(minimal, "https://memos.example.com", "https://memos.example.com/memos", 1), "must not have a path"},
+		{"external url with user", strings.Replace(minimal, "https://memos.example.com", "https://u:p@memos.example.com", 1), "must not carry a user name"},
+		{"missing required", "log: {format: json}\n", "external_url: is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("t.yaml", []byte(tt.yaml), noEnv)
+			if err == nil || c != nil {
+				t.Fatalf("accepted: %+v", c)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoopbackIssuerMayBeHTTP(t *testing.T) {
+	for _, issuer := range []string{"http://127.0.0.1:9091", "http://localhost:9091", "http://[::1]:9091"} {
+		if _, err := Parse("t.yaml", []byte(strings.Replace(minimal, "https://auth.example.com", issuer, 1)), noEnv); err != nil {
+			t.Errorf("%s: %v", issuer, err)
+		}
+	}
+}
+
+func TestCAFile(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.pem")
+	os.WriteFile(bad, []byte("not a certificate"), 0o600)
+	_, err := Parse("t.yaml", []byte(strings.Replace(minimal, "  client_id: memos", "  client_id: memos\n  ca_file: "+bad, 1)), noEnv)
+	if err == nil || !strings.Contains(err.Error(), "holds no PEM certificate") {
+		t.Errorf("bad CA file: %v", err)
+	}
+}
+
+func TestLoadFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte(minimal), 0o600)
+	if _, err := Load(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path + ".missing"); err == nil {
+		t.Error("missing file accepted")
+	}
+}
+
+func TestNormalizeHeaderName(t *testing.T) {
+	for in, want := range map[string]string{
+		"Remote-User": "remote-user", "remote_user": "remote-user", "REMOTE.USER": "remote-user", "X_a.B-c": "x-a-b-c",
+	} {
+		if got := NormalizeHeaderName(in); got != want {
+			t.Errorf("%q -> %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(minimal))
+	f.Add([]byte("listen: [unclosed\n"))
+	f.Add([]byte("x: &a 1\ny: *a\n"))
+	f.Add([]byte("headers: {A: b, a: c}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("fuzz.yaml", data, func(string) (string, bool) { return "v", true })
+		if (c == nil) == (err == nil) {
+			t.Fatalf("Parse returned config %v and error %v", c != nil, err)
+		}
+		if c != nil && (c.Session.Secret == "" || c.OIDC.Issuer == "" || len(c.Session.Secret) < MinSecretLength) {
+			t.Fatalf("accepted an incomplete config: %+v", c)
+		}
+	})
+}
