@@ -66,7 +66,14 @@ func Load(path string) (*Config, error) {
 // Parse is Load for data already in memory. lookupEnv resolves ${VAR}
 // references (os.LookupEnv in production); name labels the errors.
 func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
-	l := &loader{errs: &Error{File: name}, lines: map[string]int{}, lookupEnv: lookupEnv}
+	return parse(name, data, lookupEnv, readBounded)
+}
+
+func parse(name string, data []byte, lookupEnv func(string) (string, bool), readFile func(string) ([]byte, error)) (*Config, error) {
+	if lookupEnv == nil {
+		lookupEnv = func(string) (string, bool) { return "", false }
+	}
+	l := &loader{errs: &Error{File: name}, lines: map[string]int{}, lookupEnv: lookupEnv, readFile: readFile}
 	cfg := l.parse(data)
 	if len(l.errs.Problems) > 0 {
 		sort.SliceStable(l.errs.Problems, func(i, j int) bool { return l.errs.Problems[i].Line < l.errs.Problems[j].Line })
@@ -79,6 +86,7 @@ type loader struct {
 	errs      *Error
 	lines     map[string]int // dotted key -> line of its value
 	lookupEnv func(string) (string, bool)
+	readFile  func(string) ([]byte, error) // for *_file secrets and ca_file
 }
 
 func (l *loader) add(key, format string, args ...any) {
@@ -256,7 +264,7 @@ func (l *loader) secretFile(key string, value *string, file string) {
 		l.add(key+"_file", "set either %s or %s_file, not both", key, key)
 		return
 	}
-	data, err := readBounded(file)
+	data, err := l.readFile(file)
 	if err != nil {
 		l.add(key+"_file", "%v", err)
 		return

@@ -65,7 +65,7 @@ func (l *loader) validateOIDC(o *OIDC) {
 		l.add("oidc.scopes", "must contain openid")
 	}
 	if o.CAFile != "" {
-		if pem, err := readBounded(o.CAFile); err != nil {
+		if pem, err := l.readFile(o.CAFile); err != nil {
 			l.add("oidc.ca_file", "%v", err)
 		} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
 			l.add("oidc.ca_file", "%s holds no PEM certificate", o.CAFile)

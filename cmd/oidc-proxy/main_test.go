@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func writeConfig(t *testing.T, listen, upstream string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "oidc-proxy.yaml")
+	cfg := fmt.Sprintf(`
+listen: %q
+external_url: https://memos.example.com
+upstream: %q
+oidc:
+  issuer: http://127.0.0.1:1
+  client_id: memos
+  client_secret: s3cret
+  timeout: 1s
+session:
+  secret: 0123456789abcdef0123456789abcdef
+`, listen, upstream)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"-version"}, &out, io.Discard); code != 0 || !strings.HasPrefix(out.String(), "oidc-proxy ") {
+		t.Errorf("exit %d, %q", code, out.String())
+	}
+}
+
+func TestCheck(t *testing.T) {
+	var out, errOut bytes.Buffer
+	good := writeConfig(t, ":4180", "http://127.0.0.1:5230")
+	if code := run(context.Background(), []string{"-config", good, "-check"}, &out, &errOut); code != 0 {
+		t.Errorf("valid config: exit %d: %s", code, errOut.String())
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("listen: x\nupstream: ftp://x\nbogus: 1\n"), 0o600)
+	errOut.Reset()
+	code := run(context.Background(), []string{"-config", bad, "-check"}, io.Discard, &errOut)
+	msg := errOut.String()
+	if code == 0 || !strings.Contains(msg, "line 1: listen") || !strings.Contains(msg, "line 2: upstream") || !strings.Contains(msg, "line 3: bogus: unknown key") || !strings.Contains(msg, "session.secret: is required") {
+		t.Errorf("invalid config: exit %d:\n%s", code, msg)
+	}
+	if code := run(context.Background(), []string{"-config", "/nonexistent.yaml", "-check"}, io.Discard, io.Discard); code == 0 {
+		t.Error("missing file: exit 0")
+	}
+	if code := run(context.Background(), []string{"-bogus"}, io.Discard, io.Discard); code != 2 {
+		t.Errorf("unknown flag: exit %d", code)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestServeAndGracefulShutdown starts the proxy with its IdP unreachable,
+// checks it serves anyway, and stops it while a request is in flight.
+func TestServeAndGracefulShutdown(t *testing.T) {
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs lockedBuffer
+	done := make(chan int)
+	go func() { done <- run(ctx, []string{"-config", writeConfig(t, addr, "http://127.0.0.1:1")}, io.Discard, &logs) }()
+
+	var resp *http.Response
+	var err error
+	for range 100 {
+		if resp, err = http.Get("http://" + addr + "/oauth2/healthz"); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if resp, err := http.Get("http://" + addr + "/oauth2/readyz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("readyz with the IdP down: %v %v", resp, err)
+	}
+
+	// A slow in-flight request: the handler is reading a body that is
+	// still arriving when the shutdown begins.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprint(conn, "POST /oauth2/sign_out HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 6\r\n\r\nrd=%2")
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	time.Sleep(100 * time.Millisecond)
+	fmt.Fprint(conn, "F")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	reply, _ := io.ReadAll(conn)
+	if !strings.HasPrefix(string(reply), "HTTP/1.1 302") {
+		t.Errorf("in-flight request during shutdown got %q", reply)
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d; log:\n%s", code, logs.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("did not shut down")
+	}
+	if !strings.Contains(logs.String(), "shutting down") {
+		t.Errorf("log:\n%s", logs.String())
+	}
+}
