@@ -98,7 +98,9 @@ func TestServeAndGracefulShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var logs lockedBuffer
 	done := make(chan int)
-	go func() { done <- run(ctx, []string{"-config", writeConfig(t, addr, "http://127.0.0.1:1")}, io.Discard, &logs) }()
+	go func() {
+		done <- run(ctx, []string{"-config", writeConfig(t, addr, "http://127.0.0.1:1")}, io.Discard, &logs)
+	}()
 
 	var resp *http.Response
 	var err error
