@@ -1,0 +1,86 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromium finds the browser, or skips the test on a machine without one;
+// under CI=true a missing browser fails the test instead.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if path, err := exec.LookPath(name); err == nil {
+			return path
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium is not installed, and CI=true: .ci/run must install it")
+	}
+	t.Skip("chromium is not installed")
+	return ""
+}
+
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium(t)),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
+	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	return ctx
+}
+
+func TestBrowserSignIn(t *testing.T) {
+	s := newStand(t, nil, nil)
+	s.handle(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><title>app</title><h1 id="hello">Hello, %s</h1>
+<form method="post" action="/oauth2/sign_out?rd=/bye"><button id="signout">Sign out</button></form>`, r.Header.Get("Remote-User"))
+	})
+	ctx := newBrowser(t)
+
+	// An unauthenticated page load lands on the OP's login form.
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(s.url+"/memos/1?tab=all"),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), "alice"),
+		chromedp.SendKeys(chromedp.ID("password"), alicePassword),
+		chromedp.Click(chromedp.ID("submit")),
+		chromedp.WaitVisible(chromedp.ID("hello")),
+	); err != nil {
+		t.Fatalf("sign-in in the browser: %v", err)
+	}
+	hello, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("hello")))
+	if err != nil || hello != "Hello, alice" {
+		t.Errorf("page shows %q (%v)", hello, err)
+	}
+	loc, _ := chromedp.Run(ctx, chromedp.Location())
+	if loc != s.url+"/memos/1?tab=all" {
+		t.Errorf("landed on %q", loc)
+	}
+
+	// Signing out returns to /bye, which needs a new sign-in: the browser
+	// is back on the OP's login form.
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.ID("signout")),
+		chromedp.WaitVisible(chromedp.ID("username")),
+	); err != nil {
+		t.Errorf("after sign-out the page did not ask to sign in: %v", err)
+	}
+}
