@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,6 +38,9 @@ type stand struct {
 	url      string // the proxy's external URL
 	logs     *syncBuffer
 	upstream *httptest.Server
+
+	// skew moves the proxy's clock forward (nanoseconds).
+	skew atomic.Int64
 
 	mu   sync.Mutex
 	seen []*http.Request // requests the upstream received
@@ -135,7 +139,8 @@ session:
 			t.Logf("proxy log:\n%s", s.logs.String())
 		}
 	})
-	s.proxy, err = proxy.New(cfg, proxy.Options{Logger: log})
+	now := func() time.Time { return time.Now().Add(time.Duration(s.skew.Load())) }
+	s.proxy, err = proxy.New(cfg, proxy.Options{Logger: log, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,9 +2,9 @@
 // the certified github.com/zitadel/oidc/v3/pkg/op and set up to behave the
 // way Authelia 4.39 does where the proxy can tell:
 //
-//   - only client_secret_post is accepted at the token endpoint: HTTP Basic
-//     gets 401 invalid_client, as from an Authelia client registered with
-//     token_endpoint_auth_method: client_secret_post;
+//   - only the registered client authentication method is accepted at the
+//     token endpoint (client_secret_post unless set otherwise): any other
+//     gets 401 invalid_client, as from Authelia;
 //   - sub is an opaque UUID; preferred_username, name, email and groups come
 //     from the userinfo endpoint, not the ID token;
 //   - the callback carries iss (RFC 9207) and discovery announces it;
@@ -57,6 +57,10 @@ type Config struct {
 	Users        []*User
 	// EndSession keeps end_session_endpoint in discovery (Authelia has none).
 	EndSession bool
+	// ClientAuthMethod is the client's registered token endpoint auth
+	// method: "client_secret_post" (the default) or "client_secret_basic".
+	// As Authelia does, any other method gets 401 invalid_client.
+	ClientAuthMethod string
 }
 
 // OP is a running test provider's handler and what it has seen.
@@ -83,7 +87,11 @@ func New(issuer string, cfg Config) (*OP, error) {
 		o.users[u.id] = u
 	}
 	client := storage.WebClient(cfg.ClientID, cfg.ClientSecret, cfg.RedirectURIs...)
-	st := &store{Storage: storage.NewStorageWithClients(us, map[string]*storage.Client{cfg.ClientID: client}), users: us}
+	method := oidc.AuthMethodPost
+	if cfg.ClientAuthMethod == "client_secret_basic" {
+		method = oidc.AuthMethodBasic
+	}
+	st := &store{Storage: storage.NewStorageWithClients(us, map[string]*storage.Client{cfg.ClientID: client}), users: us, method: method}
 	key := sha256.Sum256([]byte(issuer + cfg.ClientSecret))
 	provider, err := op.NewProvider(&op.Config{
 		CryptoKey:             key,
@@ -109,7 +117,7 @@ func New(issuer string, cfg Config) (*OP, error) {
 		http.Redirect(w, r, callback(r.Context(), id), http.StatusFound)
 	}))
 	mux.Handle("/", provider)
-	o.handler = o.authelia(mux, cfg.EndSession)
+	o.handler = o.authelia(mux, cfg.EndSession, method)
 	return o, nil
 }
 
@@ -134,7 +142,7 @@ func (o *OP) TokenForms() []url.Values {
 }
 
 // authelia wraps the library's handler with Authelia's behaviour.
-func (o *OP) authelia(next http.Handler, endSession bool) http.Handler {
+func (o *OP) authelia(next http.Handler, endSession bool, method oidc.AuthMethod) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/.well-known/openid-configuration":
@@ -161,16 +169,18 @@ func (o *OP) authelia(next http.Handler, endSession bool) http.Handler {
 			return
 		case "/oauth/token":
 			o.TokenRequests.Add(1)
-			if _, _, basic := r.BasicAuth(); basic {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusUnauthorized)
-				w.Write([]byte(`{"error":"invalid_client","error_description":"Client authentication failed."}`))
-				return
-			}
 			if err := r.ParseForm(); err == nil {
 				o.mu.Lock()
 				o.tokenForms = append(o.tokenForms, r.PostForm)
 				o.mu.Unlock()
+			}
+			_, _, basic := r.BasicAuth()
+			post := r.PostForm.Has("client_secret")
+			if basic && post || method == oidc.AuthMethodPost && !post || method == oidc.AuthMethodBasic && !basic {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusUnauthorized)
+				w.Write([]byte(`{"error":"invalid_client","error_description":"Client authentication failed."}`))
+				return
 			}
 		}
 		next.ServeHTTP(w, r)
@@ -200,21 +210,25 @@ func (w *issWriter) WriteHeader(code int) {
 // store is the library's example storage with Authelia's claims.
 type store struct {
 	*storage.Storage
-	users userStore
+	users  userStore
+	method oidc.AuthMethod
 }
 
-// GetClientByClientID registers every client as client_secret_post.
+// GetClientByClientID gives every client the registered auth method.
 func (s *store) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
 	c, err := s.Storage.GetClientByClientID(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	return postClient{c}, nil
+	return methodClient{c, s.method}, nil
 }
 
-type postClient struct{ op.Client }
+type methodClient struct {
+	op.Client
+	method oidc.AuthMethod
+}
 
-func (postClient) AuthMethod() oidc.AuthMethod { return oidc.AuthMethodPost }
+func (c methodClient) AuthMethod() oidc.AuthMethod { return c.method }
 
 // SetUserinfoFromToken answers the userinfo endpoint with Authelia's claims.
 func (s *store) SetUserinfoFromToken(ctx context.Context, ui *oidc.UserInfo, tokenID, subject, origin string) error {

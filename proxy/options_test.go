@@ -1,0 +1,103 @@
+package proxy_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestClientAuthMethods(t *testing.T) {
+	tests := []struct {
+		proxy, op string
+		ok        bool
+	}{
+		{"client_secret_post", "client_secret_post", true},
+		{"client_secret_basic", "client_secret_basic", true},
+		{"client_secret_basic", "client_secret_post", false},
+		{"client_secret_post", "client_secret_basic", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.proxy+" to "+tt.op, func(t *testing.T) {
+			s := newStand(t, func(c *cfg) { c.OIDC.ClientAuthMethod = tt.proxy }, func(o *opCfg) { o.ClientAuthMethod = tt.op })
+			c := s.browser()
+			resp, _ := navigate(t, c, s.url+"/")
+			resp, body := login(t, c, resp, "alice", alicePassword)
+			if got := resp.StatusCode == 200 && strings.Contains(body, "hello alice"); got != tt.ok {
+				t.Fatalf("signed in: %v, want %v (%d %s)", got, tt.ok, resp.StatusCode, body)
+			}
+			// Never a second attempt with another method: Authelia counts
+			// every refusal against the rate limit of all users.
+			if n := s.op.TokenRequests.Load(); n != 1 {
+				t.Errorf("token requests = %d, want 1", n)
+			}
+			if !tt.ok && !strings.Contains(s.logs.String(), "reason=token_exchange") {
+				t.Errorf("the log does not say why")
+			}
+		})
+	}
+}
+
+func TestSessionExpires(t *testing.T) {
+	s := newStand(t, func(c *cfg) { c.Session.Lifetime = time.Hour }, nil)
+	c := s.signIn("/")
+	s.skew.Store(int64(59 * time.Minute))
+	if resp, _ := do(t, c, mustReq(http.MethodGet, s.url+"/api")); resp.StatusCode != 200 {
+		t.Fatalf("before expiry: %d", resp.StatusCode)
+	}
+	s.skew.Store(int64(61 * time.Minute))
+	resp, _ := do(t, c, mustReq(http.MethodGet, s.url+"/api"))
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("after expiry: %d", resp.StatusCode)
+	}
+	if !strings.Contains(strings.Join(resp.Header.Values("Set-Cookie"), "\n"), "oidc_proxy=; Path=/; Max-Age=0") {
+		t.Errorf("expired cookie not cleared: %q", resp.Header.Values("Set-Cookie"))
+	}
+}
+
+func TestHTTPSExternalURLCookies(t *testing.T) {
+	s := newStand(t, func(c *cfg) { c.ExternalURL = "https://memos.example.com" }, nil)
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/notes", nil)
+	req.Header.Set("Accept", "text/html")
+	s.proxy.ServeHTTP(rec, req)
+	ck := rec.Header().Get("Set-Cookie")
+	if !strings.HasPrefix(ck, "__Host-oidc_proxy_login_") || !strings.Contains(ck, "; Secure") || !strings.Contains(ck, "HttpOnly") ||
+		!strings.Contains(ck, "SameSite=Lax") || !strings.Contains(ck, "Path=/") || strings.Contains(ck, "Domain") {
+		t.Errorf("login cookie: %s", ck)
+	}
+	if loc := rec.Header().Get("Location"); !strings.Contains(loc, "redirect_uri=https%3A%2F%2Fmemos.example.com%2Foauth2%2Fcallback") {
+		t.Errorf("redirect_uri in %s", loc)
+	}
+}
+
+func TestPreserveHostOff(t *testing.T) {
+	off := false
+	s := newStand(t, func(c *cfg) { c.PreserveHost = &off }, nil)
+	c := s.signIn("/")
+	do(t, c, mustReq(http.MethodGet, s.url+"/x"))
+	if got, want := s.lastSeen().Host, strings.TrimPrefix(s.upstream.URL, "http://"); got != want {
+		t.Errorf("Host = %q, want the upstream's %q", got, want)
+	}
+	if got := s.lastSeen().Header.Get("X-Forwarded-Host"); got != strings.TrimPrefix(s.url, "http://") {
+		t.Errorf("X-Forwarded-Host = %q", got)
+	}
+}
+
+func TestUnknownProxyPathIs404(t *testing.T) {
+	s := newStand(t, nil, nil)
+	c := s.signIn("/")
+	before := s.seenCount()
+	for _, r := range []struct{ method, path string }{
+		{"GET", "/oauth2/"}, {"GET", "/oauth2/nope"}, {"GET", "/oauth2/start/extra"}, {"DELETE", "/oauth2/sign_out"}, {"POST", "/oauth2/callback"},
+	} {
+		resp, _ := do(t, c, mustReq(r.method, s.url+r.path))
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s %s: %d", r.method, r.path, resp.StatusCode)
+		}
+	}
+	if s.seenCount() != before {
+		t.Errorf("a path under /oauth2/ reached the upstream")
+	}
+}
