@@ -134,16 +134,13 @@ func (p *Proxy) redeem(ctx context.Context, op *provider, f *flow, code string) 
 		return nil, fail("id_token_invalid", err)
 	}
 	if op.oidc.UserInfoEndpoint() != "" {
-		ui, err := op.oidc.UserInfo(ctx, oauth2.StaticTokenSource(tok))
+		extra, err := op.userinfo(ctx, tok.AccessToken)
 		if err != nil {
 			return nil, fail("userinfo", err)
 		}
-		if ui.Subject == "" || ui.Subject != idt.Subject {
+		var sub string
+		if json.Unmarshal(extra["sub"], &sub) != nil || sub == "" || sub != idt.Subject {
 			return nil, fail("userinfo_subject", errors.New("userinfo sub differs from the ID token's"))
-		}
-		extra := map[string]json.RawMessage{}
-		if err := ui.Claims(&extra); err != nil {
-			return nil, fail("userinfo", err)
 		}
 		for k, v := range extra { // userinfo wins for profile claims
 			switch k {

@@ -4,11 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -22,6 +26,8 @@ const maxIdPResponse = 1 << 20
 type provider struct {
 	oidc     *oidc.Provider
 	verifier *oidc.IDTokenVerifier
+	keys     *keySet
+	client   *http.Client
 	oauth    oauth2.Config
 	// endSession is the end_session_endpoint, if discovery lists one.
 	endSession string
@@ -32,8 +38,17 @@ type provider struct {
 
 // discoveryExtra is the part of the discovery document go-oidc does not parse.
 type discoveryExtra struct {
-	EndSessionEndpoint string `json:"end_session_endpoint"`
-	IssParameter       bool   `json:"authorization_response_iss_parameter_supported"`
+	EndSessionEndpoint string   `json:"end_session_endpoint"`
+	IssParameter       bool     `json:"authorization_response_iss_parameter_supported"`
+	JWKSURI            string   `json:"jwks_uri"`
+	SigningAlgs        []string `json:"id_token_signing_alg_values_supported"`
+}
+
+// asymmetricAlgs are the ID token algorithms accepted: never "none" and
+// never an HMAC, whatever discovery lists.
+var asymmetricAlgs = map[string]bool{
+	oidc.RS256: true, oidc.RS384: true, oidc.RS512: true, oidc.ES256: true, oidc.ES384: true,
+	oidc.ES512: true, oidc.PS256: true, oidc.PS384: true, oidc.PS512: true, oidc.EdDSA: true,
 }
 
 // discover fetches the provider's metadata once. go-oidc refuses a
@@ -54,11 +69,27 @@ func (p *Proxy) discover(ctx context.Context) (*provider, error) {
 			return nil, fmt.Errorf("end_session_endpoint: %w", err)
 		}
 	}
+	if err := checkEndpoint(extra.JWKSURI); err != nil {
+		return nil, fmt.Errorf("jwks_uri: %w", err)
+	}
+	var algs []string
+	for _, a := range extra.SigningAlgs {
+		if asymmetricAlgs[a] {
+			algs = append(algs, a)
+		}
+	}
+	keys := &keySet{
+		remote:  oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), p.idpClient), extra.JWKSURI),
+		jwksURI: extra.JWKSURI,
+		client:  p.idpClient,
+	}
 	ep := op.Endpoint()
 	ep.AuthStyle = p.authStyle // never auto-detect: Authelia counts every refused attempt
 	return &provider{
 		oidc:       op,
-		verifier:   op.Verifier(&oidc.Config{ClientID: p.clientID, Now: p.now}),
+		keys:       keys,
+		client:     p.idpClient,
+		verifier:   oidc.NewVerifier(p.issuer, keys, &oidc.Config{ClientID: p.clientID, Now: p.now, SupportedSigningAlgs: algs}),
 		endSession: extra.EndSessionEndpoint,
 		issParam:   extra.IssParameter,
 		oauth: oauth2.Config{
@@ -175,3 +206,109 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 }
 
 func (b *limitedBody) Close() error { return b.rc.Close() }
+
+// keySet verifies ID token signatures with go-oidc's RemoteKeySet (cached,
+// refetched when an unknown kid appears), and first refuses a token that
+// names no kid while the provider publishes several keys (OpenID Connect
+// Core 10.1: then kid is required).
+type keySet struct {
+	remote  *oidc.RemoteKeySet
+	jwksURI string
+	client  *http.Client
+}
+
+func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
+	kid, err := jwtKeyID(jwt)
+	if err != nil {
+		return nil, err
+	}
+	if kid == "" {
+		n, err := k.countKeys(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if n != 1 {
+			return nil, fmt.Errorf("the ID token names no kid and the provider publishes %d keys", n)
+		}
+	}
+	return k.remote.VerifySignature(ctx, jwt)
+}
+
+// jwtKeyID reads the kid from a compact JWS header.
+func jwtKeyID(jwt string) (string, error) {
+	head, _, ok := strings.Cut(jwt, ".")
+	if !ok || len(head) > 4096 {
+		return "", errors.New("malformed JWT")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(head)
+	if err != nil {
+		return "", fmt.Errorf("malformed JWT header: %w", err)
+	}
+	var h struct {
+		KID string `json:"kid"`
+	}
+	if err := json.Unmarshal(b, &h); err != nil {
+		return "", fmt.Errorf("malformed JWT header: %w", err)
+	}
+	return h.KID, nil
+}
+
+func (k *keySet) countKeys(ctx context.Context) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.jwksURI, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := k.client.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("fetch JWKS: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("fetch JWKS: status %d", resp.StatusCode)
+	}
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
+		return 0, fmt.Errorf("fetch JWKS: %w", err)
+	}
+	return len(set.Keys), nil
+}
+
+// userinfo reads the userinfo endpoint with the access token: a JSON
+// object, or a JWT signed with one of the provider's keys.
+func (op *provider) userinfo(ctx context.Context, accessToken string) (map[string]json.RawMessage, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, op.oidc.UserInfoEndpoint(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+accessToken)
+	req.Header.Set("Accept", "application/json")
+	resp, err := op.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	switch mediaType {
+	case "application/json":
+	case "application/jwt":
+		if body, err = op.keys.VerifySignature(ctx, strings.TrimSpace(string(body))); err != nil {
+			return nil, fmt.Errorf("signed userinfo: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("content type %q is neither JSON nor a JWT", mediaType)
+	}
+	var claims map[string]json.RawMessage
+	if err := json.Unmarshal(body, &claims); err != nil || claims == nil {
+		return nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	return claims, nil
+}

@@ -95,12 +95,27 @@ func newStand(t *testing.T, edit func(*config.Config), opEdit func(*testop.Confi
 		t.Fatal(err)
 	}
 	s.op = op
-	opSrv := httptest.NewUnstartedServer(op.Handler())
-	opSrv.Listener.Close()
-	opSrv.Listener = opLn
-	opSrv.Start()
-	t.Cleanup(opSrv.Close)
+	serveOn(t, opLn, op.Handler())
+	s.startProxy(proxyLn, issuer, edit)
+	s.waitReady()
+	return s
+}
 
+// serveOn serves h on ln until the test ends.
+func serveOn(t *testing.T, ln net.Listener, h http.Handler) *httptest.Server {
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// startProxy starts the recording upstream and the proxy on proxyLn,
+// signing in at issuer. It does not wait for discovery.
+func (s *stand) startProxy(proxyLn net.Listener, issuer string, edit func(*config.Config)) {
+	t := s.t
+	s.url = "http://" + proxyLn.Addr().String()
 	s.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.seen = append(s.seen, r.Clone(context.Background()))
@@ -147,11 +162,7 @@ session:
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	s.proxy.Start(ctx)
-	srv := &httptest.Server{Listener: proxyLn, Config: &http.Server{Handler: s.proxy}}
-	srv.Start()
-	t.Cleanup(srv.Close)
-	s.waitReady()
-	return s
+	serveOn(t, proxyLn, s.proxy)
 }
 
 func (s *stand) waitReady() {

@@ -1,0 +1,405 @@
+package proxy_test
+
+import (
+	"crypto"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"math/big"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oidc-proxy/oidc-proxy/config"
+)
+
+// hostileOP is a hand-written OpenID Provider that can be told to misbehave
+// in one way at a time. Its authorization endpoint answers at once (no
+// login form) with a code for its one user, "user-1".
+type hostileOP struct {
+	t      *testing.T
+	issuer string
+	keys   map[string]*rsa.PrivateKey // published in the JWKS: "k1", "k2"
+	rogue  *rsa.PrivateKey            // not published
+	b      behaviour
+
+	mu     sync.Mutex
+	nonces []string // of every authorization request, in order
+	tokens int
+}
+
+// behaviour says how the hostile OP misbehaves; the zero value is a
+// correct provider.
+type behaviour struct {
+	discoveryIssuer string                               // issuer in discovery, if not the real one
+	claims          func(o *hostileOP, c map[string]any) // edits the ID token's claims
+	signer          string                               // "k1" (default), "k1-nokid", "k2", "rogue", "none", "hs-secret", "hs-pubkey"
+	token           func(w http.ResponseWriter)          // answers the token endpoint instead
+	tokenDelay      time.Duration                        // before answering the token endpoint
+	userinfo        func(w http.ResponseWriter)          // answers the userinfo endpoint instead
+	userinfoClaims  func(o *hostileOP, c map[string]any) // edits the userinfo claims
+	callback        func(q url.Values, o *hostileOP)     // edits the redirect back to the proxy
+}
+
+func newHostileOP(t *testing.T, b behaviour) (*hostileOP, string) {
+	ln := listen(t)
+	o := &hostileOP{t: t, issuer: "http://" + ln.Addr().String(), b: b, keys: map[string]*rsa.PrivateKey{}}
+	for _, k := range []string{"k1", "k2"} {
+		o.keys[k] = mustRSA(t)
+	}
+	o.rogue = mustRSA(t)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/openid-configuration", o.discovery)
+	mux.HandleFunc("GET /jwks", o.jwks)
+	mux.HandleFunc("GET /authorize", o.authorize)
+	mux.HandleFunc("POST /token", o.token)
+	mux.HandleFunc("GET /userinfo", o.userinfo)
+	serveOn(t, ln, mux)
+	return o, o.issuer
+}
+
+func mustRSA(t *testing.T) *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func writeJSONBody(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+func (o *hostileOP) discovery(w http.ResponseWriter, r *http.Request) {
+	iss := o.issuer
+	if o.b.discoveryIssuer != "" {
+		iss = o.b.discoveryIssuer
+	}
+	writeJSONBody(w, map[string]any{
+		"issuer":                 iss,
+		"authorization_endpoint": o.issuer + "/authorize",
+		"token_endpoint":         o.issuer + "/token",
+		"userinfo_endpoint":      o.issuer + "/userinfo",
+		"jwks_uri":               o.issuer + "/jwks",
+		// A hostile provider may list weak algorithms; the proxy must not
+		// accept them for that.
+		"id_token_signing_alg_values_supported":          []string{"RS256", "HS256", "none"},
+		"response_types_supported":                       []string{"code"},
+		"subject_types_supported":                        []string{"public"},
+		"authorization_response_iss_parameter_supported": true,
+	})
+}
+
+func (o *hostileOP) jwks(w http.ResponseWriter, r *http.Request) {
+	var keys []map[string]string
+	for kid, k := range o.keys {
+		keys = append(keys, map[string]string{
+			"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+			"n": b64(k.N.Bytes()), "e": b64(big.NewInt(int64(k.E)).Bytes()),
+		})
+	}
+	writeJSONBody(w, map[string]any{"keys": keys})
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func (o *hostileOP) authorize(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	o.mu.Lock()
+	o.nonces = append(o.nonces, q.Get("nonce"))
+	o.mu.Unlock()
+	back := url.Values{"code": {"code-" + q.Get("state")[:8]}, "state": {q.Get("state")}, "iss": {o.issuer}}
+	if o.b.callback != nil {
+		o.b.callback(back, o)
+	}
+	http.Redirect(w, r, q.Get("redirect_uri")+"?"+back.Encode(), http.StatusFound)
+}
+
+func (o *hostileOP) lastNonce() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.nonces[len(o.nonces)-1]
+}
+
+func (o *hostileOP) token(w http.ResponseWriter, r *http.Request) {
+	o.mu.Lock()
+	o.tokens++
+	o.mu.Unlock()
+	if o.b.tokenDelay > 0 {
+		select {
+		case <-time.After(o.b.tokenDelay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if r.PostFormValue("client_secret") != clientSecret || r.PostFormValue("code_verifier") == "" {
+		w.WriteHeader(http.StatusUnauthorized)
+		writeJSONBody(w, map[string]string{"error": "invalid_client"})
+		return
+	}
+	if o.b.token != nil {
+		o.b.token(w)
+		return
+	}
+	now := time.Now()
+	claims := map[string]any{
+		"iss": o.issuer, "sub": "user-1", "aud": []string{"memos"}, "azp": "memos",
+		"exp": now.Add(5 * time.Minute).Unix(), "iat": now.Unix(), "nonce": o.lastNonce(),
+	}
+	if o.b.claims != nil {
+		o.b.claims(o, claims)
+	}
+	writeJSONBody(w, map[string]any{
+		"access_token": "opaque-access-token", "token_type": "bearer", "expires_in": 300,
+		"id_token": o.sign(claims),
+	})
+}
+
+// sign makes a compact JWS of claims the way the behaviour says.
+func (o *hostileOP) sign(claims map[string]any) string {
+	signer := o.b.signer
+	if signer == "" {
+		signer = "k1"
+	}
+	header := map[string]any{"alg": "RS256", "typ": "JWT", "kid": signer}
+	switch signer {
+	case "k1-nokid":
+		delete(header, "kid")
+	case "rogue":
+		header["kid"] = "k1" // claims to be k1, signed with another key
+	case "none", "hs-secret", "hs-pubkey":
+		header["alg"] = map[string]string{"none": "none"}[signer]
+		if signer != "none" {
+			header["alg"] = "HS256"
+		}
+		header["kid"] = "k1"
+	}
+	h, _ := json.Marshal(header)
+	c, _ := json.Marshal(claims)
+	input := b64(h) + "." + b64(c)
+	var sig []byte
+	switch signer {
+	case "none":
+	case "hs-secret", "hs-pubkey":
+		key := []byte(clientSecret)
+		if signer == "hs-pubkey" {
+			key, _ = x509.MarshalPKIXPublicKey(&o.keys["k1"].PublicKey)
+		}
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(input))
+		sig = m.Sum(nil)
+	default:
+		key := o.rogue
+		switch signer {
+		case "k1", "k1-nokid":
+			key = o.keys["k1"]
+		case "k2":
+			key = o.keys["k2"]
+		}
+		sum := sha256.Sum256([]byte(input))
+		var err error
+		if sig, err = rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:]); err != nil {
+			o.t.Error(err)
+		}
+	}
+	return input + "." + b64(sig)
+}
+
+func (o *hostileOP) userinfo(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") != "Bearer opaque-access-token" {
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	if o.b.userinfo != nil {
+		o.b.userinfo(w)
+		return
+	}
+	c := map[string]any{"sub": "user-1", "preferred_username": "mallory", "name": "Mallory", "email": "m@example.com", "groups": []string{"users"}}
+	if o.b.userinfoClaims != nil {
+		o.b.userinfoClaims(o, c)
+	}
+	writeJSONBody(w, c)
+}
+
+// hostileStand puts the proxy in front of a hostile OP.
+func hostileStand(t *testing.T, b behaviour) (*stand, *hostileOP) {
+	op, issuer := newHostileOP(t, b)
+	s := &stand{t: t, logs: &syncBuffer{}}
+	s.startProxy(listen(t), issuer, func(c *config.Config) { c.OIDC.Timeout = time.Second })
+	return s, op
+}
+
+func TestHostileProviderRefused(t *testing.T) {
+	tests := []struct {
+		name   string
+		b      behaviour
+		reason string
+	}{
+		{"signed with a key not in the JWKS", behaviour{signer: "rogue"}, "id_token_invalid"},
+		{"alg none", behaviour{signer: "none"}, "id_token_invalid"},
+		{"HS256 with the client secret", behaviour{signer: "hs-secret"}, "id_token_invalid"},
+		{"HS256 with the public key's bytes", behaviour{signer: "hs-pubkey"}, "id_token_invalid"},
+		{"no kid while the JWKS has several keys", behaviour{signer: "k1-nokid"}, "id_token_invalid"},
+		{"iss of another issuer", behaviour{claims: func(_ *hostileOP, c map[string]any) { c["iss"] = "https://evil.example.com" }}, "id_token_invalid"},
+		{"aud without the client", behaviour{claims: func(_ *hostileOP, c map[string]any) { c["aud"] = []string{"other"} }}, "id_token_invalid"},
+		{"several audiences, no azp", behaviour{claims: func(_ *hostileOP, c map[string]any) {
+			c["aud"] = []string{"memos", "other"}
+			delete(c, "azp")
+		}}, "id_token_invalid"},
+		{"several audiences, wrong azp", behaviour{claims: func(_ *hostileOP, c map[string]any) {
+			c["aud"] = []string{"memos", "other"}
+			c["azp"] = "other"
+		}}, "id_token_invalid"},
+		{"azp of another client", behaviour{claims: func(_ *hostileOP, c map[string]any) { c["azp"] = "other" }}, "id_token_invalid"},
+		{"expired", behaviour{claims: func(_ *hostileOP, c map[string]any) { c["exp"] = time.Now().Add(-time.Minute).Unix() }}, "id_token_invalid"},
+		{"iat far in the future", behaviour{claims: func(_ *hostileOP, c map[string]any) {
+			c["iat"] = time.Now().Add(time.Hour).Unix()
+			c["exp"] = time.Now().Add(2 * time.Hour).Unix()
+		}}, "id_token_invalid"},
+		{"no sub", behaviour{claims: func(_ *hostileOP, c map[string]any) { delete(c, "sub") }}, "id_token_invalid"},
+		{"nonce missing", behaviour{claims: func(_ *hostileOP, c map[string]any) { delete(c, "nonce") }}, "id_token_invalid"},
+		{"nonce wrong", behaviour{claims: func(_ *hostileOP, c map[string]any) { c["nonce"] = "not-the-nonce" }}, "id_token_invalid"},
+		{"nonce replayed from an earlier flow", behaviour{claims: func(o *hostileOP, c map[string]any) {
+			o.mu.Lock()
+			defer o.mu.Unlock()
+			c["nonce"] = o.nonces[0]
+		}}, "id_token_invalid"},
+		{"callback iss of another issuer", behaviour{callback: func(q url.Values, _ *hostileOP) { q.Set("iss", "https://evil.example.com") }}, "iss_mismatch"},
+		{"callback iss missing", behaviour{callback: func(q url.Values, _ *hostileOP) { q.Del("iss") }}, "iss_missing"},
+		{"callback iss repeated", behaviour{callback: func(q url.Values, o *hostileOP) { q.Add("iss", o.issuer) }}, "iss_mismatch"},
+		{"userinfo sub differs", behaviour{userinfoClaims: func(_ *hostileOP, c map[string]any) { c["sub"] = "admin" }}, "userinfo_subject"},
+		{"userinfo without sub", behaviour{userinfoClaims: func(_ *hostileOP, c map[string]any) { delete(c, "sub") }}, "userinfo_subject"},
+		{"userinfo not JSON", behaviour{userinfo: func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "text/html")
+			w.Write([]byte("<html>login</html>"))
+		}}, "userinfo"},
+		{"userinfo huge", behaviour{userinfo: func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"sub":"user-1","pad":"` + strings.Repeat("x", 3<<20) + `"}`))
+		}}, "userinfo"},
+		{"userinfo 500", behaviour{userinfo: func(w http.ResponseWriter) { w.WriteHeader(500) }}, "userinfo"},
+		{"token endpoint 500", behaviour{token: func(w http.ResponseWriter) { w.WriteHeader(500) }}, "token_exchange"},
+		{"token endpoint HTML", behaviour{token: func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "text/html")
+			w.Write([]byte("<html><body>Sign in</body></html>"))
+		}}, "token_exchange"},
+		{"token endpoint huge", behaviour{token: func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"access_token":"` + strings.Repeat("x", 3<<20) + `"}`))
+		}}, "token_exchange"},
+		{"empty id_token", behaviour{token: func(w http.ResponseWriter) {
+			writeJSONBody(w, map[string]any{"access_token": "opaque-access-token", "token_type": "bearer", "id_token": ""})
+		}}, "no_id_token"},
+		{"no id_token", behaviour{token: func(w http.ResponseWriter) {
+			writeJSONBody(w, map[string]any{"access_token": "opaque-access-token", "token_type": "bearer"})
+		}}, "no_id_token"},
+		{"id_token not a JWT", behaviour{token: func(w http.ResponseWriter) {
+			writeJSONBody(w, map[string]any{"access_token": "opaque-access-token", "token_type": "bearer", "id_token": "a.b"})
+		}}, "id_token_invalid"},
+		{"token endpoint slower than the timeout", behaviour{tokenDelay: 3 * time.Second}, "token_exchange"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, op := hostileStand(t, tt.b)
+			s.waitReady()
+			if strings.Contains(tt.name, "earlier flow") {
+				// A first flow, whose nonce the provider then replays.
+				navigate(t, s.browser(), s.url+"/")
+				s.mu.Lock()
+				s.seen = nil
+				s.mu.Unlock()
+			}
+			c := s.browser()
+			resp, body := navigate(t, c, s.url+"/private")
+			if resp.StatusCode < 400 || !strings.Contains(body, "Sign-in failed") {
+				t.Errorf("sign-in not refused: %d at %s: %.200s", resp.StatusCode, resp.Request.URL, body)
+			}
+			if n := len(sessionCookies(c, s.url)); n != 0 {
+				t.Errorf("%d session cookie(s) issued", n)
+			}
+			if n := s.seenCount(); n != 0 {
+				t.Errorf("the upstream received %d request(s)", n)
+			}
+			if !strings.Contains(s.logs.String(), "reason="+tt.reason) {
+				t.Errorf("the log does not give reason=%s:\n%s", tt.reason, s.logs.String())
+			}
+			for _, secret := range []string{clientSecret, "opaque-access-token"} {
+				if strings.Contains(s.logs.String(), secret) || strings.Contains(body, secret) {
+					t.Errorf("%q leaked to the log or the page", secret)
+				}
+			}
+			_ = op
+		})
+	}
+}
+
+func TestDiscoveryIssuerMismatch(t *testing.T) {
+	s, _ := hostileStand(t, behaviour{discoveryIssuer: "https://evil.example.com"})
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(s.logs.String(), "oidc discovery failed") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(s.logs.String(), "did not match") {
+		t.Errorf("log:\n%s", s.logs.String())
+	}
+	if s.proxy.Ready() {
+		t.Fatal("ready with a mismatched discovery issuer")
+	}
+	resp, _ := navigate(t, s.browser(), s.url+"/")
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("sign-in: %d", resp.StatusCode)
+	}
+}
+
+// TestOddClaims signs in with claims of unexpected types: no crash, and
+// the documented result (see flattenClaim and the README).
+func TestOddClaims(t *testing.T) {
+	s, _ := hostileStand(t, behaviour{userinfoClaims: func(_ *hostileOP, c map[string]any) {
+		c["email"] = 42
+		c["groups"] = map[string]any{"admins": true}
+		c["name"] = "Eve\r\nRemote-User: admin"
+		c["preferred_username"] = []any{"mallory", 7, true}
+	}})
+	s.waitReady()
+	c := s.browser()
+	resp, body := navigate(t, c, s.url+"/")
+	if resp.StatusCode != 200 {
+		t.Fatalf("sign-in: %d %s", resp.StatusCode, body)
+	}
+	h := s.lastSeen().Header
+	if got := h.Values("Remote-User"); len(got) != 1 || got[0] != "mallory,7,true" {
+		t.Errorf("Remote-User = %q", got)
+	}
+	if got := h.Get("Remote-Email"); got != "42" {
+		t.Errorf("Remote-Email = %q", got)
+	}
+	if _, ok := h["Remote-Groups"]; ok {
+		t.Errorf("an object claim set Remote-Groups: %q", h["Remote-Groups"])
+	}
+	if _, ok := h["Remote-Name"]; ok {
+		t.Errorf("a claim with CR/LF set Remote-Name: %q", h["Remote-Name"])
+	}
+	if !strings.Contains(s.logs.String(), "claim refused") {
+		t.Errorf("no warning about the refused claims")
+	}
+}
+
+func TestStringGroupsClaim(t *testing.T) {
+	s, _ := hostileStand(t, behaviour{userinfoClaims: func(_ *hostileOP, c map[string]any) { c["groups"] = "admins" }})
+	s.waitReady()
+	if resp, _ := navigate(t, s.browser(), s.url+"/"); resp.StatusCode != 200 {
+		t.Fatalf("sign-in: %d", resp.StatusCode)
+	}
+	if got := s.lastSeen().Header.Get("Remote-Groups"); got != "admins" {
+		t.Errorf("Remote-Groups = %q", got)
+	}
+}
