@@ -64,7 +64,8 @@ func safePath(p string) bool {
 	if len(p) == 0 || p[0] != '/' {
 		return false
 	}
-	if len(p) > 1 && (p[1] == '/' || p[1] == '\\') {
+	// "//x", "/\x", and "/ /x": some clients drop the blanks.
+	if rest := strings.TrimLeft(p[1:], " "); rest != "" && (rest[0] == '/' || rest[0] == '\\') {
 		return false
 	}
 	for i := 0; i < len(p); i++ {

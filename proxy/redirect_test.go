@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"encoding/json"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 )
@@ -47,6 +49,9 @@ func FuzzCleanReturnURL(f *testing.F) {
 	for _, s := range hostileReturnURLs {
 		f.Add(s)
 	}
+	for _, s := range loadCorpus(f) {
+		f.Add(s)
+	}
 	f.Add("/memos/42?x=1")
 	f.Fuzz(func(t *testing.T, rd string) {
 		got := CleanReturnURL(rd)
@@ -67,4 +72,37 @@ func FuzzCleanReturnURL(f *testing.F) {
 			t.Fatalf("CleanReturnURL(%q) = %q", rd, got)
 		}
 	})
+}
+
+// TestHostileReturnURLCorpus runs the corpus in testdata: inputs of every
+// class that has produced an open-redirect advisory in some proxy.
+func TestHostileReturnURLCorpus(t *testing.T) {
+	corpus := loadCorpus(t)
+	if len(corpus) < 300 {
+		t.Fatalf("the corpus has %d inputs; keep at least 300", len(corpus))
+	}
+	for _, rd := range corpus {
+		if got := CleanReturnURL(rd); got != "/" {
+			t.Errorf("CleanReturnURL(%q) = %q, want /", rd, got)
+		}
+	}
+}
+
+func loadCorpus(t testing.TB) []string {
+	data, err := os.ReadFile("testdata/hostile-return-urls.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for i, line := range strings.Split(string(data), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		var s string
+		if err := json.Unmarshal([]byte(line), &s); err != nil {
+			t.Fatalf("testdata line %d: %v", i+1, err)
+		}
+		out = append(out, s)
+	}
+	return out
 }

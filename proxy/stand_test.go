@@ -38,6 +38,7 @@ type stand struct {
 	url      string // the proxy's external URL
 	logs     *syncBuffer
 	upstream *httptest.Server
+	server   *http.Server // the proxy's
 
 	// skew moves the proxy's clock forward (nanoseconds).
 	skew atomic.Int64
@@ -162,7 +163,13 @@ session:
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	s.proxy.Start(ctx)
-	serveOn(t, proxyLn, s.proxy)
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Listener.Close()
+	srv.Listener = proxyLn
+	srv.Config = proxy.NewServer("", s.proxy, log)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	s.server = srv.Config
 }
 
 func (s *stand) waitReady() {

@@ -116,9 +116,11 @@ func (c *Codec) Write(w http.ResponseWriter, r *http.Request, name string, paylo
 		end := min((i+1)*ChunkSize, len(enc))
 		http.SetCookie(w, c.cookie(chunkName(name, i), enc[i*ChunkSize:end], secs))
 	}
-	_, found := readChunks(r, name)
-	for i := n; i < found; i++ {
-		http.SetCookie(w, c.cookie(chunkName(name, i), "", -1))
+	_, _, present := readChunks(r, name)
+	for i := n; i < MaxChunks; i++ {
+		if present[i] {
+			http.SetCookie(w, c.cookie(chunkName(name, i), "", -1))
+		}
 	}
 	return nil
 }
@@ -127,7 +129,7 @@ func (c *Codec) Write(w http.ResponseWriter, r *http.Request, name string, paylo
 // ErrNoCookie when r has none and ErrInvalid (wrapping the cause) when the
 // cookie is tampered with, truncated, too old or under an unknown key.
 func (c *Codec) Read(r *http.Request, name string) ([]byte, error) {
-	chunks, n := readChunks(r, name)
+	chunks, n, _ := readChunks(r, name)
 	if n == 0 {
 		return nil, ErrNoCookie
 	}
@@ -144,9 +146,11 @@ func (c *Codec) Read(r *http.Request, name string) ([]byte, error) {
 
 // Clear expires every chunk of the cookie name that r carries.
 func (c *Codec) Clear(w http.ResponseWriter, r *http.Request, name string) {
-	_, n := readChunks(r, name)
-	for i := 0; i < n; i++ {
-		http.SetCookie(w, c.cookie(chunkName(name, i), "", -1))
+	_, _, present := readChunks(r, name)
+	for i := 0; i < MaxChunks; i++ {
+		if present[i] {
+			http.SetCookie(w, c.cookie(chunkName(name, i), "", -1))
+		}
 	}
 }
 
@@ -165,10 +169,9 @@ func chunkName(name string, i int) string {
 }
 
 // readChunks finds name, name_1, ... name_(MaxChunks-1) in r's Cookie
-// headers, stopping at the first one missing. Only the first copy of a
-// name counts.
-func readChunks(r *http.Request, name string) (chunks [MaxChunks]string, n int) {
-	var found [MaxChunks]bool
+// headers. n counts the chunks up to the first one missing; found says
+// which are present at all. Only the first copy of a name counts.
+func readChunks(r *http.Request, name string) (chunks [MaxChunks]string, n int, found [MaxChunks]bool) {
 	for _, line := range r.Header["Cookie"] {
 		for len(line) > 0 {
 			var part string
@@ -188,7 +191,7 @@ func readChunks(r *http.Request, name string) (chunks [MaxChunks]string, n int) 
 	for n < MaxChunks && found[n] {
 		n++
 	}
-	return chunks, n
+	return chunks, n, found
 }
 
 // chunkIndex parses the part of a cookie name after the base: "" is chunk
