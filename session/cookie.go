@@ -185,7 +185,10 @@ func readChunks(r *http.Request, name string) (chunks [MaxChunks]string, n int, 
 				continue
 			}
 			found[i] = true
-			chunks[i] = strings.Trim(v, `"`)
+			if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' { // RFC 6265 allows one pair
+				v = v[1 : len(v)-1]
+			}
+			chunks[i] = v
 		}
 	}
 	for n < MaxChunks && found[n] {
