@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/oidc-proxy/oidc-proxy/proxy"
 )
 
 // rawRequest sends a request as written, so that no client library cleans
@@ -349,8 +352,13 @@ func TestUnauthenticatedFlood(t *testing.T) {
 
 func TestSlowHeadersAreCutOff(t *testing.T) {
 	s := newStand(t, nil, nil)
-	s.server.ReadHeaderTimeout = 300 * time.Millisecond // the default is 10 s
-	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	// The proxy's server, with a shorter header timeout than its 10 s.
+	srv := proxy.NewServer("", s.proxy, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv.ReadHeaderTimeout = 300 * time.Millisecond
+	ln := listen(t)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	conn, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,16 +20,25 @@ func SessionFrom(ctx context.Context) *session.Session {
 
 // loadSession reads the session cookie. A cookie that is invalid, tampered
 // with or expired counts as no session and is cleared in w.
+//
+// Sessions already decoded come from the cache: verifying and decrypting
+// happen once per cookie value, not once per request.
 func (p *Proxy) loadSession(w http.ResponseWriter, r *http.Request) *session.Session {
-	payload, err := p.sessions.Read(r, p.sessionName)
+	raw, err := p.sessions.Value(r, p.sessionName)
 	if errors.Is(err, session.ErrNoCookie) {
 		return nil
 	}
+	now := p.now()
+	if s := p.cache.Get(raw, now); s != nil {
+		return s
+	}
+	payload, err := p.sessions.Decode(p.sessionName, raw)
 	var s *session.Session
 	if err == nil {
 		s, err = session.Unmarshal(payload)
 	}
-	if err == nil && s.Valid(p.now()) {
+	if err == nil && s.Valid(now) {
+		p.cache.Put(raw, s)
 		return s
 	}
 	if err != nil {

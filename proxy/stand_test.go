@@ -38,7 +38,6 @@ type stand struct {
 	url      string // the proxy's external URL
 	logs     *syncBuffer
 	upstream *httptest.Server
-	server   *http.Server // the proxy's
 
 	// skew moves the proxy's clock forward (nanoseconds).
 	skew atomic.Int64
@@ -169,7 +168,6 @@ session:
 	srv.Config = proxy.NewServer("", s.proxy, log)
 	srv.Start()
 	t.Cleanup(srv.Close)
-	s.server = srv.Config
 }
 
 func (s *stand) waitReady() {

@@ -129,16 +129,30 @@ func (c *Codec) Write(w http.ResponseWriter, r *http.Request, name string, paylo
 // ErrNoCookie when r has none and ErrInvalid (wrapping the cause) when the
 // cookie is tampered with, truncated, too old or under an unknown key.
 func (c *Codec) Read(r *http.Request, name string) ([]byte, error) {
+	v, err := c.Value(r, name)
+	if err != nil {
+		return nil, err
+	}
+	return c.Decode(name, v)
+}
+
+// Value returns the still encoded value of the cookie name in r, its
+// chunks joined, or ErrNoCookie. Nothing about it is verified yet.
+func (c *Codec) Value(r *http.Request, name string) (string, error) {
 	chunks, n, _ := readChunks(r, name)
-	if n == 0 {
-		return nil, ErrNoCookie
+	switch n {
+	case 0:
+		return "", ErrNoCookie
+	case 1:
+		return chunks[0], nil
 	}
-	enc := chunks[0]
-	if n > 1 {
-		enc = strings.Join(chunks[:n], "")
-	}
+	return strings.Join(chunks[:n], ""), nil
+}
+
+// Decode verifies and decrypts a value from Value.
+func (c *Codec) Decode(name, value string) ([]byte, error) {
 	var payload []byte
-	if err := securecookie.DecodeMulti(name, enc, &payload, c.codecs...); err != nil {
+	if err := securecookie.DecodeMulti(name, value, &payload, c.codecs...); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return payload, nil
