@@ -9,28 +9,50 @@ import (
 	"github.com/oidc-proxy/oidc-proxy/session"
 )
 
-type sessionKey struct{}
+type identityKey struct{}
+
+// identity is a verified session with its header values worked out once,
+// in the order of Proxy.headers.set (nil: no such header). It is shared by
+// every request of that session and never modified.
+type identity struct {
+	session *session.Session
+	values  [][]string
+}
 
 // SessionFrom returns the session of the signed-in user a request carries,
 // or nil. Only requests that passed the proxy's authentication have one.
 func SessionFrom(ctx context.Context) *session.Session {
-	s, _ := ctx.Value(sessionKey{}).(*session.Session)
-	return s
+	if id := identityFrom(ctx); id != nil {
+		return id.session
+	}
+	return nil
+}
+
+func identityFrom(ctx context.Context) *identity {
+	id, _ := ctx.Value(identityKey{}).(*identity)
+	return id
 }
 
 // loadSession reads the session cookie. A cookie that is invalid, tampered
 // with or expired counts as no session and is cleared in w.
-//
-// Sessions already decoded come from the cache: verifying and decrypting
-// happen once per cookie value, not once per request.
 func (p *Proxy) loadSession(w http.ResponseWriter, r *http.Request) *session.Session {
+	if id := p.loadIdentity(w, r); id != nil {
+		return id.session
+	}
+	return nil
+}
+
+// loadIdentity is loadSession for the forwarding path. Identities already
+// made come from the cache: verifying, decrypting and working out the
+// headers happen once per cookie value, not once per request.
+func (p *Proxy) loadIdentity(w http.ResponseWriter, r *http.Request) *identity {
 	raw, err := p.sessions.Value(r, p.sessionName)
 	if errors.Is(err, session.ErrNoCookie) {
 		return nil
 	}
 	now := p.now()
-	if s := p.cache.Get(raw, now); s != nil {
-		return s
+	if id, ok := p.cache.Get(raw, now); ok {
+		return id
 	}
 	payload, err := p.sessions.Decode(p.sessionName, raw)
 	var s *session.Session
@@ -38,8 +60,9 @@ func (p *Proxy) loadSession(w http.ResponseWriter, r *http.Request) *session.Ses
 		s, err = session.Unmarshal(payload)
 	}
 	if err == nil && s.Valid(now) {
-		p.cache.Put(raw, s)
-		return s
+		id := p.headers.identity(s)
+		p.cache.Put(raw, id, s.Expires)
+		return id
 	}
 	if err != nil {
 		p.log.Debug("session cookie refused", "err", err, "client", r.RemoteAddr)
@@ -51,12 +74,12 @@ func (p *Proxy) loadSession(w http.ResponseWriter, r *http.Request) *session.Ses
 // serveProtected forwards requests that carry a valid session and answers
 // the rest: browsers are sent to sign in, API calls get a 401.
 func (p *Proxy) serveProtected(w http.ResponseWriter, r *http.Request) {
-	s := p.loadSession(w, r)
-	if s == nil {
+	id := p.loadIdentity(w, r)
+	if id == nil {
 		p.unauthenticated(w, r)
 		return
 	}
-	p.forward.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)))
+	p.forward.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
 }
 
 // isNavigation tells a browser loading a page from a script's request:

@@ -43,8 +43,8 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		p.headers.strip(pr.Out.Trailer)
 	}
 	stripCookies(pr.Out.Header, p.sessionName)
-	if s := SessionFrom(pr.In.Context()); s != nil {
-		p.headers.inject(pr.Out.Header, s)
+	if id := identityFrom(pr.In.Context()); id != nil {
+		p.headers.inject(pr.Out.Header, id)
 	}
 }
 

@@ -82,11 +82,23 @@ func sameNormal(k, norm string) bool {
 	return true
 }
 
-// inject sets each managed header whose claim the session holds.
-func (h identityHeaders) inject(hdr http.Header, s *session.Session) {
-	for _, c := range h.set {
+// identity works out the header values of a session once.
+func (h identityHeaders) identity(s *session.Session) *identity {
+	id := &identity{session: s, values: make([][]string, len(h.set))}
+	for i, c := range h.set {
 		if v := s.Claims[c.claim]; v != "" {
-			hdr[c.name] = []string{v}
+			id.values[i] = []string{v}
+		}
+	}
+	return id
+}
+
+// inject sets each managed header the identity has a value for. The value
+// slices are shared between requests: nothing may modify them.
+func (h identityHeaders) inject(hdr http.Header, id *identity) {
+	for i, v := range id.values {
+		if v != nil {
+			hdr[h.set[i].name] = v
 		}
 	}
 }
@@ -113,6 +125,7 @@ func stripCookies(hdr http.Header, name string) {
 
 func withoutCookies(line, name string) string {
 	var b strings.Builder
+	b.Grow(len(line))
 	for part := range strings.SplitSeq(line, ";") {
 		k, _, _ := strings.Cut(strings.TrimSpace(part), "=")
 		if k == name || strings.HasPrefix(k, name+"_") {

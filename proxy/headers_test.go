@@ -42,7 +42,7 @@ func TestStripEverySpelling(t *testing.T) {
 func TestInjectSetsOneValue(t *testing.T) {
 	h := newIdentityHeaders(map[string]string{"remote-user": "preferred_username", "X-Groups": "groups"})
 	hdr := http.Header{}
-	h.inject(hdr, &session.Session{Claims: map[string]string{"preferred_username": "alice", "groups": ""}})
+	h.inject(hdr, h.identity(&session.Session{Claims: map[string]string{"preferred_username": "alice", "groups": ""}}))
 	if got := hdr["Remote-User"]; len(got) != 1 || got[0] != "alice" {
 		t.Errorf("Remote-User = %q", got)
 	}

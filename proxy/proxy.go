@@ -61,7 +61,7 @@ type Proxy struct {
 	lifetime    time.Duration
 	sessions    *session.Codec
 	sessionName string
-	cache       *session.Cache
+	cache       *session.Cache[*identity]
 	flows       *session.Codec
 	flowPrefix  string
 
@@ -136,7 +136,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		base = config.DefaultCookieName
 	}
 	p.sessionName = p.sessions.CookieName(base)
-	p.cache = session.NewCache(0)
+	p.cache = session.NewCache[*identity](0)
 	p.flowPrefix = p.flows.CookieName(base + "_login_")
 	hm := cfg.Headers
 	if hm == nil {

@@ -8,50 +8,57 @@ import (
 // DefaultCacheSize bounds a Cache made with a size of zero or less.
 const DefaultCacheSize = 4096
 
-// Cache keeps sessions already decoded, so that a browser's later requests
-// cost a map lookup instead of base64, HMAC, AES and JSON.
+// Cache keeps what was made from cookie values already decoded, so that a
+// browser's later requests cost a map lookup instead of base64, HMAC, AES
+// and JSON.
 //
 // It is keyed by the whole encoded cookie value (the map hashes it, and a
-// hit needs the value to match byte for byte, so no collision can hand
-// one user another's session). A value only gets in after it was decoded
-// and verified; an entry is dropped once its session expires. It holds at
-// most its size in entries: when full, an arbitrary eighth is evicted.
+// hit needs the value to match byte for byte, so no collision can hand one
+// user another's session). Callers put a value in only after it was
+// decoded and verified. An entry is dropped once its expiry passes. It
+// holds at most its size in entries: when full, an arbitrary eighth goes.
 //
 // A Cache is safe for concurrent use.
-type Cache struct {
+type Cache[T any] struct {
 	mu      sync.RWMutex
-	entries map[string]*Session
+	entries map[string]cacheEntry[T]
 	size    int
 }
 
-// NewCache returns a cache of at most size sessions.
-func NewCache(size int) *Cache {
+type cacheEntry[T any] struct {
+	v       T
+	expires int64 // Unix seconds
+}
+
+// NewCache returns a cache of at most size entries.
+func NewCache[T any](size int) *Cache[T] {
 	if size <= 0 {
 		size = DefaultCacheSize
 	}
-	return &Cache{entries: make(map[string]*Session, size), size: size}
+	return &Cache[T]{entries: make(map[string]cacheEntry[T], size), size: size}
 }
 
-// Get returns the session cached for the encoded value, if it is still
-// valid at now. The session must not be modified.
-func (c *Cache) Get(value string, now time.Time) *Session {
+// Get returns what is cached for the encoded value, if it has not expired
+// at now. The value must not be modified.
+func (c *Cache[T]) Get(value string, now time.Time) (T, bool) {
 	c.mu.RLock()
-	s := c.entries[value]
+	e, ok := c.entries[value]
 	c.mu.RUnlock()
-	if s == nil {
-		return nil
-	}
-	if !s.Valid(now) {
+	if ok && now.Unix() >= e.expires {
 		c.mu.Lock()
 		delete(c.entries, value)
 		c.mu.Unlock()
-		return nil
+		ok = false
 	}
-	return s
+	if !ok {
+		var zero T
+		return zero, false
+	}
+	return e.v, true
 }
 
-// Put caches s, decoded from the encoded value.
-func (c *Cache) Put(value string, s *Session) {
+// Put caches v for the encoded value until expires (Unix seconds).
+func (c *Cache[T]) Put(value string, v T, expires int64) {
 	value = string([]byte(value)) // never keep a whole request header alive
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -64,11 +71,18 @@ func (c *Cache) Put(value string, s *Session) {
 			}
 		}
 	}
-	c.entries[value] = s
+	c.entries[value] = cacheEntry[T]{v, expires}
 }
 
-// Len reports how many sessions are cached.
-func (c *Cache) Len() int {
+// Delete drops the entry for the encoded value.
+func (c *Cache[T]) Delete(value string) {
+	c.mu.Lock()
+	delete(c.entries, value)
+	c.mu.Unlock()
+}
+
+// Len reports how many entries are cached.
+func (c *Cache[T]) Len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return len(c.entries)

@@ -210,3 +210,47 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+func TestCache(t *testing.T) {
+	c := NewCache[int](16)
+	now := time.Unix(1000, 0)
+	c.Put("a", 1, 1001)
+	if v, ok := c.Get("a", now); !ok || v != 1 {
+		t.Errorf("Get = %v, %v", v, ok)
+	}
+	if _, ok := c.Get("a", now.Add(time.Second)); ok {
+		t.Error("expired entry returned")
+	}
+	if c.Len() != 0 {
+		t.Error("expired entry kept")
+	}
+	for i := range 100 {
+		c.Put(string(rune('A'+i)), i, 2000)
+	}
+	if n := c.Len(); n > 16 {
+		t.Errorf("cache holds %d entries, size 16", n)
+	}
+	c.Put("b", 2, 2000)
+	c.Delete("b")
+	if _, ok := c.Get("b", now); ok {
+		t.Error("deleted entry returned")
+	}
+}
+
+func BenchmarkRead(b *testing.B) {
+	c := newCodec(b, secretA)
+	s := &Session{Subject: "0b9ebd43-3f2a-4d43-9a47-c3a6b04c9fa2", Claims: map[string]string{"preferred_username": "alice",
+		"name": "Alice Liddell", "email": "alice@example.com", "groups": "admins,users"}, Expires: time.Now().Add(time.Hour).Unix()}
+	payload, _ := s.Marshal()
+	req, _ := write(b, c, "s", payload)
+	b.ReportAllocs()
+	for b.Loop() {
+		v, err := c.Read(req, "s")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := Unmarshal(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
