@@ -44,7 +44,7 @@ func (r *result) measure(ctx context.Context, d time.Duration) error {
 	if r.conns < 2 {
 		threads = "1"
 	}
-	args := []string{"-t", threads, "-c", strconv.Itoa(r.conns), "-d", d.String(), "--latency"}
+	args := []string{"-t", threads, "-c", strconv.Itoa(r.conns), "-d", fmt.Sprintf("%ds", max(1, int(d.Seconds()))), "--latency"}
 	if r.header != "" {
 		args = append(args, "-H", r.header)
 	}
