@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -68,20 +69,37 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 
 // BenchmarkAuthPath is the proxy's own work on an authenticated request:
 // session lookup, then stripping and setting the identity headers and the
-// cookies, on the headers of a typical browser request.
+// cookies, on the headers of a typical browser request. The outgoing header
+// map is refilled in place each time; ReverseProxy's own copy of it is
+// BenchmarkHeaderClone.
 func BenchmarkAuthPath(b *testing.B) {
 	p, req := benchProxy(b)
 	w := httptest.NewRecorder()
+	out := http.Header{}
 	b.ReportAllocs()
 	for b.Loop() {
+		clear(out)
+		maps.Copy(out, req.Header)
 		id := p.loadIdentity(w, req)
 		if id == nil {
 			b.Fatal("no session")
 		}
-		out := req.Header.Clone() // ReverseProxy's own clone, counted here too
 		p.headers.strip(out)
 		stripCookies(out, p.sessionName)
 		p.headers.inject(out, id)
+	}
+}
+
+// BenchmarkHeaderClone is what ReverseProxy spends copying those headers
+// and making room for the identity headers: the cost of forwarding at
+// all, with or without the proxy's work.
+func BenchmarkHeaderClone(b *testing.B) {
+	_, req := benchProxy(b)
+	extra := []string{"x"}
+	b.ReportAllocs()
+	for b.Loop() {
+		out := req.Header.Clone()
+		out["Remote-User"], out["Remote-Name"], out["Remote-Email"], out["Remote-Groups"] = extra, extra, extra, extra
 	}
 }
 

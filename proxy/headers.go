@@ -105,22 +105,31 @@ func (h identityHeaders) inject(hdr http.Header, id *identity) {
 
 // stripCookies removes the proxy's own cookies (name, and name followed by
 // "_") from the Cookie headers; every other cookie passes byte for byte.
+// It never writes into the slice it was given.
 func stripCookies(hdr http.Header, name string) {
 	lines := hdr["Cookie"]
-	kept := lines[:0]
-	for _, line := range lines {
-		if strings.Contains(line, name) {
-			line = withoutCookies(line, name)
+	var kept []string
+	for i, line := range lines {
+		if !strings.Contains(line, name) {
+			if kept != nil {
+				kept = append(kept, line)
+			}
+			continue
 		}
-		if line != "" {
+		if kept == nil {
+			kept = append(make([]string, 0, len(lines)), lines[:i]...)
+		}
+		if line = withoutCookies(line, name); line != "" {
 			kept = append(kept, line)
 		}
 	}
-	if len(kept) == 0 {
+	switch {
+	case kept == nil: // nothing of the proxy's
+	case len(kept) == 0:
 		delete(hdr, "Cookie")
-		return
+	default:
+		hdr["Cookie"] = kept
 	}
-	hdr["Cookie"] = kept
 }
 
 func withoutCookies(line, name string) string {

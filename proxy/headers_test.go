@@ -60,8 +60,12 @@ func TestStripCookies(t *testing.T) {
 		{[]string{"oidc_proxyx=keep; a=oidc_proxy"}, []string{"oidc_proxyx=keep; a=oidc_proxy"}},
 	}
 	for _, tt := range tests {
-		hdr := http.Header{"Cookie": append([]string(nil), tt.in...)}
+		in := append([]string(nil), tt.in...)
+		hdr := http.Header{"Cookie": in}
 		stripCookies(hdr, "oidc_proxy")
+		if strings.Join(in, "|") != strings.Join(tt.in, "|") {
+			t.Errorf("the caller's slice was changed: %q", in)
+		}
 		if got := hdr["Cookie"]; strings.Join(got, "|") != strings.Join(tt.want, "|") {
 			t.Errorf("%q -> %q, want %q", tt.in, got, tt.want)
 		}
