@@ -45,6 +45,16 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 			"This sign-in link has expired, was already used, or was started in another browser.")
 		return
 	}
+	// RFC 9207: the iss parameter names who answered, errors included. A
+	// mismatch is a mix-up attack; so is its absence when the provider
+	// promises it.
+	if iss, present := q["iss"]; present && (len(iss) != 1 || iss[0] != p.issuer) {
+		p.signInFailed(w, r, "iss_mismatch", errors.New("callback iss is not the configured issuer"), http.StatusBadRequest, "")
+		return
+	} else if !present && op.issParam {
+		p.signInFailed(w, r, "iss_missing", errors.New("callback has no iss though the provider announces it"), http.StatusBadRequest, "")
+		return
+	}
 	if code := q.Get("error"); code != "" {
 		if !oauthErrors[code] {
 			code = "unknown_error"
@@ -53,15 +63,6 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 			"description", truncate(q.Get("error_description"), 200), "client", r.RemoteAddr)
 		p.errorPage(w, r, http.StatusForbidden, "Sign-in did not complete",
 			"The identity provider answered: "+code+".")
-		return
-	}
-	// RFC 9207: the iss parameter names who answered. A mismatch is a
-	// mix-up attack; its absence is one too when the provider promises it.
-	if iss, present := q["iss"]; present && (len(iss) != 1 || iss[0] != p.issuer) {
-		p.signInFailed(w, r, "iss_mismatch", errors.New("callback iss is not the configured issuer"), http.StatusBadRequest, "")
-		return
-	} else if !present && op.issParam {
-		p.signInFailed(w, r, "iss_missing", errors.New("callback has no iss though the provider announces it"), http.StatusBadRequest, "")
 		return
 	}
 	code := q.Get("code")

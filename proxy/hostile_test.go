@@ -274,6 +274,11 @@ func TestHostileProviderRefused(t *testing.T) {
 		}}, "id_token_invalid"},
 		{"callback iss of another issuer", behaviour{callback: func(q url.Values, _ *hostileOP) { q.Set("iss", "https://evil.example.com") }}, "iss_mismatch"},
 		{"callback iss missing", behaviour{callback: func(q url.Values, _ *hostileOP) { q.Del("iss") }}, "iss_missing"},
+		{"error callback from another issuer", behaviour{callback: func(q url.Values, _ *hostileOP) {
+			q.Del("code")
+			q.Set("error", "access_denied")
+			q.Set("iss", "https://evil.example.com")
+		}}, "iss_mismatch"},
 		{"callback iss repeated", behaviour{callback: func(q url.Values, o *hostileOP) { q.Add("iss", o.issuer) }}, "iss_mismatch"},
 		{"userinfo sub differs", behaviour{userinfoClaims: func(_ *hostileOP, c map[string]any) { c["sub"] = "admin" }}, "userinfo_subject"},
 		{"userinfo without sub", behaviour{userinfoClaims: func(_ *hostileOP, c map[string]any) { delete(c, "sub") }}, "userinfo_subject"},
