@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -39,12 +40,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	path := fs.String("config", "oidc-proxy.yaml", "path to the configuration file")
 	check := fs.Bool("check", false, "validate the configuration and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	healthURL := fs.String("healthcheck", "", "GET this URL (such as http://127.0.0.1:4180/oauth2/healthz) and exit 0 on a 200: for container health checks")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *showVersion {
 		fmt.Fprintln(stdout, "oidc-proxy", version)
 		return 0
+	}
+	if *healthURL != "" {
+		return healthcheck(ctx, *healthURL, stderr)
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {
@@ -102,4 +107,27 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	return nil
+}
+
+// healthcheck is a probe for images without curl: a GET of url, exit 0 on
+// 200 and 1 otherwise.
+func healthcheck(ctx context.Context, url string, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "healthcheck:", err)
+		return 1
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintln(stderr, "healthcheck:", err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(stderr, "healthcheck:", resp.Status)
+		return 1
+	}
+	return 0
 }

@@ -117,6 +117,12 @@ func TestServeAndGracefulShutdown(t *testing.T) {
 	if resp, err := http.Get("http://" + addr + "/oauth2/readyz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("readyz with the IdP down: %v %v", resp, err)
 	}
+	if code := run(ctx, []string{"-healthcheck", "http://" + addr + "/oauth2/healthz"}, io.Discard, io.Discard); code != 0 {
+		t.Errorf("-healthcheck of healthz: exit %d", code)
+	}
+	if code := run(ctx, []string{"-healthcheck", "http://" + addr + "/oauth2/readyz"}, io.Discard, io.Discard); code != 1 {
+		t.Errorf("-healthcheck of a 503: exit %d", code)
+	}
 
 	// A slow in-flight request: the handler is reading a body that is
 	// still arriving when the shutdown begins.
