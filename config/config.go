@@ -29,7 +29,25 @@ type Config struct {
 	// applies. Client-sent copies of these headers are always removed.
 	Headers map[string]string `yaml:"headers"`
 
+	Access Access `yaml:"access"`
+
 	Log Log `yaml:"log"`
+}
+
+// Access restricts which signed-in users may reach the upstream. With no
+// list set, every user the provider signs in may. With any set, a user
+// must match at least one entry of one list. A user who does not gets a
+// 403 page that names them and offers sign-out.
+type Access struct {
+	// AllowedUsers are preferred_username values, matched exactly.
+	AllowedUsers []string `yaml:"allowed_users"`
+	// AllowedGroups are entries of the groups claim, matched exactly.
+	AllowedGroups []string `yaml:"allowed_groups"`
+	// AllowedEmailDomains match the part of the email claim after its
+	// last "@", exactly and ignoring case: "example.com" does not admit
+	// "mail.example.com" or "badexample.com". An email the provider marks
+	// email_verified: false matches nothing.
+	AllowedEmailDomains []string `yaml:"allowed_email_domains"`
 }
 
 // OIDC describes the OpenID Provider and this proxy's client registration.

@@ -146,6 +146,10 @@ func TestStructuralErrors(t *testing.T) {
 		{"external url with path", strings.Replace(minimal, "https://memos.example.com", "https://memos.example.com/memos", 1), "must not have a path"},
 		{"external url with user", strings.Replace(minimal, "https://memos.example.com", "https://u:p@memos.example.com", 1), "must not carry a user name"},
 		{"missing required", "log: {format: json}\n", "external_url: is required"},
+		{"wildcard domain", minimal + "access:\n  allowed_email_domains: [\"*.example.com\"]\n", "access.allowed_email_domains: \"*.example.com\" is not a domain"},
+		{"address as domain", minimal + "access:\n  allowed_email_domains: [\"a@example.com\"]\n", "is not a domain"},
+		{"empty group", minimal + "access:\n  allowed_groups: [\"\"]\n", "access.allowed_groups: holds an empty group"},
+		{"empty user", minimal + "access:\n  allowed_users: [\" \"]\n", "access.allowed_users: holds an empty name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -25,6 +25,7 @@ func (l *loader) validate(c *Config) {
 	l.validateOIDC(&c.OIDC)
 	l.validateSession(&c.Session)
 	l.validateHeaders(c.Headers)
+	l.validateAccess(&c.Access)
 	switch c.Log.Format {
 	case "text", "json":
 	default:
@@ -97,6 +98,24 @@ func (l *loader) validateSession(s *Session) {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
 	}) {
 		l.add("session.cookie_name", "must be letters, digits, _ and -, not starting with __ (the proxy adds __Host- itself)")
+	}
+}
+
+func (l *loader) validateAccess(a *Access) {
+	for _, u := range a.AllowedUsers {
+		if strings.TrimSpace(u) == "" {
+			l.add("access.allowed_users", "holds an empty name")
+		}
+	}
+	for _, g := range a.AllowedGroups {
+		if strings.TrimSpace(g) == "" {
+			l.add("access.allowed_groups", "holds an empty group")
+		}
+	}
+	for _, d := range a.AllowedEmailDomains {
+		if d == "" || strings.ContainsAny(d, "@*/ ") || strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") {
+			l.add("access.allowed_email_domains", "%q is not a domain: write it as example.com (exact match, no wildcards)", d)
+		}
 	}
 }
 

@@ -17,6 +17,7 @@ type identityKey struct{}
 type identity struct {
 	session *session.Session
 	values  [][]string
+	allowed bool // by the access rules
 }
 
 // SessionFrom returns the session of the signed-in user a request carries,
@@ -61,6 +62,7 @@ func (p *Proxy) loadIdentity(w http.ResponseWriter, r *http.Request) *identity {
 	}
 	if err == nil && s.Valid(now) {
 		id := p.headers.identity(s)
+		id.allowed = p.access.allows(s)
 		p.cache.Put(raw, id, s.Expires)
 		return id
 	}
@@ -77,6 +79,10 @@ func (p *Proxy) serveProtected(w http.ResponseWriter, r *http.Request) {
 	id := p.loadIdentity(w, r)
 	if id == nil {
 		p.unauthenticated(w, r)
+		return
+	}
+	if !id.allowed {
+		p.forbidden(w, r, id.session)
 		return
 	}
 	p.forward.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))

@@ -87,6 +87,9 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.log.Info("sign-in", "user", userName(s), "sub", s.Subject, "client", r.RemoteAddr)
+	if !p.access.allows(s) {
+		p.log.Warn("access denied by the access rules", "user", userName(s), "sub", s.Subject, "client", r.RemoteAddr)
+	}
 	http.Redirect(w, r, CleanReturnURL(f.Return), http.StatusFound)
 }
 
@@ -171,6 +174,7 @@ func (p *Proxy) redeem(ctx context.Context, op *provider, f *flow, code string) 
 			p.log.Warn("claim refused: not a header-safe value", "claim", name, "sub", idt.Subject)
 		}
 	}
+	p.access.fill(s, claims)
 	if op.endSession != "" {
 		s.IDToken = raw
 	}
@@ -221,6 +225,9 @@ func (p *Proxy) signInFailed(w http.ResponseWriter, r *http.Request, reason stri
 func userName(s *session.Session) string {
 	if u := s.Claims["preferred_username"]; u != "" {
 		return u
+	}
+	if s.User != "" {
+		return s.User
 	}
 	return s.Subject
 }

@@ -229,11 +229,17 @@ func (o *hostileOP) userinfo(w http.ResponseWriter, r *http.Request) {
 	writeJSONBody(w, c)
 }
 
-// hostileStand puts the proxy in front of a hostile OP.
-func hostileStand(t *testing.T, b behaviour) (*stand, *hostileOP) {
+// hostileStand puts the proxy in front of a hostile OP; edit, if not nil,
+// changes the proxy's configuration.
+func hostileStand(t *testing.T, b behaviour, edit ...func(*config.Config)) (*stand, *hostileOP) {
 	op, issuer := newHostileOP(t, b)
 	s := &stand{t: t, logs: &syncBuffer{}}
-	s.startProxy(listen(t), issuer, func(c *config.Config) { c.OIDC.Timeout = time.Second })
+	s.startProxy(listen(t), issuer, func(c *config.Config) {
+		c.OIDC.Timeout = time.Second
+		for _, e := range edit {
+			e(c)
+		}
+	})
 	return s, op
 }
 

@@ -66,6 +66,7 @@ type Proxy struct {
 	flowPrefix  string
 
 	headers identityHeaders
+	access  accessRules
 	forward *httputil.ReverseProxy
 	mux     *http.ServeMux
 }
@@ -143,6 +144,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		hm = config.DefaultHeaders()
 	}
 	p.headers = newIdentityHeaders(hm)
+	p.access = newAccessRules(cfg.Access)
 
 	transport := opts.Transport
 	if transport == nil {

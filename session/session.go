@@ -16,6 +16,12 @@ type Session struct {
 	// Claims are the claims the header mapping needs, flattened to header
 	// values (lists joined with ","); see proxy's claim rules.
 	Claims map[string]string `json:"c,omitempty"`
+	// User, Email and Groups are kept for access rules, and only when
+	// rules need them: preferred_username, a verified email, and the
+	// groups as a list (a group name may hold a comma).
+	User   string   `json:"u,omitempty"`
+	Email  string   `json:"e,omitempty"`
+	Groups []string `json:"g,omitempty"`
 	// IDToken is kept only when the provider has an end_session_endpoint,
 	// for its id_token_hint.
 	IDToken string `json:"idt,omitempty"`

@@ -1,0 +1,104 @@
+package proxy
+
+import (
+	"encoding/json"
+	"html/template"
+	"net/http"
+	"strings"
+
+	"github.com/oidc-proxy/oidc-proxy/config"
+	"github.com/oidc-proxy/oidc-proxy/session"
+)
+
+// accessRules say which signed-in users may reach the upstream; see
+// config.Access.
+type accessRules struct {
+	users, groups, domains map[string]bool
+}
+
+func newAccessRules(c config.Access) accessRules {
+	set := func(list []string, fold bool) map[string]bool {
+		if len(list) == 0 {
+			return nil
+		}
+		m := make(map[string]bool, len(list))
+		for _, v := range list {
+			if fold {
+				v = strings.ToLower(v)
+			}
+			m[v] = true
+		}
+		return m
+	}
+	return accessRules{set(c.AllowedUsers, false), set(c.AllowedGroups, false), set(c.AllowedEmailDomains, true)}
+}
+
+// open reports whether every signed-in user is allowed.
+func (a accessRules) open() bool { return a.users == nil && a.groups == nil && a.domains == nil }
+
+func (a accessRules) allows(s *session.Session) bool {
+	if a.open() {
+		return true
+	}
+	if s.User != "" && a.users[s.User] {
+		return true
+	}
+	for _, g := range s.Groups {
+		if a.groups[g] {
+			return true
+		}
+	}
+	if i := strings.LastIndexByte(s.Email, '@'); i >= 0 && a.domains[strings.ToLower(s.Email[i+1:])] {
+		return true
+	}
+	return false
+}
+
+// fill copies into s the claims the rules need: the user, a verified
+// email, and the groups as a list.
+func (a accessRules) fill(s *session.Session, claims map[string]json.RawMessage) {
+	if a.users != nil {
+		json.Unmarshal(claims["preferred_username"], &s.User)
+	}
+	if a.domains != nil {
+		var verified *bool
+		json.Unmarshal(claims["email_verified"], &verified)
+		if verified == nil || *verified {
+			json.Unmarshal(claims["email"], &s.Email)
+		}
+	}
+	if a.groups != nil {
+		var list []string
+		if json.Unmarshal(claims["groups"], &list) == nil {
+			s.Groups = list
+		} else {
+			var one string
+			if json.Unmarshal(claims["groups"], &one) == nil && one != "" {
+				s.Groups = []string{one}
+			}
+		}
+	}
+}
+
+var forbiddenTmpl = template.Must(template.New("forbidden").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Access denied</title>
+<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.4rem}</style></head>
+<body><h1>Access denied</h1><p>You are signed in as <strong id="user">{{.}}</strong>, but this application is not open to you.</p>
+<form method="post" action="/oauth2/sign_out"><button id="signout" type="submit">Sign out</button></form></body></html>
+`))
+
+// forbidden answers a signed-in user whom the access rules keep out.
+func (p *Proxy) forbidden(w http.ResponseWriter, r *http.Request, s *session.Session) {
+	w.Header().Set("Cache-Control", "no-store")
+	if !wantsHTML(r) {
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden", "message": "this user may not use this application", "user": userName(s)})
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+	w.WriteHeader(http.StatusForbidden)
+	forbiddenTmpl.Execute(w, userName(s))
+}
