@@ -31,6 +31,11 @@ type Config struct {
 
 	Access Access `yaml:"access"`
 
+	// TrustedProxies are the addresses (CIDRs, or single IPs) of front
+	// proxies whose X-Forwarded-For and X-Forwarded-Host are believed. From
+	// any other peer those headers are replaced. Default: none.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+
 	Log Log `yaml:"log"`
 }
 

@@ -149,6 +149,7 @@ func TestStructuralErrors(t *testing.T) {
 		{"wildcard domain", minimal + "access:\n  allowed_email_domains: [\"*.example.com\"]\n", "access.allowed_email_domains: \"*.example.com\" is not a domain"},
 		{"address as domain", minimal + "access:\n  allowed_email_domains: [\"a@example.com\"]\n", "is not a domain"},
 		{"empty group", minimal + "access:\n  allowed_groups: [\"\"]\n", "access.allowed_groups: holds an empty group"},
+		{"bad trusted proxy", minimal + "trusted_proxies: [\"10.0.0.0/33\", \"localhost\"]\n", "trusted_proxies: \"10.0.0.0/33\" is neither a CIDR nor an IP address"},
 		{"empty user", minimal + "access:\n  allowed_users: [\" \"]\n", "access.allowed_users: holds an empty name"},
 	}
 	for _, tt := range tests {

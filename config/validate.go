@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -26,6 +27,11 @@ func (l *loader) validate(c *Config) {
 	l.validateSession(&c.Session)
 	l.validateHeaders(c.Headers)
 	l.validateAccess(&c.Access)
+	for _, tp := range c.TrustedProxies {
+		if _, err := ParsePrefix(tp); err != nil {
+			l.add("trusted_proxies", "%q is neither a CIDR nor an IP address", tp)
+		}
+	}
 	switch c.Log.Format {
 	case "text", "json":
 	default:
@@ -201,6 +207,20 @@ func (l *loader) url(key, s string, httpsUnlessLoopback bool) *url.URL {
 		return nil
 	}
 	return u
+}
+
+// ParsePrefix reads a CIDR ("10.0.0.0/8") or a single address ("10.0.0.1",
+// taken as /32 or /128).
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
 // IsLoopback reports whether host names this machine: localhost or an

@@ -67,7 +67,7 @@ func (p *Proxy) loadIdentity(w http.ResponseWriter, r *http.Request) *identity {
 		return id
 	}
 	if err != nil {
-		p.log.Debug("session cookie refused", "err", err, "client", r.RemoteAddr)
+		p.log.Debug("session cookie refused", "err", err, "client", p.trusted.clientIP(r))
 	}
 	p.sessions.Clear(w, r, p.sessionName)
 	return nil

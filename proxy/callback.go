@@ -60,7 +60,7 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 			code = "unknown_error"
 		}
 		p.log.Warn("sign-in refused by the provider", "reason", "provider_error", "error", code,
-			"description", truncate(q.Get("error_description"), 200), "client", r.RemoteAddr)
+			"description", truncate(q.Get("error_description"), 200), "client", p.trusted.clientIP(r))
 		p.errorPage(w, r, http.StatusForbidden, "Sign-in did not complete",
 			"The identity provider answered: "+code+".")
 		return
@@ -86,9 +86,9 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 			"Your identity is too large to keep in a browser cookie.")
 		return
 	}
-	p.log.Info("sign-in", "user", userName(s), "sub", s.Subject, "client", r.RemoteAddr)
+	p.log.Info("sign-in", "user", userName(s), "sub", s.Subject, "client", p.trusted.clientIP(r))
 	if !p.access.allows(s) {
-		p.log.Warn("access denied by the access rules", "user", userName(s), "sub", s.Subject, "client", r.RemoteAddr)
+		p.log.Warn("access denied by the access rules", "user", userName(s), "sub", s.Subject, "client", p.trusted.clientIP(r))
 	}
 	http.Redirect(w, r, CleanReturnURL(f.Return), http.StatusFound)
 }
@@ -215,7 +215,7 @@ func (p *Proxy) checkIDToken(idt *oidc.IDToken, nonce, accessToken string) error
 
 // signInFailed logs why a sign-in failed and shows a generic page.
 func (p *Proxy) signInFailed(w http.ResponseWriter, r *http.Request, reason string, err error, status int, msg string) {
-	p.log.Warn("sign-in failed", "reason", reason, "err", err, "client", r.RemoteAddr)
+	p.log.Warn("sign-in failed", "reason", reason, "err", err, "client", p.trusted.clientIP(r))
 	if msg == "" {
 		msg = "The sign-in could not be completed. Please try again."
 	}

@@ -41,7 +41,7 @@ func (p *Proxy) handleSignOut(w http.ResponseWriter, r *http.Request) {
 		dest = u.String()
 	}
 	if s != nil {
-		p.log.Info("sign-out", "user", userName(s), "sub", s.Subject, "client", r.RemoteAddr)
+		p.log.Info("sign-out", "user", userName(s), "sub", s.Subject, "client", p.trusted.clientIP(r))
 	}
 	http.Redirect(w, r, dest, http.StatusFound)
 }

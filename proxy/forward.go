@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strings"
 	"sync"
 	"time"
 )
@@ -34,7 +35,16 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	if p.preserveHost {
 		pr.Out.Host = pr.In.Host
 	}
+	trusted := p.trusted.trustedPeer(pr.In)
+	if trusted { // a trusted front proxy's chain is kept and extended
+		if xff := pr.In.Header["X-Forwarded-For"]; len(xff) > 0 {
+			pr.Out.Header["X-Forwarded-For"] = []string{strings.Join(xff, ", ")}
+		}
+	}
 	pr.SetXForwarded()
+	if xfh := pr.In.Header.Get("X-Forwarded-Host"); trusted && xfh != "" {
+		pr.Out.Header.Set("X-Forwarded-Host", xfh)
+	}
 	// The scheme the browser used is that of external_url, whatever sits
 	// in front of the proxy.
 	pr.Out.Header["X-Forwarded-Proto"] = []string{p.external.Scheme}

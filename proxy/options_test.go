@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -99,5 +100,35 @@ func TestUnknownProxyPathIs404(t *testing.T) {
 	}
 	if s.seenCount() != before {
 		t.Errorf("a path under /oauth2/ reached the upstream")
+	}
+}
+
+func TestForwardedHeadersTrust(t *testing.T) {
+	for _, trusted := range []bool{false, true} {
+		t.Run(fmt.Sprint("trusted=", trusted), func(t *testing.T) {
+			s := newStand(t, func(c *cfg) {
+				if trusted {
+					c.TrustedProxies = []string{"127.0.0.0/8"}
+				}
+			}, nil)
+			c := s.signIn("/")
+			addr := strings.TrimPrefix(s.url, "http://")
+			rawRequest(t, addr, "GET /x HTTP/1.1\r\nHost: "+addr+"\r\nCookie: "+cookieHeader(c, s.url)+
+				"\r\nX-Forwarded-For: 198.51.100.7\r\nX-Forwarded-Host: front.example.com\r\nX-Forwarded-Proto: gopher\r\nConnection: close\r\n\r\n")
+			h := s.lastSeen().Header
+			wantFor, wantHost := "127.0.0.1", addr
+			if trusted {
+				wantFor, wantHost = "198.51.100.7, 127.0.0.1", "front.example.com"
+			}
+			if got := h.Get("X-Forwarded-For"); got != wantFor {
+				t.Errorf("X-Forwarded-For = %q, want %q", got, wantFor)
+			}
+			if got := h.Get("X-Forwarded-Host"); got != wantHost {
+				t.Errorf("X-Forwarded-Host = %q, want %q", got, wantHost)
+			}
+			if got := h.Get("X-Forwarded-Proto"); got != "http" {
+				t.Errorf("X-Forwarded-Proto = %q: it comes from external_url", got)
+			}
+		})
 	}
 }

@@ -67,6 +67,7 @@ type Proxy struct {
 
 	headers identityHeaders
 	access  accessRules
+	trusted trustedProxies
 	forward *httputil.ReverseProxy
 	mux     *http.ServeMux
 }
@@ -145,6 +146,13 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	}
 	p.headers = newIdentityHeaders(hm)
 	p.access = newAccessRules(cfg.Access)
+	for _, tp := range cfg.TrustedProxies {
+		prefix, err := config.ParsePrefix(tp)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: trusted_proxies: %w", err)
+		}
+		p.trusted = append(p.trusted, prefix)
+	}
 
 	transport := opts.Transport
 	if transport == nil {
