@@ -106,6 +106,9 @@ type Log struct {
 	Format string `yaml:"format"`
 	// Level is "debug", "info" (default), "warn" or "error".
 	Level string `yaml:"level"`
+	// Access writes one line per request (method, path without query,
+	// status, bytes, duration, user, upstream time, client). Default true.
+	Access *bool `yaml:"access"`
 }
 
 // DefaultHeaders is the header mapping used when the headers block is omitted.

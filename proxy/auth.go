@@ -9,8 +9,6 @@ import (
 	"github.com/oidc-proxy/oidc-proxy/session"
 )
 
-type identityKey struct{}
-
 // identity is a verified session with its header values worked out once,
 // in the order of Proxy.headers.set (nil: no such header). It is shared by
 // every request of that session and never modified.
@@ -23,15 +21,10 @@ type identity struct {
 // SessionFrom returns the session of the signed-in user a request carries,
 // or nil. Only requests that passed the proxy's authentication have one.
 func SessionFrom(ctx context.Context) *session.Session {
-	if id := identityFrom(ctx); id != nil {
-		return id.session
+	if x := exchangeFrom(ctx); x != nil && x.id != nil {
+		return x.id.session
 	}
 	return nil
-}
-
-func identityFrom(ctx context.Context) *identity {
-	id, _ := ctx.Value(identityKey{}).(*identity)
-	return id
 }
 
 // loadSession reads the session cookie. A cookie that is invalid, tampered
@@ -81,11 +74,16 @@ func (p *Proxy) serveProtected(w http.ResponseWriter, r *http.Request) {
 		p.unauthenticated(w, r)
 		return
 	}
+	x, ok := w.(*exchange)
+	if !ok {
+		x = &exchange{ResponseWriter: w}
+	}
+	x.id = id
 	if !id.allowed {
 		p.forbidden(w, r, id.session)
 		return
 	}
-	p.forward.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
+	p.forward.ServeHTTP(x, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
 }
 
 // isNavigation tells a browser loading a page from a script's request:

@@ -53,13 +53,25 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		p.headers.strip(pr.Out.Trailer)
 	}
 	stripCookies(pr.Out.Header, p.sessionName)
-	if id := identityFrom(pr.In.Context()); id != nil {
-		p.headers.inject(pr.Out.Header, id)
+	if x := exchangeFrom(pr.In.Context()); x != nil && x.id != nil {
+		p.headers.inject(pr.Out.Header, x.id)
+		x.forwarded = time.Now()
 	}
+}
+
+// upstreamAnswered notes how long the upstream took to answer.
+func (p *Proxy) upstreamAnswered(resp *http.Response) error {
+	if x := exchangeFrom(resp.Request.Context()); x != nil && !x.forwarded.IsZero() {
+		x.upstream = time.Since(x.forwarded)
+	}
+	return nil
 }
 
 // upstreamError answers when the upstream cannot be reached.
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	if x := exchangeFrom(r.Context()); x != nil && !x.forwarded.IsZero() {
+		x.upstream = time.Since(x.forwarded)
+	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client went away; nobody is left to answer.
 		w.WriteHeader(499)

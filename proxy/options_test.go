@@ -132,3 +132,30 @@ func TestForwardedHeadersTrust(t *testing.T) {
 		})
 	}
 }
+
+func TestAccessLog(t *testing.T) {
+	s := newStand(t, nil, nil)
+	c := s.signIn("/")
+	do(t, c, mustReq(http.MethodGet, s.url+"/memos/7?token=secret-in-query"))
+	do(t, http.DefaultClient, mustReq(http.MethodGet, s.url+"/api/v1/memos"))
+	logs := s.logs.String()
+	for _, want := range []string{
+		`msg=request method=GET path=/memos/7 status=200 bytes=`,
+		`user=alice upstream=`,
+		`msg=request method=GET path=/api/v1/memos status=401`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("access log lacks %q", want)
+		}
+	}
+	if strings.Contains(logs, "secret-in-query") {
+		t.Errorf("the query string reached the log")
+	}
+
+	off := false
+	quiet := newStand(t, func(c *cfg) { c.Log.Access = &off }, nil)
+	quiet.signIn("/")
+	if strings.Contains(quiet.logs.String(), "msg=request") {
+		t.Errorf("log.access: false still logs requests")
+	}
+}

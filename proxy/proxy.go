@@ -65,6 +65,8 @@ type Proxy struct {
 	flows       *session.Codec
 	flowPrefix  string
 
+	accessLog bool
+
 	headers identityHeaders
 	access  accessRules
 	trusted trustedProxies
@@ -146,6 +148,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	}
 	p.headers = newIdentityHeaders(hm)
 	p.access = newAccessRules(cfg.Access)
+	p.accessLog = cfg.Log.Access == nil || *cfg.Log.Access
 	for _, tp := range cfg.TrustedProxies {
 		prefix, err := config.ParsePrefix(tp)
 		if err != nil {
@@ -159,11 +162,12 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		transport = NewTransport()
 	}
 	p.forward = &httputil.ReverseProxy{
-		Rewrite:      p.rewrite,
-		Transport:    transport,
-		BufferPool:   newBufferPool(),
-		ErrorHandler: p.upstreamError,
-		ErrorLog:     slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+		Rewrite:        p.rewrite,
+		Transport:      transport,
+		BufferPool:     newBufferPool(),
+		ErrorHandler:   p.upstreamError,
+		ModifyResponse: p.upstreamAnswered,
+		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
 	}
 	p.routes()
 	return p, nil
@@ -199,10 +203,15 @@ func (p *Proxy) routes() {
 // everything else through the authentication check to the upstream. The
 // decision is made on the decoded path only.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	x := &exchange{ResponseWriter: w}
 	if strings.HasPrefix(r.URL.Path, Prefix) {
 		w.Header().Set("Cache-Control", "no-store")
-		p.mux.ServeHTTP(w, r)
-		return
+		p.mux.ServeHTTP(x, r)
+	} else {
+		p.serveProtected(x, r)
 	}
-	p.serveProtected(w, r)
+	if p.accessLog {
+		p.logExchange(r, x, time.Since(start))
+	}
 }
