@@ -1,7 +1,7 @@
 // Command oidc-proxy is an OpenID Connect authentication reverse proxy.
 //
 //	oidc-proxy -config oidc-proxy.yaml          serve
-//	oidc-proxy -config oidc-proxy.yaml -check   validate the configuration and exit
+//	oidc-proxy -config oidc-proxy.yaml -check   validate the configuration, reach the provider and the upstream, and exit
 //	oidc-proxy -version                         print the version
 package main
 
@@ -38,7 +38,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("oidc-proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "oidc-proxy.yaml", "path to the configuration file")
-	check := fs.Bool("check", false, "validate the configuration and exit")
+	check := fs.Bool("check", false, "validate the configuration, reach the provider and the upstream, and exit (0: all good, 1: invalid, 3: a peer unreachable)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	healthURL := fs.String("healthcheck", "", "GET this URL (such as http://127.0.0.1:4180/oauth2/healthz) and exit 0 on a 200: for container health checks")
 	if err := fs.Parse(args); err != nil {
@@ -56,14 +56,33 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	if *check {
-		fmt.Fprintf(stdout, "%s: configuration is valid\n", *path)
-		return 0
-	}
 	log := newLogger(cfg.Log, stderr)
+	if *check {
+		return checkPeers(ctx, cfg, *path, log, stdout, stderr)
+	}
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error("oidc-proxy stopped", "err", err)
 		return 1
+	}
+	return 0
+}
+
+// checkPeers reports on a valid configuration's provider and upstream:
+// exit 0 when both answer as they should, 3 when one does not.
+func checkPeers(ctx context.Context, cfg *config.Config, path string, log *slog.Logger, stdout, stderr io.Writer) int {
+	fmt.Fprintf(stdout, "%s: configuration is valid\n", path)
+	p, err := proxy.New(cfg, proxy.Options{Logger: log})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	found, err := p.Check(ctx)
+	for _, line := range found {
+		fmt.Fprintln(stdout, line)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "not reachable as configured:", err)
+		return 3
 	}
 	return 0
 }

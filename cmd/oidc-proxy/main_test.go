@@ -7,12 +7,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/oidc-proxy/oidc-proxy/examples/demo/testop"
 )
 
 func writeConfig(t *testing.T, listen, upstream string) string {
@@ -46,8 +49,9 @@ func TestVersion(t *testing.T) {
 func TestCheck(t *testing.T) {
 	var out, errOut bytes.Buffer
 	good := writeConfig(t, ":4180", "http://127.0.0.1:5230")
-	if code := run(context.Background(), []string{"-config", good, "-check"}, &out, &errOut); code != 0 {
-		t.Errorf("valid config: exit %d: %s", code, errOut.String())
+	if code := run(context.Background(), []string{"-config", good, "-check"}, &out, &errOut); code != 3 || !strings.Contains(out.String(), "configuration is valid") ||
+		!strings.Contains(errOut.String(), "provider http://127.0.0.1:1") || !strings.Contains(errOut.String(), "upstream http://127.0.0.1:5230") {
+		t.Errorf("valid config, peers unreachable: exit %d: %s %s", code, out.String(), errOut.String())
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(bad, []byte("listen: x\nupstream: ftp://x\nbogus: 1\n"), 0o600)
@@ -151,5 +155,36 @@ func TestServeAndGracefulShutdown(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "shutting down") {
 		t.Errorf("log:\n%s", logs.String())
+	}
+}
+
+func TestCheckReachesPeers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer := "http://" + ln.Addr().String()
+	op, err := testop.New(issuer, testop.Config{ClientID: "memos", ClientSecret: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opSrv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: op.Handler()}}
+	opSrv.Start()
+	defer opSrv.Close()
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer upstream.Close()
+	path := writeConfig(t, ":4180", upstream.URL)
+	data, _ := os.ReadFile(path)
+	os.WriteFile(path, []byte(strings.Replace(string(data), "http://127.0.0.1:1", issuer, 1)), 0o600)
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"-config", path, "-check"}, &out, &errOut)
+	for _, want := range []string{"discovery matches the issuer", "token endpoint " + issuer + "/oauth/token (client authentication: client_secret_post)",
+		"end_session_endpoint (none)", "iss on the callback (RFC 9207): true", "upstream " + upstream.URL + ": answers (200 OK)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("-check output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if code != 0 {
+		t.Errorf("exit %d: %s", code, errOut.String())
 	}
 }

@@ -1,0 +1,61 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"golang.org/x/oauth2"
+)
+
+// Check reaches the provider's discovery and the upstream once, as
+// `oidc-proxy -check` does, and says what it found, a line per finding.
+// The error names what could not be reached or did not fit.
+func (p *Proxy) Check(ctx context.Context) ([]string, error) {
+	var found []string
+	var errs []error
+	op, err := p.discover(ctx)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("provider %s: %w", p.issuer, err))
+	} else {
+		ep := op.oauth.Endpoint
+		found = append(found,
+			"provider "+p.issuer+": discovery matches the issuer",
+			"  authorization endpoint "+ep.AuthURL,
+			"  token endpoint "+ep.TokenURL+" (client authentication: "+p.authMethodName()+")",
+			"  userinfo endpoint "+orNone(op.oidc.UserInfoEndpoint()),
+			"  end_session_endpoint "+orNone(op.endSession),
+			fmt.Sprintf("  iss on the callback (RFC 9207): %v", op.issParam),
+		)
+		if op.endSession == "" && p.logoutURL == "" {
+			found = append(found, "  note: no end_session_endpoint and no oidc.logout_url: sign-out ends only the proxy's session")
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.upstream.String(), nil)
+	if err == nil {
+		var resp *http.Response
+		if resp, err = p.forward.Transport.RoundTrip(req); err == nil {
+			resp.Body.Close()
+			found = append(found, fmt.Sprintf("upstream %s: answers (%s)", p.upstream, resp.Status))
+		}
+	}
+	if err != nil {
+		errs = append(errs, fmt.Errorf("upstream %s: %w", p.upstream, err))
+	}
+	return found, errors.Join(errs...)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func (p *Proxy) authMethodName() string {
+	if p.authStyle == oauth2.AuthStyleInHeader {
+		return "client_secret_basic"
+	}
+	return "client_secret_post"
+}
