@@ -17,6 +17,10 @@ type Config struct {
 	ExternalURL string `yaml:"external_url"`
 	// Upstream is the URL of the application behind the proxy. Required.
 	Upstream string `yaml:"upstream"`
+	// UpstreamReadyPath, when set, makes /oauth2/readyz also ask the
+	// upstream: a GET of this path must answer below 500 within 2 s (Memos
+	// serves /healthz). Default: the upstream is not asked.
+	UpstreamReadyPath string `yaml:"upstream_ready_path"`
 	// PreserveHost sends the client's Host header to the upstream (Memos
 	// grants credentialed CORS only when Origin matches Host). Default true.
 	PreserveHost *bool `yaml:"preserve_host"`

@@ -23,6 +23,9 @@ func (l *loader) validate(c *Config) {
 		}
 	}
 	l.url("upstream", c.Upstream, false)
+	if rp := c.UpstreamReadyPath; rp != "" && (!strings.HasPrefix(rp, "/") || strings.ContainsAny(rp, " \t\r\n#")) {
+		l.add("upstream_ready_path", "must be a path starting with /, not %q", rp)
+	}
 	l.validateOIDC(&c.OIDC)
 	l.validateSession(&c.Session)
 	l.validateHeaders(c.Headers)

@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -65,12 +68,46 @@ func (p *Proxy) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 	w.Write([]byte("ok\n"))
 }
 
-func (p *Proxy) handleReadyz(w http.ResponseWriter, _ *http.Request) {
+func (p *Proxy) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if !p.Ready() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		w.Write([]byte("waiting for OIDC discovery\n"))
 		return
 	}
+	if err := p.upstreamReady(r.Context()); err != nil {
+		p.log.Warn("readiness: the upstream does not answer", "err", err)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte("the upstream does not answer\n"))
+		return
+	}
 	w.Write([]byte("ready\n"))
+}
+
+// upstreamReady asks the upstream's ready path, if one is configured, at
+// most once every 2 s however often readyz is polled.
+func (p *Proxy) upstreamReady(ctx context.Context) error {
+	if p.readyURL == "" {
+		return nil
+	}
+	p.readyMu.Lock()
+	defer p.readyMu.Unlock()
+	if now := p.now(); now.Before(p.readyAt.Add(2 * time.Second)) {
+		return p.readyErr
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.readyURL, nil)
+	if err == nil {
+		var resp *http.Response
+		if resp, err = p.forward.Transport.RoundTrip(req); err == nil {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			if resp.StatusCode >= 500 {
+				err = fmt.Errorf("%s answered %s", p.readyURL, resp.Status)
+			}
+		}
+	}
+	p.readyAt, p.readyErr = p.now(), err
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -157,5 +158,40 @@ func TestAccessLog(t *testing.T) {
 	quiet.signIn("/")
 	if strings.Contains(quiet.logs.String(), "msg=request") {
 		t.Errorf("log.access: false still logs requests")
+	}
+}
+
+func TestReadyzAsksTheUpstream(t *testing.T) {
+	s := newStand(t, func(c *cfg) { c.UpstreamReadyPath = "/healthz" }, nil)
+	readyz := func() int {
+		resp, _ := do(t, http.DefaultClient, mustReq(http.MethodGet, s.url+"/oauth2/readyz"))
+		return resp.StatusCode
+	}
+	if got := readyz(); got != 200 || s.lastSeen().URL.Path != "/healthz" {
+		t.Fatalf("readyz with a healthy upstream: %d", got)
+	}
+	var down atomic.Bool
+	down.Store(true)
+	s.handle(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	if got := readyz(); got != 200 {
+		t.Errorf("readyz within the 2 s the last answer is kept: %d", got)
+	}
+	s.skew.Store(int64(3 * time.Second))
+	if got := readyz(); got != http.StatusServiceUnavailable {
+		t.Errorf("readyz with the upstream answering 503: %d", got)
+	}
+	down.Store(false)
+	s.skew.Store(int64(6 * time.Second))
+	if got := readyz(); got != 200 {
+		t.Errorf("readyz after the upstream recovered: %d", got)
+	}
+	s.upstream.Close()
+	s.skew.Store(int64(9 * time.Second))
+	if got := readyz(); got != http.StatusServiceUnavailable {
+		t.Errorf("readyz with the upstream gone: %d", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -66,6 +67,11 @@ type Proxy struct {
 	flowPrefix  string
 
 	accessLog bool
+
+	readyURL string // the upstream's ready path, or ""
+	readyMu  sync.Mutex
+	readyAt  time.Time
+	readyErr error
 
 	headers identityHeaders
 	access  accessRules
@@ -149,6 +155,9 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	p.headers = newIdentityHeaders(hm)
 	p.access = newAccessRules(cfg.Access)
 	p.accessLog = cfg.Log.Access == nil || *cfg.Log.Access
+	if cfg.UpstreamReadyPath != "" {
+		p.readyURL = p.upstream.JoinPath(cfg.UpstreamReadyPath).String()
+	}
 	for _, tp := range cfg.TrustedProxies {
 		prefix, err := config.ParsePrefix(tp)
 		if err != nil {
