@@ -1,6 +1,9 @@
 package config
 
 import (
+	"bytes"
+	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -39,9 +42,29 @@ func TestExamples(t *testing.T) {
 				}
 				return
 			}
-			var v any
-			if err := yaml.Unmarshal(data, &v); err != nil {
-				t.Fatal(err)
+			// Compose and Kubernetes files: every document must parse, and
+			// a proxy configuration inside a ConfigMap must load.
+			dec := yaml.NewDecoder(bytes.NewReader(data))
+			for {
+				var doc struct {
+					Kind string            `yaml:"kind"`
+					Data map[string]string `yaml:"data"`
+				}
+				err := dec.Decode(&doc)
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				for name, embedded := range doc.Data {
+					if doc.Kind == "ConfigMap" && strings.HasPrefix(name, "oidc-proxy") {
+						proxyConfigs++
+						if _, err := parse(path+":"+name, []byte(embedded), env, fakeFiles); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
 			}
 		})
 		return nil
@@ -49,7 +72,7 @@ func TestExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if proxyConfigs < 2 {
+	if proxyConfigs < 3 {
 		t.Errorf("found %d proxy configurations in examples/", proxyConfigs)
 	}
 }
