@@ -25,6 +25,9 @@ type Config struct {
 	// grants credentialed CORS only when Origin matches Host). Default true.
 	PreserveHost *bool `yaml:"preserve_host"`
 
+	// TLS, when set, makes the proxy serve https itself (with HTTP/2).
+	TLS TLS `yaml:"tls"`
+
 	OIDC    OIDC    `yaml:"oidc"`
 	Session Session `yaml:"session"`
 
@@ -57,6 +60,13 @@ type Access struct {
 	// "mail.example.com" or "badexample.com". An email the provider marks
 	// email_verified: false matches nothing.
 	AllowedEmailDomains []string `yaml:"allowed_email_domains"`
+}
+
+// TLS names the certificate and key the proxy serves. Both files are
+// reloaded when they change, without a restart.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // OIDC describes the OpenID Provider and this proxy's client registration.

@@ -150,6 +150,8 @@ func TestStructuralErrors(t *testing.T) {
 		{"address as domain", minimal + "access:\n  allowed_email_domains: [\"a@example.com\"]\n", "is not a domain"},
 		{"empty group", minimal + "access:\n  allowed_groups: [\"\"]\n", "access.allowed_groups: holds an empty group"},
 		{"bad trusted proxy", minimal + "trusted_proxies: [\"10.0.0.0/33\", \"localhost\"]\n", "trusted_proxies: \"10.0.0.0/33\" is neither a CIDR nor an IP address"},
+		{"tls half set", minimal + "tls:\n  cert_file: /x.crt\n", "tls: set both cert_file and key_file"},
+		{"tls files missing", minimal + "tls:\n  cert_file: /nonexistent.crt\n  key_file: /nonexistent.key\n", "tls.cert_file: open /nonexistent.crt"},
 		{"empty user", minimal + "access:\n  allowed_users: [\" \"]\n", "access.allowed_users: holds an empty name"},
 	}
 	for _, tt := range tests {

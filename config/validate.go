@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"net"
 	"net/http"
@@ -25,6 +26,13 @@ func (l *loader) validate(c *Config) {
 	l.url("upstream", c.Upstream, false)
 	if rp := c.UpstreamReadyPath; rp != "" && (!strings.HasPrefix(rp, "/") || strings.ContainsAny(rp, " \t\r\n#")) {
 		l.add("upstream_ready_path", "must be a path starting with /, not %q", rp)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		l.add("tls", "set both cert_file and key_file, or neither")
+	} else if c.TLS.CertFile != "" {
+		if _, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile); err != nil {
+			l.add("tls.cert_file", "%v", err)
+		}
 	}
 	l.validateOIDC(&c.OIDC)
 	l.validateSession(&c.Session)

@@ -106,13 +106,26 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	p.Start(ctx)
 	srv := proxy.NewServer(cfg.Listen, p, log)
+	if cfg.TLS.CertFile != "" {
+		certs, err := proxy.NewCertReloader(cfg.TLS.CertFile, cfg.TLS.KeyFile, log)
+		if err != nil {
+			return err
+		}
+		srv.TLSConfig = certs.TLSConfig()
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("oidc-proxy serving", "version", version, "listen", cfg.Listen,
+	go func() {
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	log.Info("oidc-proxy serving", "version", version, "listen", cfg.Listen, "tls", srv.TLSConfig != nil,
 		"external_url", cfg.ExternalURL, "upstream", cfg.Upstream, "issuer", cfg.OIDC.Issuer)
 	select {
 	case err := <-errc:
