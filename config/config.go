@@ -15,6 +15,9 @@ type Config struct {
 	// path. The OIDC callback is ExternalURL + "/oauth2/callback". An https
 	// URL turns on Secure cookies with the __Host- prefix. Required.
 	ExternalURL string `yaml:"external_url"`
+	// MetricsListen, when set, serves Prometheus metrics at /metrics on
+	// this address (keep it private). Default: off.
+	MetricsListen string `yaml:"metrics_listen"`
 	// Upstream is the URL of the application behind the proxy. Required.
 	Upstream string `yaml:"upstream"`
 	// UpstreamReadyPath, when set, makes /oauth2/readyz also ask the

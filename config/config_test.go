@@ -152,6 +152,8 @@ func TestStructuralErrors(t *testing.T) {
 		{"bad trusted proxy", minimal + "trusted_proxies: [\"10.0.0.0/33\", \"localhost\"]\n", "trusted_proxies: \"10.0.0.0/33\" is neither a CIDR nor an IP address"},
 		{"tls half set", minimal + "tls:\n  cert_file: /x.crt\n", "tls: set both cert_file and key_file"},
 		{"tls files missing", minimal + "tls:\n  cert_file: /nonexistent.crt\n  key_file: /nonexistent.key\n", "tls.cert_file: open /nonexistent.crt"},
+		{"metrics on the public port", minimal + "metrics_listen: \":4180\"\n", "metrics_listen: must differ from listen"},
+		{"metrics address", minimal + "metrics_listen: \"9090\"\n", "metrics_listen: must be host:port"},
 		{"empty user", minimal + "access:\n  allowed_users: [\" \"]\n", "access.allowed_users: holds an empty name"},
 	}
 	for _, tt := range tests {

@@ -15,6 +15,13 @@ func (l *loader) validate(c *Config) {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		l.add("listen", "must be host:port or :port (%v)", err)
 	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			l.add("metrics_listen", "must be host:port or :port (%v)", err)
+		} else if c.MetricsListen == c.Listen {
+			l.add("metrics_listen", "must differ from listen: metrics are not for the public")
+		}
+	}
 	if u := l.url("external_url", c.ExternalURL, false); u != nil {
 		if u.Path != "" && u.Path != "/" {
 			l.add("external_url", "must not have a path: the proxy serves at the root of its host")

@@ -59,6 +59,7 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 		if !oauthErrors[code] {
 			code = "unknown_error"
 		}
+		p.metrics.signIns.WithLabelValues("failure", "provider_error").Inc()
 		p.log.Warn("sign-in refused by the provider", "reason", "provider_error", "error", code,
 			"description", truncate(q.Get("error_description"), 200), "client", p.trusted.clientIP(r))
 		p.errorPage(w, r, http.StatusForbidden, "Sign-in did not complete",
@@ -87,6 +88,7 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.log.Info("sign-in", "user", userName(s), "sub", s.Subject, "client", p.trusted.clientIP(r))
+	p.metrics.signIns.WithLabelValues("success", "").Inc()
 	if !p.access.allows(s) {
 		p.log.Warn("access denied by the access rules", "user", userName(s), "sub", s.Subject, "client", p.trusted.clientIP(r))
 	}
@@ -114,7 +116,7 @@ func reasonOf(err error) string {
 
 // redeem exchanges the code and turns the provider's answers into a session.
 func (p *Proxy) redeem(ctx context.Context, op *provider, f *flow, code string) (*session.Session, error) {
-	tok, err := op.oauth.Exchange(ctx, code, oauth2.VerifierOption(f.Verifier))
+	tok, err := op.oauth.Exchange(withIdPEndpoint(ctx, "token"), code, oauth2.VerifierOption(f.Verifier))
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) { // its Error() quotes the whole body: keep it out of the log
@@ -216,6 +218,7 @@ func (p *Proxy) checkIDToken(idt *oidc.IDToken, nonce, accessToken string) error
 // signInFailed logs why a sign-in failed and shows a generic page.
 func (p *Proxy) signInFailed(w http.ResponseWriter, r *http.Request, reason string, err error, status int, msg string) {
 	p.log.Warn("sign-in failed", "reason", reason, "err", err, "client", p.trusted.clientIP(r))
+	p.metrics.signIns.WithLabelValues("failure", reason).Inc()
 	if msg == "" {
 		msg = "The sign-in could not be completed. Please try again."
 	}

@@ -20,6 +20,7 @@ type exchange struct {
 	bytes     int64
 	forwarded time.Time
 	upstream  time.Duration
+	stream    bool // a WebSocket or an event stream, counted as active
 }
 
 func (x *exchange) WriteHeader(code int) {

@@ -61,8 +61,15 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 
 // upstreamAnswered notes how long the upstream took to answer.
 func (p *Proxy) upstreamAnswered(resp *http.Response) error {
-	if x := exchangeFrom(resp.Request.Context()); x != nil && !x.forwarded.IsZero() {
-		x.upstream = time.Since(x.forwarded)
+	x := exchangeFrom(resp.Request.Context())
+	if x == nil || x.forwarded.IsZero() {
+		return nil
+	}
+	x.upstream = time.Since(x.forwarded)
+	p.metrics.upstream.Observe(x.upstream.Seconds())
+	if resp.StatusCode == http.StatusSwitchingProtocols || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		x.stream = true
+		p.metrics.streams.Inc()
 	}
 	return nil
 }

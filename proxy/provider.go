@@ -54,7 +54,7 @@ var asymmetricAlgs = map[string]bool{
 // discover fetches the provider's metadata once. go-oidc refuses a
 // document whose issuer differs from the configured one.
 func (p *Proxy) discover(ctx context.Context) (*provider, error) {
-	ctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, p.idpClient), p.idpTimeout)
+	ctx, cancel := context.WithTimeout(oidc.ClientContext(withIdPEndpoint(ctx, "discovery"), p.idpClient), p.idpTimeout)
 	defer cancel()
 	op, err := oidc.NewProvider(ctx, p.issuer)
 	if err != nil {
@@ -79,7 +79,7 @@ func (p *Proxy) discover(ctx context.Context) (*provider, error) {
 		}
 	}
 	keys := &keySet{
-		remote:  oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), p.idpClient), extra.JWKSURI),
+		remote:  oidc.NewRemoteKeySet(oidc.ClientContext(withIdPEndpoint(context.Background(), "jwks"), p.idpClient), extra.JWKSURI),
 		jwksURI: extra.JWKSURI,
 		client:  p.idpClient,
 	}
@@ -254,7 +254,7 @@ func jwtKeyID(jwt string) (string, error) {
 }
 
 func (k *keySet) countKeys(ctx context.Context) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.jwksURI, nil)
+	req, err := http.NewRequestWithContext(withIdPEndpoint(ctx, "jwks"), http.MethodGet, k.jwksURI, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -278,7 +278,7 @@ func (k *keySet) countKeys(ctx context.Context) (int, error) {
 // userinfo reads the userinfo endpoint with the access token: a JSON
 // object, or a JWT signed with one of the provider's keys.
 func (op *provider) userinfo(ctx context.Context, accessToken string) (map[string]json.RawMessage, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, op.oidc.UserInfoEndpoint(), nil)
+	req, err := http.NewRequestWithContext(withIdPEndpoint(ctx, "userinfo"), http.MethodGet, op.oidc.UserInfoEndpoint(), nil)
 	if err != nil {
 		return nil, err
 	}

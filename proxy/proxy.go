@@ -36,6 +36,8 @@ type Options struct {
 	Transport http.RoundTripper
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+	// Version labels the build in the metrics.
+	Version string
 }
 
 // Proxy is the authenticating reverse proxy. Build it with New, call Start
@@ -72,6 +74,8 @@ type Proxy struct {
 	readyMu  sync.Mutex
 	readyAt  time.Time
 	readyErr error
+
+	metrics *metrics
 
 	headers identityHeaders
 	access  accessRules
@@ -130,6 +134,10 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 			return nil, err
 		}
 	}
+	p.metrics = newMetrics(opts.Version)
+	timed := *p.idpClient // a copy: the caller's client is not changed
+	timed.Transport = idpTransport{next: transportOf(p.idpClient), m: p.metrics}
+	p.idpClient = &timed
 	if p.lifetime <= 0 {
 		p.lifetime = config.DefaultLifetime
 	}
@@ -182,6 +190,13 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	return p, nil
 }
 
+func transportOf(c *http.Client) http.RoundTripper {
+	if c.Transport != nil {
+		return c.Transport
+	}
+	return http.DefaultTransport
+}
+
 func parseAbsolute(s string) (*url.URL, error) {
 	u, err := url.Parse(s)
 	if err != nil {
@@ -208,6 +223,16 @@ func (p *Proxy) routes() {
 	p.mux = m
 }
 
+func routeOf(path string) int {
+	switch {
+	case !strings.HasPrefix(path, Prefix):
+		return routeProxied
+	case path == Prefix+"healthz" || path == Prefix+"readyz":
+		return routeHealth
+	}
+	return routeSignIn
+}
+
 // ServeHTTP answers the proxy's own endpoints under /oauth2/ and sends
 // everything else through the authentication check to the upstream. The
 // decision is made on the decoded path only.
@@ -220,6 +245,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		p.serveProtected(x, r)
 	}
+	if x.stream {
+		p.metrics.streams.Dec()
+	}
+	p.metrics.request(routeOf(r.URL.Path), x.status)
 	if p.accessLog {
 		p.logExchange(r, x, time.Since(start))
 	}

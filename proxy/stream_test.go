@@ -232,3 +232,70 @@ session: {secret: %q}
 		t.Errorf("sign-in after discovery: %d", r.StatusCode)
 	}
 }
+
+func scrape(t *testing.T, p *proxy.Proxy) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	p.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	return rec.Body.String()
+}
+
+func TestMetrics(t *testing.T) {
+	s := newStand(t, nil, nil)
+	c := s.signIn("/")
+	do(t, http.DefaultClient, mustReq(http.MethodGet, s.url+"/api"))
+	release := make(chan struct{})
+	s.handle(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: x\n\n")
+		w.(http.Flusher).Flush()
+		<-release
+	})
+	resp, err := c.Get(s.url + "/api/v1/sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bufio.NewReader(resp.Body).ReadString('\n')
+	during := scrape(t, s.proxy)
+	close(release)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	var after string
+	for range 100 { // the handler finishes just after the body ends
+		if after = scrape(t, s.proxy); strings.Contains(after, "oidc_proxy_streams_active 0") {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, want := range []string{
+		`oidc_proxy_requests_total{code="2xx",route="proxied"} 1`,
+		`oidc_proxy_requests_total{code="4xx",route="proxied"} 1`,
+		`oidc_proxy_requests_total{code="3xx",route="proxied"} 1`,
+		`oidc_proxy_requests_total{code="3xx",route="sign_in"} 1`,
+		`oidc_proxy_sign_ins_total{reason="",result="success"} 1`,
+		`oidc_proxy_upstream_duration_seconds_count 2`, // the page after sign-in, the stream
+		`oidc_proxy_idp_request_duration_seconds_count{endpoint="discovery"} 1`,
+		`oidc_proxy_idp_request_duration_seconds_count{endpoint="token"} 1`,
+		`oidc_proxy_idp_request_duration_seconds_count{endpoint="userinfo"} 1`,
+		`oidc_proxy_idp_request_duration_seconds_count{endpoint="jwks"} 1`,
+		`oidc_proxy_build_info{version=""} 1`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(during, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if !strings.Contains(during, "oidc_proxy_streams_active 1") || !strings.Contains(after, "oidc_proxy_streams_active 0") {
+		t.Errorf("streams gauge: during the stream and after:\n%s\n%s", grepLines(during, "streams"), grepLines(after, "streams"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -100,11 +100,22 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 // serve runs the proxy until ctx ends, then lets in-flight requests finish
 // for up to 30 s.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	p, err := proxy.New(cfg, proxy.Options{Logger: log})
+	p, err := proxy.New(cfg, proxy.Options{Logger: log, Version: version})
 	if err != nil {
 		return err
 	}
 	p.Start(ctx)
+	if cfg.MetricsListen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", p.MetricsHandler())
+		msrv := &http.Server{Addr: cfg.MetricsListen, Handler: mux, ReadHeaderTimeout: proxy.ReadHeaderTimeout}
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return err
+		}
+		go msrv.Serve(mln)
+		defer msrv.Close()
+	}
 	srv := proxy.NewServer(cfg.Listen, p, log)
 	if cfg.TLS.CertFile != "" {
 		certs, err := proxy.NewCertReloader(cfg.TLS.CertFile, cfg.TLS.KeyFile, log)

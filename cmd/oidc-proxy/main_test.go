@@ -102,8 +102,12 @@ func TestServeAndGracefulShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var logs lockedBuffer
 	done := make(chan int)
+	metricsAddr := freeAddr(t)
+	path := writeConfig(t, addr, "http://127.0.0.1:1")
+	data, _ := os.ReadFile(path)
+	os.WriteFile(path, append(data, []byte("metrics_listen: "+metricsAddr+"\n")...), 0o600)
 	go func() {
-		done <- run(ctx, []string{"-config", writeConfig(t, addr, "http://127.0.0.1:1")}, io.Discard, &logs)
+		done <- run(ctx, []string{"-config", path}, io.Discard, &logs)
 	}()
 
 	var resp *http.Response
@@ -120,6 +124,15 @@ func TestServeAndGracefulShutdown(t *testing.T) {
 	resp.Body.Close()
 	if resp, err := http.Get("http://" + addr + "/oauth2/readyz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("readyz with the IdP down: %v %v", resp, err)
+	}
+	if resp, err := http.Get("http://" + metricsAddr + "/metrics"); err != nil {
+		t.Errorf("metrics: %v", err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), `oidc_proxy_build_info{version="dev"} 1`) {
+			t.Errorf("metrics endpoint:\n%.500s", body)
+		}
 	}
 	if code := run(ctx, []string{"-healthcheck", "http://" + addr + "/oauth2/healthz"}, io.Discard, io.Discard); code != 0 {
 		t.Errorf("-healthcheck of healthz: exit %d", code)

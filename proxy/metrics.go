@@ -1,0 +1,124 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Route kinds, for the request counter.
+const (
+	routeProxied = iota // forwarded to the upstream (or refused on the way)
+	routeSignIn         // the proxy's own sign-in endpoints
+	routeHealth         // healthz and readyz
+	routeKinds
+)
+
+var routeNames = [routeKinds]string{"proxied", "sign_in", "health"}
+
+// metrics are the proxy's Prometheus metrics, in a registry of its own.
+// Counters used on every request are resolved once, so counting allocates
+// nothing.
+type metrics struct {
+	registry *prometheus.Registry
+	requests [routeKinds][6]prometheus.Counter // by status class 0 (none: hijacked), 1xx..5xx
+	upstream prometheus.Observer
+	signIns  *prometheus.CounterVec
+	refresh  *prometheus.CounterVec
+	idp      *prometheus.HistogramVec
+	idpErrs  *prometheus.CounterVec
+	streams  prometheus.Gauge
+}
+
+func newMetrics(version string) *metrics {
+	m := &metrics{registry: prometheus.NewRegistry()}
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oidc_proxy_requests_total", Help: "Requests answered, by route kind and status class.",
+	}, []string{"route", "code"})
+	for r := range routeKinds {
+		for c := range 6 {
+			class := "hijacked"
+			if c > 0 {
+				class = strconv.Itoa(c) + "xx"
+			}
+			m.requests[r][c] = requests.WithLabelValues(routeNames[r], class)
+		}
+	}
+	upstream := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "oidc_proxy_upstream_duration_seconds", Help: "Time until the upstream's response headers arrived.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12),
+	})
+	m.upstream = upstream
+	m.signIns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oidc_proxy_sign_ins_total", Help: "Completed sign-ins (result=success) and failed ones by reason.",
+	}, []string{"result", "reason"})
+	m.refresh = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oidc_proxy_refreshes_total", Help: "Token refreshes by result.",
+	}, []string{"result"})
+	m.idp = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "oidc_proxy_idp_request_duration_seconds", Help: "Requests to the OpenID Provider, by endpoint.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
+	}, []string{"endpoint"})
+	m.idpErrs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oidc_proxy_idp_errors_total", Help: "Requests to the OpenID Provider that failed or answered 5xx, by endpoint.",
+	}, []string{"endpoint"})
+	m.streams = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "oidc_proxy_streams_active", Help: "WebSocket connections and Server-Sent Events streams open through the proxy.",
+	})
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "oidc_proxy_build_info", Help: "Always 1; the labels name the build.", ConstLabels: prometheus.Labels{"version": version},
+	})
+	build.Set(1)
+	m.registry.MustRegister(requests, upstream, m.signIns, m.refresh, m.idp, m.idpErrs, m.streams, build,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}
+
+// MetricsHandler serves the proxy's Prometheus metrics; serve it on a
+// listener of its own (metrics_listen), not to the public.
+func (p *Proxy) MetricsHandler() http.Handler { return p.metrics.Handler() }
+
+func (m *metrics) request(route, status int) {
+	class := status / 100
+	if class < 0 || class > 5 {
+		class = 0
+	}
+	m.requests[route][class].Inc()
+}
+
+type idpEndpointKey struct{}
+
+// withIdPEndpoint labels the requests made with ctx for the IdP metrics.
+func withIdPEndpoint(ctx context.Context, endpoint string) context.Context {
+	return context.WithValue(ctx, idpEndpointKey{}, endpoint)
+}
+
+// idpTransport times every request to the provider.
+type idpTransport struct {
+	next http.RoundTripper
+	m    *metrics
+}
+
+func (t idpTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	endpoint, _ := r.Context().Value(idpEndpointKey{}).(string)
+	if endpoint == "" {
+		endpoint = "other"
+	}
+	start := time.Now()
+	resp, err := t.next.RoundTrip(r)
+	t.m.idp.WithLabelValues(endpoint).Observe(time.Since(start).Seconds())
+	if err != nil || resp.StatusCode >= 500 {
+		t.m.idpErrs.WithLabelValues(endpoint).Inc()
+	}
+	return resp, err
+}
