@@ -215,6 +215,7 @@ func (p *Proxy) routes() {
 	m.HandleFunc("GET /oauth2/sign_out", p.handleSignOut)
 	m.HandleFunc("POST /oauth2/sign_out", p.handleSignOut)
 	m.HandleFunc("GET /oauth2/userinfo", p.handleUserinfo)
+	m.HandleFunc("GET /oauth2/auth", p.handleAuth)
 	m.HandleFunc("GET /oauth2/healthz", p.handleHealthz)
 	m.HandleFunc("GET /oauth2/readyz", p.handleReadyz)
 	m.HandleFunc("/oauth2/", func(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,61 @@
+package proxy
+
+import (
+	"net/http"
+)
+
+// handleAuth is the forward-auth endpoint for a front proxy that already
+// routes to the application (nginx auth_request, Traefik forwardAuth,
+// Caddy forward_auth). With a valid session of an allowed user it answers
+// 202 with the identity headers; a user the access rules keep out gets
+// 403. Without a session it answers 401, or, with ?redirect=true (Traefik,
+// Caddy) and a browser page load, a redirect into sign-in that returns to
+// the original URL.
+//
+// The original URL is taken from X-Forwarded-Uri only when the request
+// comes from one of trusted_proxies; otherwise the sign-in returns to "/".
+// The front proxy must route /oauth2/ on the same host to this proxy, and
+// must remove client-sent identity headers before adding the ones from
+// this answer.
+func (p *Proxy) handleAuth(w http.ResponseWriter, r *http.Request) {
+	id := p.loadIdentity(w, r)
+	if x, ok := w.(*exchange); ok {
+		x.id = id
+	}
+	switch {
+	case id == nil:
+		if r.URL.Query().Get("redirect") == "true" && isNavigation(forwardedRequest(r)) {
+			p.startFlow(w, r, CleanReturnURL(p.originalURI(r)))
+			return
+		}
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated", "sign_in_url": p.external.String() + Prefix + "start"})
+	case !id.allowed:
+		p.forbidden(w, r, id.session)
+	default:
+		p.headers.inject(w.Header(), id)
+		w.WriteHeader(http.StatusAccepted)
+	}
+}
+
+// originalURI is the path and query the front proxy was asked for, as it
+// says in X-Forwarded-Uri, believed only from a trusted proxy.
+func (p *Proxy) originalURI(r *http.Request) string {
+	if !p.trusted.trustedPeer(r) {
+		return "/"
+	}
+	if u := r.Header.Get("X-Forwarded-Uri"); u != "" {
+		return u
+	}
+	return "/"
+}
+
+// forwardedRequest is the client's request as the front proxy describes
+// it: its method (X-Forwarded-Method) and its own Accept and Sec-Fetch-Mode
+// headers, which Traefik and Caddy pass along.
+func forwardedRequest(r *http.Request) *http.Request {
+	c := *r
+	if m := r.Header.Get("X-Forwarded-Method"); m != "" {
+		c.Method = m
+	}
+	return &c
+}
