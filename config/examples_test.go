@@ -76,3 +76,35 @@ func TestExamples(t *testing.T) {
 		t.Errorf("found %d proxy configurations in examples/", proxyConfigs)
 	}
 }
+
+// TestSystemdUnit checks the unit file's syntax (sections and Key=Value
+// lines) and that it starts the proxy with a configuration file.
+func TestSystemdUnit(t *testing.T) {
+	data, err := os.ReadFile("../examples/systemd/oidc-proxy.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sections := map[string]bool{}
+	section := ""
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):
+			section = line
+			sections[section] = true
+		case section != "" && strings.Contains(line, "="):
+			k, v, _ := strings.Cut(line, "=")
+			if k == "ExecStart" && !strings.Contains(v, "oidc-proxy -config /etc/oidc-proxy/oidc-proxy.yaml") {
+				t.Errorf("ExecStart does not start the proxy with its configuration: %s", v)
+			}
+		default:
+			t.Errorf("line %d is not a unit file line: %q", i+1, line)
+		}
+	}
+	for _, s := range []string{"[Unit]", "[Service]", "[Install]"} {
+		if !sections[s] {
+			t.Errorf("no %s section", s)
+		}
+	}
+}
