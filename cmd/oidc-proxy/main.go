@@ -128,15 +128,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	useTLS := srv.TLSConfig != nil // read before serving: Serve writes to it
 	errc := make(chan error, 1)
 	go func() {
-		if srv.TLSConfig != nil {
+		if useTLS {
 			errc <- srv.ServeTLS(ln, "", "")
 		} else {
 			errc <- srv.Serve(ln)
 		}
 	}()
-	log.Info("oidc-proxy serving", "version", version, "listen", cfg.Listen, "tls", srv.TLSConfig != nil,
+	log.Info("oidc-proxy serving", "version", version, "listen", cfg.Listen, "tls", useTLS,
 		"external_url", cfg.ExternalURL, "upstream", cfg.Upstream, "issuer", cfg.OIDC.Issuer)
 	select {
 	case err := <-errc:
