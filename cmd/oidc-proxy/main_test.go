@@ -3,8 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -199,5 +206,41 @@ func TestCheckReachesPeers(t *testing.T) {
 	}
 	if code != 0 {
 		t.Errorf("exit %d: %s", code, errOut.String())
+	}
+}
+
+func TestServeTLS(t *testing.T) {
+	dir := t.TempDir()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	kder, _ := x509.MarshalECPrivateKey(key)
+	os.WriteFile(filepath.Join(dir, "tls.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	addr := freeAddr(t)
+	path := writeConfig(t, addr, "http://127.0.0.1:1")
+	data, _ := os.ReadFile(path)
+	os.WriteFile(path, append(data, []byte("tls:\n  cert_file: "+filepath.Join(dir, "tls.crt")+"\n  key_file: "+filepath.Join(dir, "tls.key")+"\n")...), 0o600)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() { done <- run(ctx, []string{"-config", path}, io.Discard, io.Discard) }()
+	defer func() { cancel(); <-done }()
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	var resp *http.Response
+	var err error
+	for range 100 {
+		if resp, err = (&http.Client{Transport: tr}).Get("https://" + addr + "/oauth2/healthz"); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Proto != "HTTP/2.0" || resp.TLS.PeerCertificates[0].SerialNumber.Int64() != 7 {
+		t.Errorf("https: %d %s", resp.StatusCode, resp.Proto)
 	}
 }
