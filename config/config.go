@@ -4,7 +4,11 @@
 // with its line number.
 package config
 
-import "time"
+import (
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
 
 // Config is the whole configuration file. Every field is documented in the
 // README under the same key name.
@@ -105,16 +109,40 @@ type OIDC struct {
 // Session configures the session cookie.
 type Session struct {
 	// Secret derives the keys that encrypt and sign the session cookie; at
-	// least 32 bytes. Exactly one of Secret and SecretFile is required;
-	// after Load, Secret holds the value.
-	Secret     string `yaml:"secret"`
-	SecretFile string `yaml:"secret_file"`
+	// least 32 bytes. It may be a list: the first secret encrypts new
+	// cookies, every one opens existing ones, so secrets rotate without
+	// signing anyone out. Exactly one of Secret and SecretFile (a file, or
+	// a list of files, one secret each) is required; after Load, Secret
+	// holds the values.
+	Secret     Secrets `yaml:"secret"`
+	SecretFile Secrets `yaml:"secret_file"`
 	// Lifetime is how long a session lasts after sign-in. Default 168h.
 	Lifetime time.Duration `yaml:"lifetime"`
 	// CookieName is the base name of the proxy's cookies. With an https
 	// external_url the browser sees it with the "__Host-" prefix.
 	// Default "oidc_proxy".
 	CookieName string `yaml:"cookie_name"`
+}
+
+// Secrets is one string or a list of them.
+type Secrets []string
+
+// UnmarshalYAML takes a single value as a list of one.
+func (s *Secrets) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		var v string
+		if err := n.Decode(&v); err != nil {
+			return err
+		}
+		*s = Secrets{v}
+		return nil
+	}
+	var list []string
+	if err := n.Decode(&list); err != nil {
+		return err
+	}
+	*s = list
+	return nil
 }
 
 // Log configures the structured log.

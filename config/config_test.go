@@ -63,8 +63,41 @@ session:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.OIDC.Issuer != "https://auth.example.com" || c.OIDC.ClientID != "null" || c.OIDC.ClientSecret != "from-file" || c.Session.Secret != validSecret {
+	if c.OIDC.Issuer != "https://auth.example.com" || c.OIDC.ClientID != "null" || c.OIDC.ClientSecret != "from-file" || len(c.Session.Secret) != 1 || c.Session.Secret[0] != validSecret {
 		t.Errorf("got %+v", c.OIDC)
+	}
+}
+
+func TestSecretLists(t *testing.T) {
+	second := strings.Repeat("b", 40)
+	c, err := Parse("t.yaml", []byte(strings.Replace(minimal, `  secret: "`+validSecret+`"`, "  secret:\n    - \""+second+"\"\n    - \""+validSecret+"\"", 1)), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Session.Secret) != 2 || c.Session.Secret[0] != second || c.Session.Secret[1] != validSecret {
+		t.Errorf("secrets: %q", c.Session.Secret)
+	}
+	dir := t.TempDir()
+	f1, f2 := filepath.Join(dir, "new"), filepath.Join(dir, "old")
+	os.WriteFile(f1, []byte(second+"\n"), 0o600)
+	os.WriteFile(f2, []byte(validSecret), 0o600)
+	c, err = Parse("t.yaml", []byte(strings.Replace(minimal, `  secret: "`+validSecret+`"`, "  secret_file: ["+f1+", "+f2+"]", 1)), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Session.Secret) != 2 || c.Session.Secret[0] != second {
+		t.Errorf("secrets from files: %q", c.Session.Secret)
+	}
+	for _, bad := range []struct{ yaml, want string }{
+		{"  secret: [\"" + second + "\", short]", "session.secret: secret 2 must be at least 32 bytes long, not 5"},
+		{"  secret: []", "session.secret: is required"},
+		{"  secret: \"" + second + "\"\n  secret_file: " + f2, "set either session.secret or session.secret_file"},
+		{"  secret: {a: b}", "cannot unmarshal"},
+	} {
+		_, err := Parse("t.yaml", []byte(strings.Replace(minimal, `  secret: "`+validSecret+`"`, bad.yaml, 1)), noEnv)
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%q: %v, want %q", bad.yaml, err, bad.want)
+		}
 	}
 }
 
@@ -105,7 +138,7 @@ log:
 		`line 8: oidc.scopes: "bad scope" is not a valid scope`,
 		"line 8: oidc.scopes: must contain openid",
 		"line 9: oidc.timeout: must be between 1s and 5m",
-		"line 11: session.secret: must be at least 32 bytes long, not 5",
+		"line 11: session.secret: secret 1 must be at least 32 bytes long, not 5",
 		"line 12: session.lifetime: must be at least 1m",
 		"line 13: session.cookie_name: must be letters",
 		"line 15: headers.Host: Host cannot carry a claim",
@@ -218,8 +251,15 @@ func FuzzParse(f *testing.F) {
 		if (c == nil) == (err == nil) {
 			t.Fatalf("Parse returned config %v and error %v", c != nil, err)
 		}
-		if c != nil && (c.Session.Secret == "" || c.OIDC.Issuer == "" || len(c.Session.Secret) < MinSecretLength) {
+		if c != nil && (len(c.Session.Secret) == 0 || c.OIDC.Issuer == "") {
 			t.Fatalf("accepted an incomplete config: %+v", c)
+		}
+		if c != nil {
+			for _, s := range c.Session.Secret {
+				if len(s) < MinSecretLength {
+					t.Fatalf("accepted a short secret: %q", s)
+				}
+			}
 		}
 	})
 }

@@ -253,26 +253,39 @@ func (l *loader) expand(n *yaml.Node, path string) {
 // readSecretFiles fills each secret from its *_file key.
 func (l *loader) readSecretFiles(c *Config) {
 	l.secretFile("oidc.client_secret", &c.OIDC.ClientSecret, c.OIDC.ClientSecretFile)
-	l.secretFile("session.secret", &c.Session.Secret, c.Session.SecretFile)
+	if len(c.Session.SecretFile) > 0 && len(c.Session.Secret) > 0 {
+		l.add("session.secret_file", "set either session.secret or session.secret_file, not both")
+		return
+	}
+	for _, f := range c.Session.SecretFile {
+		var v string
+		if l.secretFile("session.secret", &v, f) {
+			c.Session.Secret = append(c.Session.Secret, v)
+		}
+	}
 }
 
-func (l *loader) secretFile(key string, value *string, file string) {
+// secretFile reads the secret for key from file into value, and reports
+// whether it did.
+func (l *loader) secretFile(key string, value *string, file string) bool {
 	if file == "" {
-		return
+		return false
 	}
 	if *value != "" {
 		l.add(key+"_file", "set either %s or %s_file, not both", key, key)
-		return
+		return false
 	}
 	data, err := l.readFile(file)
 	if err != nil {
 		l.add(key+"_file", "%v", err)
-		return
+		return false
 	}
 	*value = strings.TrimRight(string(data), "\r\n")
 	if *value == "" {
 		l.add(key+"_file", "%s is empty", file)
+		return false
 	}
+	return true
 }
 
 func readBounded(path string) ([]byte, error) {

@@ -105,15 +105,17 @@ func (l *loader) validateOIDC(o *OIDC) {
 }
 
 func (l *loader) validateSession(s *Session) {
-	switch {
-	case s.Secret == "" && s.SecretFile == "":
+	if len(s.Secret) == 0 && len(s.SecretFile) == 0 {
 		l.add("session.secret", "is required (or session.secret_file): 32 or more random bytes, for example from `openssl rand -base64 48`")
-	case s.Secret != "" && len(s.Secret) < MinSecretLength:
-		key := "session.secret"
-		if s.SecretFile != "" {
-			key = "session.secret_file"
+	}
+	key := "session.secret"
+	if len(s.SecretFile) > 0 {
+		key = "session.secret_file"
+	}
+	for i, v := range s.Secret {
+		if len(v) < MinSecretLength {
+			l.add(key, "secret %d must be at least %d bytes long, not %d", i+1, MinSecretLength, len(v))
 		}
-		l.add(key, "must be at least %d bytes long, not %d", MinSecretLength, len(s.Secret))
 	}
 	if s.Lifetime < time.Minute {
 		l.add("session.lifetime", "must be at least 1m, not %s", s.Lifetime)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oidc-proxy/oidc-proxy/config"
 	"github.com/oidc-proxy/oidc-proxy/proxy"
 )
 
@@ -210,7 +211,7 @@ func TestAbusiveCookies(t *testing.T) {
 // oldSecretCookie signs in at a proxy with another secret and returns its
 // session cookie.
 func oldSecretCookie(t *testing.T) string {
-	other := newStand(t, func(c *cfg) { c.Session.Secret = "another-secret-0123456789abcdef-0123456789" }, nil)
+	other := newStand(t, func(c *cfg) { c.Session.Secret = config.Secrets{"another-secret-0123456789abcdef-0123456789"} }, nil)
 	return sessionCookies(other.signIn("/"), other.url)[0].Value
 }
 

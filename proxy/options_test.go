@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/oidc-proxy/oidc-proxy/config"
 )
 
 func TestClientAuthMethods(t *testing.T) {
@@ -193,5 +195,35 @@ func TestReadyzAsksTheUpstream(t *testing.T) {
 	s.skew.Store(int64(9 * time.Second))
 	if got := readyz(); got != http.StatusServiceUnavailable {
 		t.Errorf("readyz with the upstream gone: %d", got)
+	}
+}
+
+// TestSecretRotation: a proxy with [new, old] opens cookies made under the
+// old secret and makes new ones under the new; a proxy with only the new
+// secret no longer opens the old cookies.
+func TestSecretRotation(t *testing.T) {
+	const newSecret = "the-new-session-secret-0123456789abcdef-0123"
+	old := newStand(t, nil, nil)
+	oldCookie := cookieHeader(old.signIn("/"), old.url)
+	rotated := newStand(t, func(c *cfg) { c.Session.Secret = config.Secrets{newSecret, sessionSecret} }, nil)
+	dropped := newStand(t, func(c *cfg) { c.Session.Secret = config.Secrets{newSecret} }, nil)
+	userinfo := func(s *stand, cookie string) int {
+		req := mustReq(http.MethodGet, s.url+"/oauth2/userinfo")
+		req.Header.Set("Cookie", cookie)
+		resp, _ := do(t, http.DefaultClient, req)
+		return resp.StatusCode
+	}
+	if got := userinfo(rotated, oldCookie); got != 200 {
+		t.Errorf("old cookie at the rotated proxy: %d", got)
+	}
+	if got := userinfo(dropped, oldCookie); got != http.StatusUnauthorized {
+		t.Errorf("old cookie after the old secret was dropped: %d", got)
+	}
+	newCookie := cookieHeader(rotated.signIn("/"), rotated.url)
+	if got := userinfo(dropped, newCookie); got != 200 {
+		t.Errorf("new cookie at a proxy with only the new secret: %d", got)
+	}
+	if got := userinfo(old, newCookie); got != http.StatusUnauthorized {
+		t.Errorf("new cookie at a proxy with only the old secret: %d", got)
 	}
 }

@@ -142,7 +142,10 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		p.lifetime = config.DefaultLifetime
 	}
 	secure := p.external.Scheme == "https"
-	secrets := [][]byte{[]byte(cfg.Session.Secret)}
+	var secrets [][]byte // the first encrypts, all decrypt
+	for _, s := range cfg.Session.Secret {
+		secrets = append(secrets, []byte(s))
+	}
 	if p.sessions, err = session.NewCodec(secrets, "session", session.CookieOptions{Secure: secure, MaxAge: p.lifetime}); err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
