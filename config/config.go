@@ -118,6 +118,10 @@ type Session struct {
 	SecretFile Secrets `yaml:"secret_file"`
 	// Lifetime is how long a session lasts after sign-in. Default 168h.
 	Lifetime time.Duration `yaml:"lifetime"`
+	// IdleTimeout, when set, also ends a session after this long without a
+	// request. Activity renews the cookie, but never past Lifetime.
+	// Default 0: no idle timeout.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// CookieName is the base name of the proxy's cookies. With an https
 	// external_url the browser sees it with the "__Host-" prefix.
 	// Default "oidc_proxy".

@@ -187,6 +187,8 @@ func TestStructuralErrors(t *testing.T) {
 		{"tls files missing", minimal + "tls:\n  cert_file: /nonexistent.crt\n  key_file: /nonexistent.key\n", "tls.cert_file: open /nonexistent.crt"},
 		{"metrics on the public port", minimal + "metrics_listen: \":4180\"\n", "metrics_listen: must differ from listen"},
 		{"metrics address", minimal + "metrics_listen: \"9090\"\n", "metrics_listen: must be host:port"},
+		{"idle timeout too short", strings.Replace(minimal, "session:", "session:\n  idle_timeout: 10s", 1), "session.idle_timeout: must be 0 (off) or between 1m and session.lifetime"},
+		{"idle timeout over lifetime", strings.Replace(minimal, "session:", "session:\n  lifetime: 1h\n  idle_timeout: 2h", 1), "session.idle_timeout"},
 		{"empty user", minimal + "access:\n  allowed_users: [\" \"]\n", "access.allowed_users: holds an empty name"},
 	}
 	for _, tt := range tests {

@@ -120,6 +120,9 @@ func (l *loader) validateSession(s *Session) {
 	if s.Lifetime < time.Minute {
 		l.add("session.lifetime", "must be at least 1m, not %s", s.Lifetime)
 	}
+	if s.IdleTimeout != 0 && (s.IdleTimeout < time.Minute || s.IdleTimeout > s.Lifetime) {
+		l.add("session.idle_timeout", "must be 0 (off) or between 1m and session.lifetime (%s), not %s", s.Lifetime, s.IdleTimeout)
+	}
 	if s.CookieName == "" || strings.HasPrefix(s.CookieName, "__") || strings.ContainsFunc(s.CookieName, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
 	}) {

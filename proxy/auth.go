@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/oidc-proxy/oidc-proxy/session"
 )
@@ -46,6 +47,7 @@ func (p *Proxy) loadIdentity(w http.ResponseWriter, r *http.Request) *identity {
 	}
 	now := p.now()
 	if id, ok := p.cache.Get(raw, now); ok {
+		p.touch(w, r, id.session, now)
 		return id
 	}
 	payload, err := p.sessions.Decode(p.sessionName, raw)
@@ -53,10 +55,15 @@ func (p *Proxy) loadIdentity(w http.ResponseWriter, r *http.Request) *identity {
 	if err == nil {
 		s, err = session.Unmarshal(payload)
 	}
-	if err == nil && s.Valid(now) {
+	if err == nil && s.Valid(now) && !p.idleOut(s, now) {
 		id := p.headers.identity(s)
 		id.allowed = p.access.allows(s)
-		p.cache.Put(raw, id, s.Expires)
+		expires := s.Expires
+		if p.idle > 0 {
+			expires = min(expires, s.LastSeen()+int64(p.idle/time.Second))
+		}
+		p.cache.Put(raw, id, expires)
+		p.touch(w, r, s, now)
 		return id
 	}
 	if err != nil {
@@ -64,6 +71,29 @@ func (p *Proxy) loadIdentity(w http.ResponseWriter, r *http.Request) *identity {
 	}
 	p.sessions.Clear(w, r, p.sessionName)
 	return nil
+}
+
+// idleOut reports whether s has been idle for longer than the idle timeout.
+func (p *Proxy) idleOut(s *session.Session, now time.Time) bool {
+	return p.idle > 0 && now.Unix() >= s.LastSeen()+int64(p.idle/time.Second)
+}
+
+// touch renews the cookie of an active session with an idle timeout, once
+// a quarter of that timeout has passed since it was last renewed. The
+// renewed cookie keeps the session's absolute expiry.
+func (p *Proxy) touch(w http.ResponseWriter, r *http.Request, s *session.Session, now time.Time) {
+	if p.idle <= 0 || now.Unix() < s.LastSeen()+int64(p.idle/4/time.Second) {
+		return
+	}
+	renewed := *s
+	renewed.Seen = now.Unix()
+	payload, err := renewed.Marshal()
+	if err == nil {
+		err = p.sessions.Write(w, r, p.sessionName, payload, time.Unix(s.Expires, 0).Sub(now))
+	}
+	if err != nil {
+		p.log.Warn("session: renewing the cookie failed", "err", err, "sub", s.Subject)
+	}
 }
 
 // serveProtected forwards requests that carry a valid session and answers

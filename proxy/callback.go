@@ -176,6 +176,9 @@ func (p *Proxy) redeem(ctx context.Context, op *provider, f *flow, code string) 
 			p.log.Warn("claim refused: not a header-safe value", "claim", name, "sub", idt.Subject)
 		}
 	}
+	if p.idle > 0 {
+		s.Seen = now.Unix()
+	}
 	p.access.fill(s, claims)
 	if op.endSession != "" {
 		s.IDToken = raw

@@ -227,3 +227,46 @@ func TestSecretRotation(t *testing.T) {
 		t.Errorf("new cookie at a proxy with only the old secret: %d", got)
 	}
 }
+
+func TestIdleTimeout(t *testing.T) {
+	s := newStand(t, func(c *cfg) {
+		c.Session.Lifetime = time.Hour
+		c.Session.IdleTimeout = 10 * time.Minute
+	}, nil)
+	c := s.signIn("/")
+	at := func(d time.Duration) (int, bool) {
+		s.skew.Store(int64(d))
+		resp, _ := do(t, c, mustReq(http.MethodGet, s.url+"/api"))
+		renewed := false
+		for _, ck := range resp.Header.Values("Set-Cookie") {
+			if strings.HasPrefix(ck, "oidc_proxy=") && !strings.Contains(ck, "Max-Age=0") {
+				renewed = true
+			}
+		}
+		return resp.StatusCode, renewed
+	}
+	if code, renewed := at(1 * time.Minute); code != 200 || renewed {
+		t.Errorf("1 min in: %d, renewed %v (too early to renew)", code, renewed)
+	}
+	if code, renewed := at(3 * time.Minute); code != 200 || !renewed {
+		t.Errorf("3 min in: %d, renewed %v", code, renewed)
+	}
+	// Active every 8 minutes: past 10 minutes after sign-in, still in.
+	for _, m := range []time.Duration{11, 19, 27, 35, 43, 51, 59} {
+		if code, _ := at(m * time.Minute); code != 200 {
+			t.Fatalf("%d min in, active: %d", m, code)
+		}
+	}
+	// The absolute lifetime holds however active the user is.
+	if code, _ := at(61 * time.Minute); code != http.StatusUnauthorized {
+		t.Errorf("61 min in: %d, want the session over", code)
+	}
+
+	s.skew.Store(0)
+	idle := s.signIn("/")
+	s.skew.Store(int64(11 * time.Minute)) // 11 minutes without a request
+	resp, _ := do(t, idle, mustReq(http.MethodGet, s.url+"/api"))
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("after 11 idle minutes: %d", resp.StatusCode)
+	}
+}

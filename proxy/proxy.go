@@ -62,6 +62,7 @@ type Proxy struct {
 	provider     atomic.Pointer[provider]
 
 	lifetime    time.Duration
+	idle        time.Duration // 0: no idle timeout
 	sessions    *session.Codec
 	sessionName string
 	cache       *session.Cache[*identity]
@@ -141,6 +142,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	if p.lifetime <= 0 {
 		p.lifetime = config.DefaultLifetime
 	}
+	p.idle = cfg.Session.IdleTimeout
 	secure := p.external.Scheme == "https"
 	var secrets [][]byte // the first encrypts, all decrypt
 	for _, s := range cfg.Session.Secret {

@@ -28,6 +28,17 @@ type Session struct {
 	// Created and Expires are Unix seconds.
 	Created int64 `json:"iat"`
 	Expires int64 `json:"exp"`
+	// Seen is when the user was last active, Unix seconds, kept up to date
+	// only when sessions have an idle timeout.
+	Seen int64 `json:"seen,omitempty"`
+}
+
+// LastSeen is Seen, or Created for a session that never recorded it.
+func (s *Session) LastSeen() int64 {
+	if s.Seen != 0 {
+		return s.Seen
+	}
+	return s.Created
 }
 
 // Valid reports whether s is complete and unexpired at now.
