@@ -47,8 +47,7 @@ func (p *Proxy) loadIdentity(w http.ResponseWriter, r *http.Request) *identity {
 	}
 	now := p.now()
 	if id, ok := p.cache.Get(raw, now); ok {
-		p.touch(w, r, id.session, now)
-		return id
+		return p.keepUp(w, r, raw, id, now)
 	}
 	payload, err := p.sessions.Decode(p.sessionName, raw)
 	var s *session.Session
@@ -63,14 +62,24 @@ func (p *Proxy) loadIdentity(w http.ResponseWriter, r *http.Request) *identity {
 			expires = min(expires, s.LastSeen()+int64(p.idle/time.Second))
 		}
 		p.cache.Put(raw, id, expires)
-		p.touch(w, r, s, now)
-		return id
+		return p.keepUp(w, r, raw, id, now)
 	}
 	if err != nil {
 		p.log.Debug("session cookie refused", "err", err, "client", p.trusted.clientIP(r))
 	}
 	p.sessions.Clear(w, r, p.sessionName)
 	return nil
+}
+
+// keepUp renews the session when its refresh is due, or else renews its
+// cookie for the idle timeout. It returns the identity to use, or nil when
+// the session has ended.
+func (p *Proxy) keepUp(w http.ResponseWriter, r *http.Request, raw string, id *identity, now time.Time) *identity {
+	if next := p.renew(w, r, raw, id, now); next != id {
+		return next // renewed (its cookie written) or ended
+	}
+	p.touch(w, r, id.session, now)
+	return id
 }
 
 // idleOut reports whether s has been idle for longer than the idle timeout.

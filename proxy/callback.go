@@ -139,30 +139,59 @@ func (p *Proxy) redeem(ctx context.Context, op *provider, f *flow, code string) 
 	if err := idt.Claims(&claims); err != nil {
 		return nil, fail("id_token_invalid", err)
 	}
-	if op.oidc.UserInfoEndpoint() != "" {
-		extra, err := op.userinfo(ctx, tok.AccessToken)
-		if err != nil {
-			return nil, fail("userinfo", err)
-		}
-		var sub string
-		if json.Unmarshal(extra["sub"], &sub) != nil || sub == "" || sub != idt.Subject {
-			return nil, fail("userinfo_subject", errors.New("userinfo sub differs from the ID token's"))
-		}
-		for k, v := range extra { // userinfo wins for profile claims
-			switch k {
-			case "iss", "aud", "exp", "iat", "nbf", "nonce", "azp", "at_hash", "c_hash", "auth_time", "jti", "sid":
-				continue
-			}
-			claims[k] = v
-		}
+	if err := p.mergeUserinfo(ctx, op, tok.AccessToken, idt.Subject, claims); err != nil {
+		return nil, err
 	}
 	now := p.now()
 	s := &session.Session{
 		Subject: idt.Subject,
-		Claims:  map[string]string{},
 		Created: now.Unix(),
 		Expires: now.Add(p.lifetime).Unix(),
 	}
+	p.fillClaims(s, claims)
+	if p.idle > 0 {
+		s.Seen = now.Unix()
+	}
+	if tok.RefreshToken != "" {
+		s.RefreshToken = tok.RefreshToken
+		s.RefreshAt = refreshAt(tok.Expiry, now)
+	}
+	if op.endSession != "" {
+		s.IDToken = raw
+	}
+	return s, nil
+}
+
+// mergeUserinfo reads userinfo with the access token, checks that its sub
+// is sub, and merges its claims over claims (userinfo wins for profile
+// claims).
+func (p *Proxy) mergeUserinfo(ctx context.Context, op *provider, accessToken, sub string, claims map[string]json.RawMessage) error {
+	if op.oidc.UserInfoEndpoint() == "" {
+		return nil
+	}
+	extra, err := op.userinfo(ctx, accessToken)
+	if err != nil {
+		return fail("userinfo", err)
+	}
+	var usub string
+	if json.Unmarshal(extra["sub"], &usub) != nil || usub == "" || usub != sub {
+		return fail("userinfo_subject", errors.New("userinfo sub differs from the ID token's"))
+	}
+	for k, v := range extra {
+		switch k {
+		case "iss", "aud", "exp", "iat", "nbf", "nonce", "azp", "at_hash", "c_hash", "auth_time", "jti", "sid":
+			continue
+		}
+		claims[k] = v
+	}
+	return nil
+}
+
+// fillClaims keeps in s what the headers and the access rules need of
+// claims, replacing what s held.
+func (p *Proxy) fillClaims(s *session.Session, claims map[string]json.RawMessage) {
+	s.Claims = map[string]string{}
+	s.User, s.Email, s.Groups = "", "", nil
 	for _, name := range p.headers.claims() {
 		raw, present := claims[name]
 		if !present {
@@ -173,17 +202,10 @@ func (p *Proxy) redeem(ctx context.Context, op *provider, f *flow, code string) 
 				s.Claims[name] = v
 			}
 		} else {
-			p.log.Warn("claim refused: not a header-safe value", "claim", name, "sub", idt.Subject)
+			p.log.Warn("claim refused: not a header-safe value", "claim", name, "sub", s.Subject)
 		}
 	}
-	if p.idle > 0 {
-		s.Seen = now.Unix()
-	}
 	p.access.fill(s, claims)
-	if op.endSession != "" {
-		s.IDToken = raw
-	}
-	return s, nil
 }
 
 // checkIDToken makes the checks go-oidc leaves to the caller: nonce, azp,

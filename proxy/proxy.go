@@ -66,6 +66,7 @@ type Proxy struct {
 	sessions    *session.Codec
 	sessionName string
 	cache       *session.Cache[*identity]
+	refreshes   *refresher
 	flows       *session.Codec
 	flowPrefix  string
 
@@ -160,6 +161,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	}
 	p.sessionName = p.sessions.CookieName(base)
 	p.cache = session.NewCache[*identity](0)
+	p.refreshes = newRefresher()
 	p.flowPrefix = p.flows.CookieName(base + "_login_")
 	hm := cfg.Headers
 	if hm == nil {

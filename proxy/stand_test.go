@@ -41,6 +41,8 @@ type stand struct {
 
 	// skew moves the proxy's clock forward (nanoseconds).
 	skew atomic.Int64
+	// opDown makes the OP answer 503 to everything.
+	opDown atomic.Bool
 
 	mu   sync.Mutex
 	seen []*http.Request // requests the upstream received
@@ -95,7 +97,13 @@ func newStand(t *testing.T, edit func(*config.Config), opEdit func(*testop.Confi
 		t.Fatal(err)
 	}
 	s.op = op
-	serveOn(t, opLn, op.Handler())
+	serveOn(t, opLn, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.opDown.Load() {
+			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		op.Handler().ServeHTTP(w, r)
+	}))
 	s.startProxy(proxyLn, issuer, edit)
 	s.waitReady()
 	return s

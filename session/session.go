@@ -9,7 +9,8 @@ import (
 )
 
 // Session is one signed-in user. It holds what the proxy needs on every
-// request and nothing more: no access or refresh token.
+// request and nothing more: no access token, and a refresh token only when
+// the scopes asked for offline_access.
 type Session struct {
 	// Subject is the provider's sub claim.
 	Subject string `json:"sub"`
@@ -28,6 +29,10 @@ type Session struct {
 	// Created and Expires are Unix seconds.
 	Created int64 `json:"iat"`
 	Expires int64 `json:"exp"`
+	// RefreshToken renews the claims at RefreshAt (Unix seconds), shortly
+	// before the access token they came with expires.
+	RefreshToken string `json:"rt,omitempty"`
+	RefreshAt    int64  `json:"rat,omitempty"`
 	// Seen is when the user was last active, Unix seconds, kept up to date
 	// only when sessions have an idle timeout.
 	Seen int64 `json:"seen,omitempty"`
