@@ -147,8 +147,15 @@ func (p *Proxy) redeem(ctx context.Context, op *provider, f *flow, code string) 
 		Subject: idt.Subject,
 		Created: now.Unix(),
 		Expires: now.Add(p.lifetime).Unix(),
+		Born:    now.UnixMilli(),
 	}
 	p.fillClaims(s, claims)
+	var sid struct {
+		SID string `json:"sid"`
+	}
+	if idt.Claims(&sid) == nil && len(sid.SID) <= 256 {
+		s.SID = sid.SID
+	}
 	if p.idle > 0 {
 		s.Seen = now.Unix()
 	}

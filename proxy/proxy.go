@@ -67,6 +67,7 @@ type Proxy struct {
 	sessionName string
 	cache       *session.Cache[*identity]
 	refreshes   *refresher
+	revoked     *revocations
 	flows       *session.Codec
 	flowPrefix  string
 
@@ -162,6 +163,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	p.sessionName = p.sessions.CookieName(base)
 	p.cache = session.NewCache[*identity](0)
 	p.refreshes = newRefresher()
+	p.revoked = newRevocations(p.lifetime)
 	p.flowPrefix = p.flows.CookieName(base + "_login_")
 	hm := cfg.Headers
 	if hm == nil {
@@ -223,6 +225,7 @@ func (p *Proxy) routes() {
 	m.HandleFunc("POST /oauth2/sign_out", p.handleSignOut)
 	m.HandleFunc("GET /oauth2/userinfo", p.handleUserinfo)
 	m.HandleFunc("GET /oauth2/auth", p.handleAuth)
+	m.HandleFunc("POST /oauth2/backchannel_logout", p.handleBackchannelLogout)
 	m.HandleFunc("GET /oauth2/healthz", p.handleHealthz)
 	m.HandleFunc("GET /oauth2/readyz", p.handleReadyz)
 	m.HandleFunc("/oauth2/", func(w http.ResponseWriter, r *http.Request) {

@@ -23,6 +23,13 @@ type Session struct {
 	User   string   `json:"u,omitempty"`
 	Email  string   `json:"e,omitempty"`
 	Groups []string `json:"g,omitempty"`
+	// Born is when the session was created, in Unix milliseconds: a
+	// back-channel logout ends the sessions born before it, and a sign-in
+	// right after it (the same second) must survive.
+	Born int64 `json:"born,omitempty"`
+	// SID is the provider's session id (the ID token's sid), for
+	// back-channel logout.
+	SID string `json:"sid,omitempty"`
 	// IDToken is kept only when the provider has an end_session_endpoint,
 	// for its id_token_hint.
 	IDToken string `json:"idt,omitempty"`
