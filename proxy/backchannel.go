@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,17 +11,19 @@ import (
 	"github.com/oidc-proxy/oidc-proxy/session"
 )
 
-// revocations remember back-channel logouts: every session of a subject,
+// revocations remember back-channel logouts (every session of a subject,
 // or the session with a provider session id (sid), created before the
-// logout is over. Entries are kept as long as a session can last, and the
+// logout is over) and sign-outs (that one session is over). Entries are kept as long as a session can last, and the
 // token ids (jti) seen, to refuse replays. In this process only: with
 // several replicas, every one must receive the logout.
 type revocations struct {
 	n    atomic.Int64 // entries, read without the lock on every request
 	mu   sync.RWMutex
 	byID map[string]int64 // "sub:"+sub or "sid:"+sid → logout time (Unix ms)
-	jtis map[string]int64 // → when to forget it (Unix)
+	jtis map[string]int64 // → when to forget it (Unix ms)
 	keep time.Duration
+	// pruned is when old entries were last dropped (Unix ms).
+	pruned int64
 }
 
 func newRevocations(keep time.Duration) *revocations {
@@ -46,18 +49,38 @@ func (v *revocations) revoked(s *session.Session) bool {
 			return true
 		}
 	}
-	return false
+	_, ended := v.byID[sessionKey(s)]
+	return ended
 }
 
-var errReplay = errors.New("logout token replayed (jti seen before)")
+// sessionKey names one session: its subject and the millisecond it was
+// born.
+func sessionKey(s *session.Session) string {
+	return "ses:" + strconv.FormatInt(s.Born, 10) + ":" + s.Subject
+}
 
-// add records a logout; it refuses a jti seen before.
-func (v *revocations) add(jti, sub, sid string, now time.Time) error {
+// end records that the session s was signed out, so that a copy of its
+// cookie no longer works here either.
+func (v *revocations) end(s *session.Session, now time.Time) {
+	if s.Born == 0 {
+		return
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	t := now.UnixMilli()
+	v.prune(now.UnixMilli())
+	v.byID[sessionKey(s)] = now.UnixMilli()
+	v.n.Store(int64(len(v.byID)))
+}
+
+// prune forgets, at most once a minute, what can no longer matter: logouts
+// older than any session can be, and jtis past their time. v.mu is held.
+func (v *revocations) prune(t int64) {
+	if t-v.pruned < time.Minute.Milliseconds() {
+		return
+	}
+	v.pruned = t
 	keep := v.keep.Milliseconds()
-	for k, until := range v.jtis { // forget what can no longer matter
+	for k, until := range v.jtis {
 		if until < t {
 			delete(v.jtis, k)
 		}
@@ -67,10 +90,20 @@ func (v *revocations) add(jti, sub, sid string, now time.Time) error {
 			delete(v.byID, k)
 		}
 	}
+}
+
+var errReplay = errors.New("logout token replayed (jti seen before)")
+
+// add records a logout; it refuses a jti seen before.
+func (v *revocations) add(jti, sub, sid string, now time.Time) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	t := now.UnixMilli()
+	v.prune(t)
 	if _, seen := v.jtis[jti]; seen {
 		return errReplay
 	}
-	v.jtis[jti] = t + keep
+	v.jtis[jti] = t + v.keep.Milliseconds()
 	if sub != "" {
 		v.byID["sub:"+sub] = t
 	}

@@ -144,3 +144,21 @@ func TestBackchannelLogoutRefusals(t *testing.T) {
 		t.Errorf("no log line")
 	}
 }
+
+// TestSignOutEndsCopiesOfTheCookie: after sign-out, a copy of the session
+// cookie taken before no longer works at this proxy.
+func TestSignOutEndsCopiesOfTheCookie(t *testing.T) {
+	s := newStand(t, nil, nil)
+	c := s.signIn("/")
+	other := s.signIn("/") // another session of the same user
+	stolen := cookieHeader(c, s.url)
+	do(t, noRedirect(c), mustReq(http.MethodPost, s.url+"/oauth2/sign_out"))
+	req := mustReq(http.MethodGet, s.url+"/api")
+	req.Header.Set("Cookie", stolen)
+	if resp, _ := do(t, http.DefaultClient, req); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the signed-out cookie still works: %d", resp.StatusCode)
+	}
+	if code := statusOf(t, other, s.url+"/api"); code != 200 {
+		t.Errorf("the user's other session ended too: %d", code)
+	}
+}

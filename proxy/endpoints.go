@@ -15,6 +15,9 @@ import (
 // one, and back to rd.
 func (p *Proxy) handleSignOut(w http.ResponseWriter, r *http.Request) {
 	s := p.loadSession(w, r)
+	if s != nil {
+		p.revoked.end(s, p.now()) // a copy of the cookie is no good here either
+	}
 	p.sessions.Clear(w, r, p.sessionName)
 	for _, c := range r.Cookies() {
 		if strings.HasPrefix(c.Name, p.flowPrefix) {
