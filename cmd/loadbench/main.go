@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -28,16 +27,13 @@ import (
 	"os/signal"
 	"strings"
 	"time"
-
-	"github.com/oidc-proxy/oidc-proxy/config"
-	"github.com/oidc-proxy/oidc-proxy/proxy"
 )
 
 func main() {
-	role := flag.String("role", "", "internal: serve one target (upstream, bare, bare-default, proxy)")
+	role := flag.String("role", "", "internal: serve one target (upstream, bare, bare-default)")
 	addr := flag.String("addr", "", "internal: address to serve on")
 	target := flag.String("target", "", "internal: upstream URL for a proxy role")
-	cfgPath := flag.String("config", "", "internal: configuration for the proxy role")
+
 	var o options
 	flag.DurationVar(&o.duration, "d", 8*time.Second, "length of each wrk run")
 	flag.IntVar(&o.rounds, "rounds", 2, "how many times each target is run at each connection count, alternating")
@@ -48,7 +44,7 @@ func main() {
 	flag.DurationVar(&o.sseTime, "sse-time", time.Minute, "how long to hold the streams")
 	flag.Parse()
 	if *role != "" {
-		if err := serveRole(*role, *addr, *target, *cfgPath); err != nil {
+		if err := serveRole(*role, *addr, *target); err != nil {
 			fmt.Fprintln(os.Stderr, "loadbench:", err)
 			os.Exit(1)
 		}
@@ -61,7 +57,7 @@ func main() {
 }
 
 // serveRole is one target, in its own process.
-func serveRole(role, addr, target, cfgPath string) error {
+func serveRole(role, addr, target string) error {
 	var h http.Handler
 	switch role {
 	case "upstream":
@@ -90,19 +86,6 @@ func serveRole(role, addr, target, cfgPath string) error {
 			rp.Transport = t
 		}
 		h = rp
-	case "proxy":
-		cfg, err := config.Load(cfgPath)
-		if err != nil {
-			return err
-		}
-		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		p, err := proxy.New(cfg, proxy.Options{Logger: log})
-		if err != nil {
-			return err
-		}
-		p.Start(context.Background())
-		srv := proxy.NewServer(addr, p, log)
-		return srv.ListenAndServe()
 	default:
 		return fmt.Errorf("unknown role %q", role)
 	}
@@ -120,7 +103,7 @@ func freeAddr() (string, error) {
 }
 
 // startRole runs this program again as a target and waits until it answers.
-func startRole(ctx context.Context, role, target, cfgPath, probe string) (*exec.Cmd, string, error) {
+func startRole(ctx context.Context, role, target, probe string) (*exec.Cmd, string, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, "", err
@@ -129,7 +112,7 @@ func startRole(ctx context.Context, role, target, cfgPath, probe string) (*exec.
 	if err != nil {
 		return nil, "", err
 	}
-	cmd := exec.CommandContext(ctx, self, "-role", role, "-addr", addr, "-target", target, "-config", cfgPath)
+	cmd := exec.CommandContext(ctx, self, "-role", role, "-addr", addr, "-target", target)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, "", err
@@ -161,18 +144,18 @@ func run(o options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
-	up, upAddr, err := startRole(ctx, "upstream", "", "", "/")
+	up, upAddr, err := startRole(ctx, "upstream", "", "/")
 	if err != nil {
 		return err
 	}
 	defer up.Process.Kill()
 	upstream := "http://" + upAddr
-	bare, bareAddr, err := startRole(ctx, "bare", upstream, "", "/")
+	bare, bareAddr, err := startRole(ctx, "bare", upstream, "/")
 	if err != nil {
 		return err
 	}
 	defer bare.Process.Kill()
-	bareDef, bareDefAddr, err := startRole(ctx, "bare-default", upstream, "", "/")
+	bareDef, bareDefAddr, err := startRole(ctx, "bare-default", upstream, "/")
 	if err != nil {
 		return err
 	}

@@ -193,8 +193,14 @@ func startSignedInProxy(ctx context.Context, upstream string) (*exec.Cmd, string
 		cleanup()
 		return nil, "", "", nil, err
 	}
-	self, _ := os.Executable()
-	cmd := exec.CommandContext(ctx, self, "-role", "proxy", "-addr", pxAddr, "-config", cfgPath)
+	// The real binary, built as a release is, so that its memory is what
+	// users get.
+	bin := filepath.Join(dir, "oidc-proxy")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/oidc-proxy").CombinedOutput(); err != nil {
+		cleanup()
+		return nil, "", "", nil, fmt.Errorf("build oidc-proxy (run loadbench from the repository root): %v\n%s", err, out)
+	}
+	cmd := exec.CommandContext(ctx, bin, "-config", cfgPath)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		cleanup()
