@@ -103,7 +103,7 @@ func (p *Proxy) touch(w http.ResponseWriter, r *http.Request, s *session.Session
 	renewed.Seen = now.Unix()
 	payload, err := renewed.Marshal()
 	if err == nil {
-		err = p.sessions.Write(w, r, p.sessionName, payload, time.Unix(s.Expires, 0).Sub(now))
+		_, err = p.sessions.Write(w, r, p.sessionName, payload, time.Unix(s.Expires, 0).Sub(now))
 	}
 	if err != nil {
 		p.log.Warn("session: renewing the cookie failed", "err", err, "sub", s.Subject)

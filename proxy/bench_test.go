@@ -47,7 +47,7 @@ session: {secret: "0123456789abcdef0123456789abcdef0123"}
 	}
 	payload, _ := s.Marshal()
 	rec := httptest.NewRecorder()
-	if err := p.sessions.Write(rec, httptest.NewRequest("GET", "/", nil), p.sessionName, payload, time.Hour); err != nil {
+	if _, err := p.sessions.Write(rec, httptest.NewRequest("GET", "/", nil), p.sessionName, payload, time.Hour); err != nil {
 		b.Fatal(err)
 	}
 	req := httptest.NewRequest("GET", "https://memos.example.com/api/v1/memos?pageSize=10", nil)

@@ -14,6 +14,10 @@ import (
 	"golang.org/x/oauth2"
 )
 
+// largeCookie is the session cookie size past which sign-in warns: nginx,
+// for one, refuses a request header line over 8 KB by default.
+const largeCookie = 7 << 10
+
 // maxClockSkew is how far in the future an ID token's iat may lie.
 const maxClockSkew = 5 * time.Minute
 
@@ -79,13 +83,18 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	payload, err := s.Marshal()
+	size := 0
 	if err == nil {
-		err = p.sessions.Write(w, r, p.sessionName, payload, time.Unix(s.Expires, 0).Sub(p.now()))
+		size, err = p.sessions.Write(w, r, p.sessionName, payload, time.Unix(s.Expires, 0).Sub(p.now()))
 	}
 	if err != nil {
 		p.signInFailed(w, r, "session_too_large", err, http.StatusInternalServerError,
 			"Your identity is too large to keep in a browser cookie.")
 		return
+	}
+	if size > largeCookie {
+		p.log.Warn("the session cookie is large: front proxies and servers often refuse request headers over 8 KB",
+			"bytes", size, "user", userName(s), "hint", "map fewer claims to headers (groups is usually the large one)")
 	}
 	p.log.Info("sign-in", "user", userName(s), "sub", s.Subject, "client", p.trusted.clientIP(r))
 	p.metrics.signIns.WithLabelValues("success", "").Inc()

@@ -222,7 +222,7 @@ func TestInvalidSessionCookieIsNoSession(t *testing.T) {
 
 func TestManyGroupsChunkedCookie(t *testing.T) {
 	s := newStand(t, nil, nil)
-	for i := range 300 {
+	for i := range 500 {
 		s.alice.Groups = append(s.alice.Groups, "group-with-a-longish-name-"+strings.Repeat("x", i%7)+string(rune('a'+i%26)))
 	}
 	c := s.signIn("/")
@@ -240,5 +240,8 @@ func TestManyGroupsChunkedCookie(t *testing.T) {
 	}
 	if ck := s.lastSeen().Header.Get("Cookie"); ck != "" {
 		t.Errorf("proxy cookies reached the upstream: %.80s", ck)
+	}
+	if !strings.Contains(s.logs.String(), "the session cookie is large") {
+		t.Errorf("no warning about the cookie's size")
 	}
 }

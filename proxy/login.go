@@ -84,7 +84,7 @@ func (p *Proxy) startFlow(w http.ResponseWriter, r *http.Request, ret string) {
 	}
 	payload, _ := json.Marshal(f)
 	p.dropOldFlows(w, r)
-	if err := p.flows.Write(w, r, p.flowCookieName(f.State), payload, flowLifetime); err != nil {
+	if _, err := p.flows.Write(w, r, p.flowCookieName(f.State), payload, flowLifetime); err != nil {
 		p.log.Error("sign-in: write login cookie", "err", err)
 		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "The proxy could not start the sign-in.")
 		return

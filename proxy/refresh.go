@@ -138,7 +138,7 @@ func (p *Proxy) renew(w http.ResponseWriter, r *http.Request, raw string, id *id
 	}
 	payload, err := renewed.Marshal()
 	if err == nil {
-		err = p.sessions.Write(w, r, p.sessionName, payload, time.Unix(renewed.Expires, 0).Sub(now))
+		_, err = p.sessions.Write(w, r, p.sessionName, payload, time.Unix(renewed.Expires, 0).Sub(now))
 	}
 	if err != nil {
 		p.log.Warn("refresh: writing the renewed cookie failed", "sub", s.Subject, "err", err)

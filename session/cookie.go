@@ -94,19 +94,20 @@ func (c *Codec) CookieName(base string) string {
 // Write sets the cookie name (a full name, from CookieName) to the
 // encrypted payload, split into chunks name, name_1, ... when it is longer
 // than ChunkSize, and expires chunks of an earlier, longer value that r
-// still carries. maxAge is the browser's lifetime of the cookie.
-func (c *Codec) Write(w http.ResponseWriter, r *http.Request, name string, payload []byte, maxAge time.Duration) error {
+// still carries. maxAge is the browser's lifetime of the cookie. It returns
+// the length of the encoded value, all chunks together.
+func (c *Codec) Write(w http.ResponseWriter, r *http.Request, name string, payload []byte, maxAge time.Duration) (int, error) {
 	if len(payload) == 0 {
-		return errors.New("session: empty value")
+		return 0, errors.New("session: empty value")
 	}
 	// securecookie encrypts in place: never hand it the caller's bytes.
 	enc, err := securecookie.EncodeMulti(name, bytes.Clone(payload), c.codecs[0])
 	if err != nil {
-		return fmt.Errorf("session: encode: %w", err)
+		return 0, fmt.Errorf("session: encode: %w", err)
 	}
 	n := (len(enc) + ChunkSize - 1) / ChunkSize
 	if n > MaxChunks {
-		return ErrTooLarge
+		return len(enc), ErrTooLarge
 	}
 	secs := int(maxAge / time.Second)
 	if secs <= 0 {
@@ -122,7 +123,7 @@ func (c *Codec) Write(w http.ResponseWriter, r *http.Request, name string, paylo
 			http.SetCookie(w, c.cookie(chunkName(name, i), "", -1))
 		}
 	}
-	return nil
+	return len(enc), nil
 }
 
 // Read reassembles and decodes the cookie name from r. It returns

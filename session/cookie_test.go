@@ -28,7 +28,7 @@ func newCodec(t testing.TB, secrets ...[]byte) *Codec {
 func write(t testing.TB, c *Codec, name string, payload []byte) (*http.Request, []*http.Cookie) {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	if err := c.Write(rec, httptest.NewRequest("GET", "/", nil), name, payload, time.Hour); err != nil {
+	if _, err := c.Write(rec, httptest.NewRequest("GET", "/", nil), name, payload, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	cookies := rec.Result().Cookies()
@@ -60,7 +60,7 @@ func TestRoundTripAndChunking(t *testing.T) {
 }
 
 func TestEmptyRefused(t *testing.T) {
-	if err := newCodec(t, secretA).Write(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), "s", nil, time.Hour); err == nil {
+	if _, err := newCodec(t, secretA).Write(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), "s", nil, time.Hour); err == nil {
 		t.Error("empty value written")
 	}
 }
@@ -68,7 +68,7 @@ func TestEmptyRefused(t *testing.T) {
 func TestTooLarge(t *testing.T) {
 	c := newCodec(t, secretA)
 	rec := httptest.NewRecorder()
-	err := c.Write(rec, httptest.NewRequest("GET", "/", nil), "s", bytes.Repeat([]byte("x"), MaxChunks*ChunkSize), time.Hour)
+	_, err := c.Write(rec, httptest.NewRequest("GET", "/", nil), "s", bytes.Repeat([]byte("x"), MaxChunks*ChunkSize), time.Hour)
 	if !errors.Is(err, ErrTooLarge) || len(rec.Result().Cookies()) != 0 {
 		t.Errorf("err %v, %d cookies", err, len(rec.Result().Cookies()))
 	}
@@ -78,7 +78,7 @@ func TestShorterValueExpiresStaleChunks(t *testing.T) {
 	c := newCodec(t, secretA)
 	req, before := write(t, c, "s", bytes.Repeat([]byte("x"), 9000))
 	rec := httptest.NewRecorder()
-	if err := c.Write(rec, req, "s", []byte("small"), time.Hour); err != nil {
+	if _, err := c.Write(rec, req, "s", []byte("small"), time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	var expired []string
