@@ -71,11 +71,12 @@ func (p *Proxy) loadIdentity(w http.ResponseWriter, r *http.Request) *identity {
 	return nil
 }
 
-// keepUp ends a session a back-channel logout revoked, renews the session
-// when its refresh is due, or else renews its cookie for the idle timeout. It returns the identity to use, or nil when
-// the session has ended.
+// keepUp ends a session that a back-channel logout or a sign-out revoked,
+// renews the session when its refresh is due, or else renews its cookie
+// for the idle timeout. It returns the identity to use, or nil when the
+// session has ended.
 func (p *Proxy) keepUp(w http.ResponseWriter, r *http.Request, raw string, id *identity, now time.Time) *identity {
-	if p.revoked.revoked(id.session) { // a back-channel logout ended it
+	if p.revoked.revoked(id.session) {
 		p.cache.Delete(raw)
 		p.sessions.Clear(w, r, p.sessionName)
 		return nil
