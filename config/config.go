@@ -45,6 +45,13 @@ type Config struct {
 
 	Access Access `yaml:"access"`
 
+	// PublicPaths are path patterns (path.Match syntax: "*" is one path
+	// segment or part of one) that pass without sign-in, such as Memos's
+	// "/explore" or "/memos/shares/*". A request is public only when its
+	// decoded path is already clean (no "//", "/./", "/../") and has no
+	// encoded "/": anything else needs a session. Default: none.
+	PublicPaths []string `yaml:"public_paths"`
+
 	// TrustedProxies are the addresses (CIDRs, or single IPs) of front
 	// proxies whose X-Forwarded-For and X-Forwarded-Host are believed. From
 	// any other peer those headers are replaced. Default: none.

@@ -189,6 +189,9 @@ func TestStructuralErrors(t *testing.T) {
 		{"metrics address", minimal + "metrics_listen: \"9090\"\n", "metrics_listen: must be host:port"},
 		{"idle timeout too short", strings.Replace(minimal, "session:", "session:\n  idle_timeout: 10s", 1), "session.idle_timeout: must be 0 (off) or between 1m and session.lifetime"},
 		{"idle timeout over lifetime", strings.Replace(minimal, "session:", "session:\n  lifetime: 1h\n  idle_timeout: 2h", 1), "session.idle_timeout"},
+		{"public path pattern", minimal + "public_paths: [\"explore\"]\n", "public_paths: \"explore\" is not a path pattern"},
+		{"public path broken pattern", minimal + "public_paths: [\"/a[\"]\n", "is not a path pattern"},
+		{"public proxy path", minimal + "public_paths: [\"/oauth2/userinfo\"]\n", "outside /oauth2/"},
 		{"empty user", minimal + "access:\n  allowed_users: [\" \"]\n", "access.allowed_users: holds an empty name"},
 	}
 	for _, tt := range tests {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 )
@@ -45,6 +46,11 @@ func (l *loader) validate(c *Config) {
 	l.validateSession(&c.Session)
 	l.validateHeaders(c.Headers)
 	l.validateAccess(&c.Access)
+	for _, pp := range c.PublicPaths {
+		if _, err := path.Match(pp, "/"); err != nil || !strings.HasPrefix(pp, "/") || strings.HasPrefix(pp, "/oauth2/") {
+			l.add("public_paths", "%q is not a path pattern starting with / (and outside /oauth2/)", pp)
+		}
+	}
 	for _, tp := range c.TrustedProxies {
 		if _, err := ParsePrefix(tp); err != nil {
 			l.add("trusted_proxies", "%q is neither a CIDR nor an IP address", tp)

@@ -115,16 +115,19 @@ func (p *Proxy) touch(w http.ResponseWriter, r *http.Request, s *session.Session
 // the rest: browsers are sent to sign in, API calls get a 401.
 func (p *Proxy) serveProtected(w http.ResponseWriter, r *http.Request) {
 	id := p.loadIdentity(w, r)
-	if id == nil {
-		p.unauthenticated(w, r)
-		return
-	}
 	x, ok := w.(*exchange)
 	if !ok {
 		x = &exchange{ResponseWriter: w}
 	}
-	x.id = id
-	if !id.allowed {
+	switch {
+	case id != nil && id.allowed:
+		x.id = id
+	case p.public.match(r): // passes anonymously
+	case id == nil:
+		p.unauthenticated(w, r)
+		return
+	default:
+		x.id = id
 		p.forbidden(w, r, id.session)
 		return
 	}

@@ -83,6 +83,7 @@ type Proxy struct {
 	headers identityHeaders
 	access  accessRules
 	trusted trustedProxies
+	public  publicPaths
 	forward *httputil.ReverseProxy
 	mux     *http.ServeMux
 }
@@ -171,6 +172,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	}
 	p.headers = newIdentityHeaders(hm)
 	p.access = newAccessRules(cfg.Access)
+	p.public = publicPaths(cfg.PublicPaths)
 	p.accessLog = cfg.Log.Access == nil || *cfg.Log.Access
 	if cfg.UpstreamReadyPath != "" {
 		p.readyURL = p.upstream.JoinPath(cfg.UpstreamReadyPath).String()
