@@ -45,6 +45,9 @@ type Config struct {
 
 	Access Access `yaml:"access"`
 
+	// Memos holds what the proxy does for Memos in particular.
+	Memos Memos `yaml:"memos"`
+
 	// PublicPaths are path patterns (path.Match syntax: "*" is one path
 	// segment or part of one) that pass without sign-in, such as Memos's
 	// "/explore" or "/memos/shares/*". A request is public only when its
@@ -133,6 +136,19 @@ type Session struct {
 	// external_url the browser sees it with the "__Host-" prefix.
 	// Default "oidc_proxy".
 	CookieName string `yaml:"cookie_name"`
+}
+
+// Memos configures the Memos-specific behaviour.
+type Memos struct {
+	// URL is where the proxy reaches Memos itself. Default: upstream.
+	URL string `yaml:"url"`
+	// PassBearerTokens lets a request without a proxy session through when
+	// it carries an Authorization: Bearer token that Memos confirms belongs
+	// to an active user (personal access tokens of mobile apps and
+	// integrations). The answer is cached briefly, keyed by a hash of the
+	// token. Memos treats an unknown token as anonymous, so unconfirmed
+	// tokens never pass. Default false.
+	PassBearerTokens bool `yaml:"pass_bearer_tokens"`
 }
 
 // Secrets is one string or a list of them.

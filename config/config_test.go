@@ -192,6 +192,7 @@ func TestStructuralErrors(t *testing.T) {
 		{"public path pattern", minimal + "public_paths: [\"explore\"]\n", "public_paths: \"explore\" is not a path pattern"},
 		{"public path broken pattern", minimal + "public_paths: [\"/a[\"]\n", "is not a path pattern"},
 		{"public proxy path", minimal + "public_paths: [\"/oauth2/userinfo\"]\n", "outside /oauth2/"},
+		{"memos url", minimal + "memos:\n  url: memos:5230\n", "memos.url: must be an absolute http or https URL"},
 		{"empty user", minimal + "access:\n  allowed_users: [\" \"]\n", "access.allowed_users: holds an empty name"},
 	}
 	for _, tt := range tests {

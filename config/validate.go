@@ -32,6 +32,9 @@ func (l *loader) validate(c *Config) {
 		}
 	}
 	l.url("upstream", c.Upstream, false)
+	if c.Memos.URL != "" {
+		l.url("memos.url", c.Memos.URL, false)
+	}
 	if rp := c.UpstreamReadyPath; rp != "" && (!strings.HasPrefix(rp, "/") || strings.ContainsAny(rp, " \t\r\n#")) {
 		l.add("upstream_ready_path", "must be a path starting with /, not %q", rp)
 	}

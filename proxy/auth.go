@@ -123,6 +123,9 @@ func (p *Proxy) serveProtected(w http.ResponseWriter, r *http.Request) {
 	case id != nil && id.allowed:
 		x.id = id
 	case p.public.match(r): // passes anonymously
+	case id == nil && p.bearers != nil && bearerToken(r) != "":
+		p.serveBearer(x, r, bearerToken(r))
+		return
 	case id == nil:
 		p.unauthenticated(w, r)
 		return

@@ -53,8 +53,10 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		p.headers.strip(pr.Out.Trailer)
 	}
 	stripCookies(pr.Out.Header, p.sessionName)
-	if x := exchangeFrom(pr.In.Context()); x != nil && x.id != nil {
-		p.headers.inject(pr.Out.Header, x.id)
+	if x := exchangeFrom(pr.In.Context()); x != nil {
+		if x.id != nil {
+			p.headers.inject(pr.Out.Header, x.id)
+		}
 		x.forwarded = time.Now()
 	}
 }

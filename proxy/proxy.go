@@ -84,6 +84,7 @@ type Proxy struct {
 	access  accessRules
 	trusted trustedProxies
 	public  publicPaths
+	bearers *bearerChecker // nil unless memos.pass_bearer_tokens
 	forward *httputil.ReverseProxy
 	mux     *http.ServeMux
 }
@@ -188,6 +189,13 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	transport := opts.Transport
 	if transport == nil {
 		transport = NewTransport()
+	}
+	if cfg.Memos.PassBearerTokens {
+		memosURL := cfg.Memos.URL
+		if memosURL == "" {
+			memosURL = p.upstream.String()
+		}
+		p.bearers = newBearerChecker(memosURL, transport)
 	}
 	p.forward = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,

@@ -1,0 +1,104 @@
+package proxy_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const validPAT = "memos_pat_0123456789abcdef0123456789abcdef"
+
+// memosStandIn answers GetCurrentUser as Memos 0.30 does: 200 with the
+// user for a token it knows, 401 unauthenticated otherwise; every other
+// request echoes the identity it got. checks counts GetCurrentUser calls.
+func memosStandIn(s *stand, checks *atomic.Int64, down *atomic.Bool) {
+	s.handle(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/memos.api.v1.AuthService/GetCurrentUser" {
+			checks.Add(1)
+			if down.Load() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			if r.Header.Get("Authorization") != "Bearer "+validPAT || r.Method != http.MethodPost {
+				w.WriteHeader(http.StatusUnauthorized)
+				io.WriteString(w, `{"code":"unauthenticated","message":"user not found"}`)
+				return
+			}
+			io.WriteString(w, `{"user":{"name":"users/1","username":"alice","state":"NORMAL"}}`)
+			return
+		}
+		fmt.Fprintf(w, "memos for %q with %q", r.Header.Get("Remote-User"), r.Header.Get("Authorization"))
+	})
+}
+
+func TestBearerTokensPassOnlyWhenMemosConfirms(t *testing.T) {
+	s := newStand(t, func(c *cfg) { c.Memos.PassBearerTokens = true }, nil)
+	var checks atomic.Int64
+	var down atomic.Bool
+	memosStandIn(s, &checks, &down)
+	addr := strings.TrimPrefix(s.url, "http://")
+	call := func(token string) (*http.Response, int) {
+		before := s.seenCount()
+		resp := rawRequest(t, addr, "POST /memos.api.v1.MemoService/ListMemos HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+token+
+			"\r\nRemote-User: admin\r\nRemote_User: admin\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+		return resp, s.seenCount() - before
+	}
+	// A token Memos confirms passes, identity headers stripped, the token
+	// untouched; the answer is cached.
+	for range 3 {
+		resp, reached := call(validPAT)
+		if resp.StatusCode != 200 || reached != 1 && reached != 2 {
+			t.Fatalf("valid token: %d", resp.StatusCode)
+		}
+		h := s.lastSeen().Header
+		if h.Get("Authorization") != "Bearer "+validPAT || h.Get("Remote-User") != "" || h.Get("Remote_User") != "" {
+			t.Errorf("upstream headers: %v", h)
+		}
+	}
+	if n := checks.Load(); n != 1 {
+		t.Errorf("Memos asked %d times for one token, want 1 (cached)", n)
+	}
+	// Unknown tokens never reach the real request, and the refusal is
+	// cached too.
+	for _, token := range []string{"memos_pat_" + strings.Repeat("x", 32), "garbage", "memos_pat_" + strings.Repeat("x", 32)} {
+		resp, reached := call(token)
+		if resp.StatusCode != http.StatusUnauthorized || reached != 0 && reached != 1 {
+			t.Errorf("token %.14s: %d, %d upstream requests", token, resp.StatusCode, reached)
+		}
+		if last := s.lastSeen(); last.URL.Path != "/memos.api.v1.AuthService/GetCurrentUser" {
+			t.Errorf("token %.14s: the request itself reached Memos (%s)", token, last.URL.Path)
+		}
+	}
+	if n := checks.Load(); n != 3 {
+		t.Errorf("Memos asked %d times in all, want 3", n)
+	}
+	// Memos down: fail closed.
+	down.Store(true)
+	if resp, _ := call("memos_pat_" + strings.Repeat("y", 32)); resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("Memos down: %d", resp.StatusCode)
+	}
+	// The cache expires: after a minute Memos is asked again.
+	down.Store(false)
+	s.skew.Store(int64(61 * time.Second))
+	call(validPAT)
+	if n := checks.Load(); n != 5 {
+		t.Errorf("after the cache expired: %d checks, want 5", n)
+	}
+}
+
+func TestBearerTokensOffByDefault(t *testing.T) {
+	s := newStand(t, nil, nil)
+	var checks atomic.Int64
+	var down atomic.Bool
+	memosStandIn(s, &checks, &down)
+	req := mustReq(http.MethodGet, s.url+"/api/v1/memos")
+	req.Header.Set("Authorization", "Bearer "+validPAT)
+	if resp, _ := do(t, http.DefaultClient, req); resp.StatusCode != http.StatusUnauthorized || checks.Load() != 0 || s.seenCount() != 0 {
+		t.Errorf("bearer request without pass_bearer_tokens: %d, %d checks", resp.StatusCode, checks.Load())
+	}
+}
