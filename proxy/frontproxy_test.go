@@ -33,11 +33,14 @@ func need(t *testing.T, names ...string) string {
 
 // frontStand is a stand whose users come through a real front proxy at
 // frontAddr, which asks oidc-proxy's /oauth2/auth.
-func frontStand(t *testing.T, frontAddr string) *stand {
+func frontStand(t *testing.T, frontAddr string, edits ...func(*config.Config)) *stand {
 	front := "http://" + frontAddr
 	return newStand(t, func(c *config.Config) {
 		c.ExternalURL = front
 		c.TrustedProxies = []string{"127.0.0.1"}
+		for _, e := range edits {
+			e(c)
+		}
 	}, func(o *opCfg) { o.RedirectURIs = []string{front + "/oauth2/callback"} })
 }
 
@@ -132,11 +135,25 @@ func checkForwardAuth(t *testing.T, s *stand, frontAddr string) {
 func TestForwardAuthNginx(t *testing.T) {
 	bin := need(t, "nginx", "/usr/sbin/nginx")
 	frontAddr := freePort(t)
-	s := frontStand(t, frontAddr)
+	s := frontStand(t, frontAddr, func(c *config.Config) {
+		c.Session.Lifetime = time.Hour
+		c.Session.IdleTimeout = 10 * time.Minute
+	})
 	startFront(t, s, "nginx.conf", frontAddr, func(dir, conf string) []string {
 		return []string{"-p", dir, "-c", conf}
 	}, bin)
 	checkForwardAuth(t, s, frontAddr)
+
+	// A renewed session cookie (here for the idle timeout) reaches the
+	// browser through nginx.
+	c := s.browser()
+	resp, _ := navigate(t, c, "http://"+frontAddr+"/")
+	login(t, c, resp, "alice", alicePassword)
+	s.skew.Store(int64(3 * time.Minute))
+	resp, _ = do(t, c, mustReq(http.MethodGet, "http://"+frontAddr+"/notes"))
+	if resp.StatusCode != 200 || !strings.Contains(strings.Join(resp.Header.Values("Set-Cookie"), "\n"), "oidc_proxy=") {
+		t.Errorf("renewed cookie through nginx: %d %q", resp.StatusCode, resp.Header.Values("Set-Cookie"))
+	}
 }
 
 func TestForwardAuthCaddy(t *testing.T) {
