@@ -2,13 +2,15 @@ package proxy
 
 import (
 	"net/http"
+	"net/url"
 )
 
 // handleAuth is the forward-auth endpoint for a front proxy that already
 // routes to the application (nginx auth_request, Traefik forwardAuth,
 // Caddy forward_auth). With a valid session of an allowed user it answers
 // 202 with the identity headers; a user the access rules keep out gets
-// 403. Without a session it answers 401, or, with ?redirect=true (Traefik,
+// 403; a request for one of public_paths (as a trusted front proxy names
+// it) gets 202 with no identity. Without a session it answers 401, or, with ?redirect=true (Traefik,
 // Caddy) and a browser page load, a redirect into sign-in that returns to
 // the original URL.
 //
@@ -23,6 +25,8 @@ func (p *Proxy) handleAuth(w http.ResponseWriter, r *http.Request) {
 		x.id = id
 	}
 	switch {
+	case id == nil && p.publicOriginal(r):
+		w.WriteHeader(http.StatusAccepted) // public: passes, with no identity
 	case id == nil:
 		if r.URL.Query().Get("redirect") == "true" && isNavigation(forwardedRequest(r)) {
 			p.startFlow(w, r, CleanReturnURL(p.originalURI(r)))
@@ -35,6 +39,16 @@ func (p *Proxy) handleAuth(w http.ResponseWriter, r *http.Request) {
 		p.headers.inject(w.Header(), id)
 		w.WriteHeader(http.StatusAccepted)
 	}
+}
+
+// publicOriginal reports whether the front proxy, if trusted, was asked
+// for a path in public_paths.
+func (p *Proxy) publicOriginal(r *http.Request) bool {
+	if len(p.public) == 0 || !p.trusted.trustedPeer(r) {
+		return false
+	}
+	u, err := url.ParseRequestURI(r.Header.Get("X-Forwarded-Uri"))
+	return err == nil && p.public.matchURL(u)
 }
 
 // originalURI is the path and query the front proxy was asked for, as it

@@ -167,7 +167,10 @@ func TestForwardAuthCaddy(t *testing.T) {
 }
 
 func TestForwardAuthEndpoint(t *testing.T) {
-	s := newStand(t, func(c *config.Config) { c.TrustedProxies = []string{"10.0.0.1"} }, nil)
+	s := newStand(t, func(c *config.Config) {
+		c.TrustedProxies = []string{"10.0.0.1"}
+		c.PublicPaths = []string{"/explore"}
+	}, nil)
 	c := s.signIn("/")
 	// Signed in: 202 and the identity headers.
 	req := httptest.NewRequest(http.MethodGet, "/oauth2/auth", nil)
@@ -182,6 +185,10 @@ func TestForwardAuthEndpoint(t *testing.T) {
 		status                         int
 		location                       string
 	}{
+		{"public path from a trusted proxy", "", "10.0.0.1:1", "text/html", "/explore?x=1", 202, ""},
+		{"public path from an untrusted peer", "", "10.0.0.2:1", "text/html", "/explore", 401, ""},
+		{"public path, unclean", "", "10.0.0.1:1", "text/html", "/explore/../private", 401, ""},
+		{"public path, encoded slash", "", "10.0.0.1:1", "text/html", "/explore%2F..%2Fprivate", 401, ""},
 		{"nginx mode", "", "10.0.0.1:1", "text/html", "/memos/1", 401, ""},
 		{"redirect mode, page load from a trusted proxy", "?redirect=true", "10.0.0.1:1", "text/html", "/memos/1", 302, "/memos/1"},
 		{"redirect mode, API call", "?redirect=true", "10.0.0.1:1", "application/json", "/memos/1", 401, ""},
@@ -199,6 +206,9 @@ func TestForwardAuthEndpoint(t *testing.T) {
 			s.proxy.ServeHTTP(rec, req)
 			if rec.Code != tt.status {
 				t.Fatalf("status %d, want %d", rec.Code, tt.status)
+			}
+			if tt.status == http.StatusAccepted && rec.Header().Get("Remote-User") != "" {
+				t.Errorf("a public answer carries an identity")
 			}
 			if tt.location == "" {
 				return

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"net/url"
 	"path"
 )
 
@@ -13,11 +14,17 @@ type publicPaths []string
 // at a path that is already clean and has no encoded slash: a path a
 // server could read another way is never public.
 func (pp publicPaths) match(r *http.Request) bool {
-	if len(pp) == 0 {
+	return pp.matchURL(r.URL)
+}
+
+// matchURL is match for a URL, such as the one a front proxy names in
+// X-Forwarded-Uri.
+func (pp publicPaths) matchURL(u *url.URL) bool {
+	if len(pp) == 0 || u == nil {
 		return false
 	}
-	p := r.URL.Path
-	if r.URL.RawPath != "" || p == "" || p[0] != '/' || path.Clean(p) != p && path.Clean(p)+"/" != p {
+	p := u.Path
+	if u.RawPath != "" || p == "" || p[0] != '/' || path.Clean(p) != p && path.Clean(p)+"/" != p {
 		return false
 	}
 	for _, pattern := range pp {
