@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/oidc-proxy/oidc-proxy/session"
@@ -37,50 +36,63 @@ func (p *Proxy) loadSession(w http.ResponseWriter, r *http.Request) *session.Ses
 	return nil
 }
 
-// loadIdentity is loadSession for the forwarding path. Identities already
-// made come from the cache: verifying, decrypting and working out the
-// headers happen once per cookie value, not once per request.
+// loadIdentity is loadSession for the forwarding path: it also keeps the
+// session up (refresh, idle renewal; see keepUp).
 func (p *Proxy) loadIdentity(w http.ResponseWriter, r *http.Request) *identity {
-	raw, err := p.sessions.Value(r, p.sessionName)
-	if errors.Is(err, session.ErrNoCookie) {
+	id, raw, now := p.lookupIdentity(w, r)
+	if id == nil {
 		return nil
 	}
-	now := p.now()
-	if id, ok := p.cache.Get(raw, now); ok {
-		return p.keepUp(w, r, raw, id, now)
-	}
-	payload, err := p.sessions.Decode(p.sessionName, raw)
-	var s *session.Session
-	if err == nil {
-		s, err = session.Unmarshal(payload)
-	}
-	if err == nil && s.Valid(now) && !p.idleOut(s, now) {
-		id := p.headers.identity(s)
-		id.allowed = p.access.allows(s)
-		expires := s.Expires
-		if p.idle > 0 {
-			expires = min(expires, s.LastSeen()+int64(p.idle/time.Second))
-		}
-		p.cache.Put(raw, id, expires)
-		return p.keepUp(w, r, raw, id, now)
-	}
-	if err != nil {
-		p.log.Debug("session cookie refused", "err", err, "client", p.trusted.clientIP(r))
-	}
-	p.sessions.Clear(w, r, p.sessionName)
-	return nil
+	return p.keepUp(w, r, raw, id, now)
 }
 
-// keepUp ends a session that a back-channel logout or a sign-out revoked,
-// renews the session when its refresh is due, or else renews its cookie
-// for the idle timeout. It returns the identity to use, or nil when the
-// session has ended.
-func (p *Proxy) keepUp(w http.ResponseWriter, r *http.Request, raw string, id *identity, now time.Time) *identity {
-	if p.revoked.revoked(id.session) {
-		p.cache.Delete(raw)
-		p.sessions.Clear(w, r, p.sessionName)
-		return nil
+// lookupIdentity finds the identity of a request's session cookie: a
+// cookie that is invalid, tampered with, expired, idle too long, or
+// revoked (back-channel logout, sign-out) counts as none and is cleared.
+// Identities already made come from the cache: verifying, decrypting and
+// working out the headers happen once per cookie value, not once per
+// request. It returns the cookie value and the time it judged by.
+func (p *Proxy) lookupIdentity(w http.ResponseWriter, r *http.Request) (*identity, string, time.Time) {
+	raw, err := p.sessions.Value(r, p.sessionName)
+	if errors.Is(err, session.ErrNoCookie) {
+		return nil, "", time.Time{}
 	}
+	now := p.now()
+	id, ok := p.cache.Get(raw, now)
+	if !ok {
+		payload, err := p.sessions.Decode(p.sessionName, raw)
+		var s *session.Session
+		if err == nil {
+			s, err = session.Unmarshal(payload)
+		}
+		if err != nil {
+			p.log.Debug("session cookie refused", "err", err, "client", p.trusted.clientIP(r))
+		}
+		if err == nil && s.Valid(now) && !p.idleOut(s, now) {
+			id = p.headers.identity(s)
+			id.allowed = p.access.allows(s)
+			expires := s.Expires
+			if p.idle > 0 {
+				expires = min(expires, s.LastSeen()+int64(p.idle/time.Second))
+			}
+			p.cache.Put(raw, id, expires)
+		}
+	}
+	if id != nil && p.revoked.revoked(id.session) {
+		p.cache.Delete(raw)
+		id = nil
+	}
+	if id == nil {
+		p.sessions.Clear(w, r, p.sessionName)
+		return nil, "", now
+	}
+	return id, raw, now
+}
+
+// keepUp renews the session when its refresh is due, or else renews its
+// cookie for the idle timeout. It returns the identity to use, or nil when
+// the session has ended.
+func (p *Proxy) keepUp(w http.ResponseWriter, r *http.Request, raw string, id *identity, now time.Time) *identity {
 	if next := p.renew(w, r, raw, id, now); next != id {
 		return next // renewed (its cookie written) or ended
 	}
@@ -113,12 +125,9 @@ func (p *Proxy) touch(w http.ResponseWriter, r *http.Request, s *session.Session
 
 // serveProtected forwards requests that carry a valid session and answers
 // the rest: browsers are sent to sign in, API calls get a 401.
-func (p *Proxy) serveProtected(w http.ResponseWriter, r *http.Request) {
+func (p *Proxy) serveProtected(x *exchange, r *http.Request) {
+	w := http.ResponseWriter(x)
 	id := p.loadIdentity(w, r)
-	x, ok := w.(*exchange)
-	if !ok {
-		x = &exchange{ResponseWriter: w}
-	}
 	switch {
 	case id != nil && id.allowed:
 		x.id = id
@@ -146,12 +155,7 @@ func isNavigation(r *http.Request) bool {
 	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" {
 		return mode == "navigate"
 	}
-	for _, a := range r.Header.Values("Accept") {
-		if strings.Contains(a, "text/html") {
-			return true
-		}
-	}
-	return false
+	return acceptsHTML(r)
 }
 
 func (p *Proxy) unauthenticated(w http.ResponseWriter, r *http.Request) {

@@ -8,15 +8,19 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/oidc-proxy/oidc-proxy/session"
 )
 
 // handleSignOut ends the session in this browser (and its pending
 // sign-ins), then sends the browser to the provider's logout when there is
 // one, and back to rd.
 func (p *Proxy) handleSignOut(w http.ResponseWriter, r *http.Request) {
-	s := p.loadSession(w, r)
-	if s != nil {
-		p.revoked.end(s, p.now()) // a copy of the cookie is no good here either
+	// Looked up, not kept up: no refresh is spent on a session that ends.
+	var s *session.Session
+	if id, _, now := p.lookupIdentity(w, r); id != nil {
+		s = id.session
+		p.revoked.end(s, now) // a copy of the cookie is no good here either
 	}
 	p.sessions.Clear(w, r, p.sessionName)
 	for _, c := range r.Cookies() {

@@ -33,9 +33,11 @@ func (p *Proxy) errorPage(w http.ResponseWriter, r *http.Request, status int, ti
 }
 
 func wantsHTML(r *http.Request) bool {
-	if r.Header.Get("Sec-Fetch-Mode") == "navigate" {
-		return true
-	}
+	return r.Header.Get("Sec-Fetch-Mode") == "navigate" || acceptsHTML(r)
+}
+
+// acceptsHTML reports whether an Accept header names text/html.
+func acceptsHTML(r *http.Request) bool {
 	for _, a := range r.Header.Values("Accept") {
 		if strings.Contains(a, "text/html") {
 			return true

@@ -137,3 +137,17 @@ func TestRefreshWithProviderDown(t *testing.T) {
 		t.Errorf("%d refreshes once the provider is back, want 1", n)
 	}
 }
+
+// TestSignOutSpendsNoRefresh: signing out when a refresh is due ends the
+// session without a token request first.
+func TestSignOutSpendsNoRefresh(t *testing.T) {
+	s, c := refreshStand(t)
+	s.skew.Store(int64(4*time.Minute + 30*time.Second))
+	resp, _ := do(t, noRedirect(c), mustReq(http.MethodPost, s.url+"/oauth2/sign_out"))
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("sign-out: %d", resp.StatusCode)
+	}
+	if n := refreshRequests(s); n != 0 {
+		t.Errorf("sign-out spent %d refresh request(s)", n)
+	}
+}
