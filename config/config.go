@@ -136,6 +136,48 @@ type Session struct {
 	// external_url the browser sees it with the "__Host-" prefix.
 	// Default "oidc_proxy".
 	CookieName string `yaml:"cookie_name"`
+	// Store is where sessions live: "cookie" (default: the whole session,
+	// encrypted and signed, in the browser's cookie; nothing else needed,
+	// any number of replicas with the same secret) or "redis" (the browser
+	// holds a small ticket; tokens and claims live in Redis, encrypted with
+	// a key that is in the ticket and not in Redis). Redis is for
+	// revocation that reaches every replica, very large identities, and
+	// replicas sharing refresh tokens.
+	Store string `yaml:"store"`
+	// Redis configures the Redis store; required with store: redis.
+	Redis Redis `yaml:"redis"`
+}
+
+// Redis is how the proxy reaches Redis: one server (Address), a Sentinel
+// group (Addresses of the sentinels and MasterName), or a cluster
+// (Addresses of some nodes and Cluster: true).
+type Redis struct {
+	// Address is host:port of a single Redis server.
+	Address string `yaml:"address"`
+	// Addresses are the sentinels (with MasterName) or cluster nodes (with
+	// Cluster).
+	Addresses []string `yaml:"addresses"`
+	// MasterName is the Sentinel master's name.
+	MasterName string `yaml:"master_name"`
+	// Cluster selects Redis Cluster.
+	Cluster bool `yaml:"cluster"`
+	// Username and Password authenticate (Redis 6 ACL; Password alone for
+	// requirepass). Prefer PasswordFile.
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	// DB is the database number (not with Cluster). Default 0.
+	DB int `yaml:"db"`
+	// TLS turns on TLS to Redis, verified against the system roots and
+	// CAFile. Default off.
+	TLS bool `yaml:"tls"`
+	// CAFile is an optional PEM bundle trusted for Redis's certificate.
+	CAFile string `yaml:"ca_file"`
+	// KeyPrefix starts the name of every key the proxy writes, so that
+	// several proxies can share one database. Default "oidc-proxy:".
+	KeyPrefix string `yaml:"key_prefix"`
+	// Timeout bounds each Redis command. Default 2s.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Memos configures the Memos-specific behaviour.
@@ -225,6 +267,17 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Session.Lifetime == 0 {
 		c.Session.Lifetime = DefaultLifetime
+	}
+	if c.Session.Store == "" {
+		c.Session.Store = "cookie"
+	}
+	if c.Session.Store == "redis" {
+		if c.Session.Redis.KeyPrefix == "" {
+			c.Session.Redis.KeyPrefix = "oidc-proxy:"
+		}
+		if c.Session.Redis.Timeout == 0 {
+			c.Session.Redis.Timeout = 2 * time.Second
+		}
 	}
 	if c.Session.CookieName == "" {
 		c.Session.CookieName = DefaultCookieName

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path"
+	"reflect"
 	"strings"
 	"time"
 )
@@ -136,6 +137,63 @@ func (l *loader) validateSession(s *Session) {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
 	}) {
 		l.add("session.cookie_name", "must be letters, digits, _ and -, not starting with __ (the proxy adds __Host- itself)")
+	}
+	switch s.Store {
+	case "cookie":
+		if !reflect.ValueOf(s.Redis).IsZero() {
+			l.add("session.redis", "is set but session.store is cookie: add store: redis")
+		}
+	case "redis":
+		l.validateRedis(&s.Redis)
+	default:
+		l.add("session.store", "must be cookie or redis, not %q", s.Store)
+	}
+}
+
+func (l *loader) validateRedis(r *Redis) {
+	hostPort := func(key, a string) {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			l.add(key, "%q is not host:port", a)
+		}
+	}
+	switch {
+	case r.Address != "" && (len(r.Addresses) > 0 || r.MasterName != "" || r.Cluster):
+		l.add("session.redis.address", "set address (one server), or addresses with master_name (Sentinel) or cluster: true, not both")
+	case r.Address != "":
+		hostPort("session.redis.address", r.Address)
+	case len(r.Addresses) == 0:
+		l.add("session.redis.address", "is required with store: redis (or addresses with master_name or cluster: true)")
+	case r.MasterName != "" && r.Cluster:
+		l.add("session.redis.master_name", "Sentinel (master_name) and cluster are exclusive")
+	case r.MasterName == "" && !r.Cluster:
+		l.add("session.redis.addresses", "need master_name (Sentinel) or cluster: true; for one server use address")
+	default:
+		for _, a := range r.Addresses {
+			hostPort("session.redis.addresses", a)
+		}
+	}
+	if r.Cluster && r.DB != 0 {
+		l.add("session.redis.db", "Redis Cluster has only database 0")
+	}
+	if r.DB < 0 {
+		l.add("session.redis.db", "must be 0 or more, not %d", r.DB)
+	}
+	if r.CAFile != "" {
+		if !r.TLS {
+			l.add("session.redis.ca_file", "needs tls: true")
+		}
+		data, err := l.readFile(r.CAFile)
+		if err != nil {
+			l.add("session.redis.ca_file", "%v", err)
+		} else if !x509.NewCertPool().AppendCertsFromPEM(data) {
+			l.add("session.redis.ca_file", "%s holds no PEM certificate", r.CAFile)
+		}
+	}
+	if strings.ContainsAny(r.KeyPrefix, " \t\r\n*?[]") {
+		l.add("session.redis.key_prefix", "must not hold spaces or glob characters")
+	}
+	if r.Timeout < 100*time.Millisecond || r.Timeout > time.Minute {
+		l.add("session.redis.timeout", "must be between 100ms and 1m, not %s", r.Timeout)
 	}
 }
 

@@ -16,6 +16,10 @@ type identity struct {
 	session *session.Session
 	values  [][]string
 	allowed bool // by the access rules
+	// ticket and name (the ticket's Name) are the session's record in the
+	// Redis store; nil and "" with the cookie store.
+	ticket *session.Ticket
+	name   string
 }
 
 // SessionFrom returns the session of the signed-in user a request carries,
@@ -27,23 +31,15 @@ func SessionFrom(ctx context.Context) *session.Session {
 	return nil
 }
 
-// loadSession reads the session cookie. A cookie that is invalid, tampered
-// with or expired counts as no session and is cleared in w.
-func (p *Proxy) loadSession(w http.ResponseWriter, r *http.Request) *session.Session {
-	if id := p.loadIdentity(w, r); id != nil {
-		return id.session
-	}
-	return nil
-}
-
-// loadIdentity is loadSession for the forwarding path: it also keeps the
-// session up (refresh, idle renewal; see keepUp).
-func (p *Proxy) loadIdentity(w http.ResponseWriter, r *http.Request) *identity {
-	id, raw, now := p.lookupIdentity(w, r)
+// loadIdentity finds the identity of a request's session and keeps the
+// session up (refresh, idle renewal; see keepUp). It returns nil when
+// there is none, and session.ErrStoreDown when the store cannot tell.
+func (p *Proxy) loadIdentity(w http.ResponseWriter, r *http.Request) (*identity, error) {
+	id, raw, now, err := p.lookupIdentity(w, r)
 	if id == nil {
-		return nil
+		return nil, err
 	}
-	return p.keepUp(w, r, raw, id, now)
+	return p.keepUp(w, r, raw, id, now), nil
 }
 
 // lookupIdentity finds the identity of a request's session cookie: a
@@ -51,19 +47,23 @@ func (p *Proxy) loadIdentity(w http.ResponseWriter, r *http.Request) *identity {
 // revoked (back-channel logout, sign-out) counts as none and is cleared.
 // Identities already made come from the cache: verifying, decrypting and
 // working out the headers happen once per cookie value, not once per
-// request. It returns the cookie value and the time it judged by.
-func (p *Proxy) lookupIdentity(w http.ResponseWriter, r *http.Request) (*identity, string, time.Time) {
+// request. It returns the cookie value and the time it judged by, and
+// session.ErrStoreDown (the cookie kept) when the store cannot be reached.
+func (p *Proxy) lookupIdentity(w http.ResponseWriter, r *http.Request) (*identity, string, time.Time, error) {
 	raw, err := p.sessions.Value(r, p.sessionName)
 	if errors.Is(err, session.ErrNoCookie) {
-		return nil, "", time.Time{}
+		return nil, "", time.Time{}, nil
 	}
 	now := p.now()
 	id, ok := p.cache.Get(raw, now)
+	if ok && p.redis != nil && !p.storeLive.Load() {
+		id, ok = nil, false // changes may go unannounced: ask Redis
+	}
 	if !ok {
-		payload, err := p.sessions.Decode(p.sessionName, raw)
-		var s *session.Session
-		if err == nil {
-			s, err = session.Unmarshal(payload)
+		gen := p.storeGen.Load()
+		s, t, err := p.readSession(r.Context(), raw)
+		if errors.Is(err, session.ErrStoreDown) {
+			return nil, raw, now, err
 		}
 		if err != nil {
 			p.log.Debug("session cookie refused", "err", err, "client", p.trusted.clientIP(r))
@@ -71,11 +71,16 @@ func (p *Proxy) lookupIdentity(w http.ResponseWriter, r *http.Request) (*identit
 		if err == nil && s.Valid(now) && !p.idleOut(s, now) {
 			id = p.headers.identity(s)
 			id.allowed = p.access.allows(s)
+			if t != nil {
+				id.ticket, id.name = t, t.Name()
+			}
 			expires := s.Expires
 			if p.idle > 0 {
 				expires = min(expires, s.LastSeen()+int64(p.idle/time.Second))
 			}
-			p.cache.Put(raw, id, expires)
+			if p.storeGen.Load() == gen { // nothing changed while reading
+				p.cache.Put(raw, id, expires)
+			}
 		}
 	}
 	if id != nil && p.revoked.revoked(id.session) {
@@ -84,9 +89,9 @@ func (p *Proxy) lookupIdentity(w http.ResponseWriter, r *http.Request) (*identit
 	}
 	if id == nil {
 		p.sessions.Clear(w, r, p.sessionName)
-		return nil, "", now
+		return nil, "", now, nil
 	}
-	return id, raw, now
+	return id, raw, now, nil
 }
 
 // keepUp renews the session when its refresh is due, or else renews its
@@ -96,7 +101,7 @@ func (p *Proxy) keepUp(w http.ResponseWriter, r *http.Request, raw string, id *i
 	if next := p.renew(w, r, raw, id, now); next != id {
 		return next // renewed (its cookie written) or ended
 	}
-	p.touch(w, r, id.session, now)
+	p.touch(w, r, id, now)
 	return id
 }
 
@@ -108,17 +113,14 @@ func (p *Proxy) idleOut(s *session.Session, now time.Time) bool {
 // touch renews the cookie of an active session with an idle timeout, once
 // a quarter of that timeout has passed since it was last renewed. The
 // renewed cookie keeps the session's absolute expiry.
-func (p *Proxy) touch(w http.ResponseWriter, r *http.Request, s *session.Session, now time.Time) {
+func (p *Proxy) touch(w http.ResponseWriter, r *http.Request, id *identity, now time.Time) {
+	s := id.session
 	if p.idle <= 0 || now.Unix() < s.LastSeen()+int64(p.idle/4/time.Second) {
 		return
 	}
 	renewed := *s
 	renewed.Seen = now.Unix()
-	payload, err := renewed.Marshal()
-	if err == nil {
-		_, err = p.sessions.Write(w, r, p.sessionName, payload, time.Unix(s.Expires, 0).Sub(now))
-	}
-	if err != nil {
+	if _, err := p.saveSession(r.Context(), w, r, id.ticket, &renewed, now); err != nil {
 		p.log.Warn("session: renewing the cookie failed", "err", err, "sub", s.Subject)
 	}
 }
@@ -127,8 +129,11 @@ func (p *Proxy) touch(w http.ResponseWriter, r *http.Request, s *session.Session
 // the rest: browsers are sent to sign in, API calls get a 401.
 func (p *Proxy) serveProtected(x *exchange, r *http.Request) {
 	w := http.ResponseWriter(x)
-	id := p.loadIdentity(w, r)
+	id, err := p.loadIdentity(w, r)
 	switch {
+	case err != nil:
+		p.storeUnavailable(w, r, err)
+		return
 	case id != nil && id.allowed:
 		x.id = id
 	case p.public.match(r): // passes anonymously

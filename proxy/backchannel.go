@@ -155,6 +155,21 @@ func (p *Proxy) handleBackchannelLogout(w http.ResponseWriter, r *http.Request) 
 		refuse(errors.New("logout token azp is not this client"))
 		return
 	}
+	if p.redis != nil {
+		n, err := p.logoutStored(r.Context(), lt.TokenID, lt.Subject, lt.SessionID)
+		switch {
+		case errors.Is(err, errReplay):
+			refuse(err)
+			return
+		case err != nil:
+			p.log.Error("back-channel logout: the session store failed", "err", err, "sub", lt.Subject, "sid", lt.SessionID)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
+			return
+		}
+		p.log.Info("back-channel logout", "sub", lt.Subject, "sid", lt.SessionID, "sessions", n, "client", p.trusted.clientIP(r))
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	if err := p.revoked.add(lt.TokenID, lt.Subject, lt.SessionID, now); err != nil {
 		refuse(err)
 		return

@@ -7,13 +7,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/oidc-proxy/oidc-proxy/config"
 )
 
 const logoutEvent = "http://schemas.openid.net/event/backchannel-logout"
 
 // sidStand signs in through the hostile OP (behaving well) whose ID tokens
 // carry a sid of their own per sign-in.
-func sidStand(t *testing.T) (*stand, *hostileOP, func() string) {
+func sidStand(t *testing.T, edit ...func(*config.Config)) (*stand, *hostileOP, func() string) {
 	var mu sync.Mutex
 	var sids []string
 	s, op := hostileStand(t, behaviour{claims: func(o *hostileOP, c map[string]any) {
@@ -22,7 +24,7 @@ func sidStand(t *testing.T) (*stand, *hostileOP, func() string) {
 		sid := "sid-" + o.lastNonce()[:8]
 		sids = append(sids, sid)
 		c["sid"] = sid
-	}})
+	}}, edit...)
 	s.waitReady()
 	return s, op, func() string { mu.Lock(); defer mu.Unlock(); return sids[len(sids)-1] }
 }

@@ -80,7 +80,7 @@ func BenchmarkAuthPath(b *testing.B) {
 	for b.Loop() {
 		clear(out)
 		maps.Copy(out, req.Header)
-		id := p.loadIdentity(w, req)
+		id, _ := p.loadIdentity(w, req)
 		if id == nil {
 			b.Fatal("no session")
 		}
@@ -143,7 +143,7 @@ func BenchmarkSessionLookup(b *testing.B) {
 	w := httptest.NewRecorder()
 	b.ReportAllocs()
 	for b.Loop() {
-		if p.loadIdentity(w, req) == nil {
+		if id, _ := p.loadIdentity(w, req); id == nil {
 			b.Fatal("no session")
 		}
 	}
@@ -157,7 +157,7 @@ func BenchmarkSessionLookupUncached(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		p.cache = session.NewCache[*identity](1)
-		if p.loadIdentity(w, req) == nil {
+		if id, _ := p.loadIdentity(w, req); id == nil {
 			b.Fatal("no session")
 		}
 	}

@@ -82,10 +82,11 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 		p.signInFailed(w, r, reasonOf(err), err, http.StatusBadGateway, "")
 		return
 	}
-	payload, err := s.Marshal()
-	size := 0
-	if err == nil {
-		size, err = p.sessions.Write(w, r, p.sessionName, payload, time.Unix(s.Expires, 0).Sub(p.now()))
+	size, err := p.saveSession(r.Context(), w, r, nil, s, p.now())
+	if errors.Is(err, session.ErrStoreDown) {
+		p.signInFailed(w, r, "store_down", err, http.StatusServiceUnavailable,
+			"Your session cannot be stored right now. Please try again in a moment.")
+		return
 	}
 	if err != nil {
 		p.signInFailed(w, r, "session_too_large", err, http.StatusInternalServerError,

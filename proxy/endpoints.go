@@ -18,9 +18,12 @@ import (
 func (p *Proxy) handleSignOut(w http.ResponseWriter, r *http.Request) {
 	// Looked up, not kept up: no refresh is spent on a session that ends.
 	var s *session.Session
-	if id, _, now := p.lookupIdentity(w, r); id != nil {
+	id, _, now, err := p.lookupIdentity(w, r)
+	if id != nil {
 		s = id.session
-		p.revoked.end(s, now) // a copy of the cookie is no good here either
+		p.endStored(r.Context(), id, now) // a copy of the cookie is no good either
+	} else if err != nil {
+		p.log.Error("sign-out: the session store is down; the session lasts until it expires, but this browser's cookie is gone", "err", err, "client", p.trusted.clientIP(r))
 	}
 	p.sessions.Clear(w, r, p.sessionName)
 	for _, c := range r.Cookies() {
@@ -58,11 +61,16 @@ func (p *Proxy) handleSignOut(w http.ResponseWriter, r *http.Request) {
 
 // handleUserinfo shows the signed-in identity as JSON.
 func (p *Proxy) handleUserinfo(w http.ResponseWriter, r *http.Request) {
-	s := p.loadSession(w, r)
-	if s == nil {
+	id, err := p.loadIdentity(w, r)
+	if err != nil {
+		p.storeUnavailable(w, r, err)
+		return
+	}
+	if id == nil {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated"})
 		return
 	}
+	s := id.session
 	writeJSON(w, http.StatusOK, map[string]any{
 		"sub":        s.Subject,
 		"claims":     s.Claims,
@@ -81,6 +89,17 @@ func (p *Proxy) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		w.Write([]byte("waiting for OIDC discovery\n"))
 		return
+	}
+	if p.redis != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), p.redisTimeout)
+		err := p.redis.Ping(ctx)
+		cancel()
+		if err != nil {
+			p.log.Warn("readiness: Redis does not answer", "err", err)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("the session store does not answer\n"))
+			return
+		}
 	}
 	if err := p.upstreamReady(r.Context()); err != nil {
 		p.log.Warn("readiness: the upstream does not answer", "err", err)

@@ -20,11 +20,13 @@ import (
 // must remove client-sent identity headers before adding the ones from
 // this answer.
 func (p *Proxy) handleAuth(w http.ResponseWriter, r *http.Request) {
-	id := p.loadIdentity(w, r)
+	id, err := p.loadIdentity(w, r)
 	if x, ok := w.(*exchange); ok {
 		x.id = id
 	}
 	switch {
+	case err != nil:
+		p.storeUnavailable(w, r, err)
 	case id == nil && p.publicOriginal(r):
 		w.WriteHeader(http.StatusAccepted) // public: passes, with no identity
 	case id == nil:

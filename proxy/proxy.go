@@ -68,8 +68,13 @@ type Proxy struct {
 	cache       *session.Cache[*identity]
 	refreshes   *refresher
 	revoked     *revocations
-	flows       *session.Codec
-	flowPrefix  string
+	// The Redis store, when configured (nil: the cookie store).
+	redis        *session.RedisStore
+	redisTimeout time.Duration
+	storeLive    atomic.Bool  // announcements are followed: the cache is good
+	storeGen     atomic.Int64 // counts changes, so a read racing one is not cached
+	flows        *session.Codec
+	flowPrefix   string
 
 	accessLog bool
 
@@ -166,6 +171,15 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	p.cache = session.NewCache[*identity](0)
 	p.refreshes = newRefresher()
 	p.revoked = newRevocations(p.lifetime)
+	if cfg.Session.Store == "redis" {
+		if p.redis, err = newRedisStore(cfg.Session.Redis); err != nil {
+			return nil, err
+		}
+		p.redisTimeout = cfg.Session.Redis.Timeout
+		if p.redisTimeout <= 0 {
+			p.redisTimeout = 2 * time.Second
+		}
+	}
 	p.flowPrefix = p.flows.CookieName(base + "_login_")
 	hm := cfg.Headers
 	if hm == nil {

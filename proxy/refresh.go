@@ -122,6 +122,9 @@ func (p *Proxy) renew(w http.ResponseWriter, r *http.Request, raw string, id *id
 		// a refresh that others wait for.
 		ctx, cancel := context.WithTimeout(oidc.ClientContext(context.WithoutCancel(r.Context()), p.idpClient), 3*p.idpTimeout)
 		defer cancel()
+		if p.redis != nil {
+			return p.refreshShared(ctx, op, id, now)
+		}
 		return p.refresh(ctx, op, s, now)
 	})
 	switch {
@@ -136,16 +139,15 @@ func (p *Proxy) renew(w http.ResponseWriter, r *http.Request, raw string, id *id
 		p.log.Warn("refresh failed; the session goes on until it expires", "user", userName(s), "sub", s.Subject, "err", err)
 		return id
 	}
-	payload, err := renewed.Marshal()
-	if err == nil {
-		_, err = p.sessions.Write(w, r, p.sessionName, payload, time.Unix(renewed.Expires, 0).Sub(now))
-	}
-	if err != nil {
-		p.log.Warn("refresh: writing the renewed cookie failed", "sub", s.Subject, "err", err)
+	if p.redis == nil { // (the Redis store saved it already)
+		if _, err := p.saveSession(r.Context(), w, r, nil, renewed, now); err != nil {
+			p.log.Warn("refresh: writing the renewed cookie failed", "sub", s.Subject, "err", err)
+		}
 	}
 	p.metrics.refresh.WithLabelValues("success").Inc()
 	next := p.headers.identity(renewed)
 	next.allowed = p.access.allows(renewed)
+	next.ticket, next.name = id.ticket, id.name
 	return next
 }
 

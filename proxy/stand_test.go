@@ -36,6 +36,7 @@ type stand struct {
 	alice    *testop.User
 	proxy    *proxy.Proxy
 	url      string // the proxy's external URL
+	issuer   string
 	logs     *syncBuffer
 	upstream *httptest.Server
 
@@ -137,7 +138,15 @@ func (s *stand) startProxy(proxyLn net.Listener, issuer string, edit func(*confi
 		fmt.Fprintf(w, "<h1>hello %s</h1>", r.Header.Get("Remote-User"))
 	}))
 	t.Cleanup(s.upstream.Close)
+	s.issuer = issuer
+	s.proxy = s.serveProxy(proxyLn, s.url, edit)
+}
 
+// serveProxy builds a proxy for external URL external, signing in at the
+// stand's OP and forwarding to its upstream, and serves it on ln until the
+// test ends. A second one with the same external URL is a replica.
+func (s *stand) serveProxy(proxyLn net.Listener, external string, edit func(*config.Config)) *proxy.Proxy {
+	t := s.t
 	yaml := fmt.Sprintf(`
 listen: %q
 external_url: %q
@@ -148,7 +157,7 @@ oidc:
   client_secret: %q
 session:
   secret: %q
-`, proxyLn.Addr().String(), s.url, s.upstream.URL, issuer, clientSecret, sessionSecret)
+`, proxyLn.Addr().String(), external, s.upstream.URL, s.issuer, clientSecret, sessionSecret)
 	cfg, err := config.Parse("stand.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
@@ -163,19 +172,20 @@ session:
 		}
 	})
 	now := func() time.Time { return time.Now().Add(time.Duration(s.skew.Load())) }
-	s.proxy, err = proxy.New(cfg, proxy.Options{Logger: log, Now: now})
+	p, err := proxy.New(cfg, proxy.Options{Logger: log, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	s.proxy.Start(ctx)
+	p.Start(ctx)
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Listener.Close()
 	srv.Listener = proxyLn
-	srv.Config = proxy.NewServer("", s.proxy, log)
+	srv.Config = proxy.NewServer("", p, log)
 	srv.Start()
 	t.Cleanup(srv.Close)
+	return p
 }
 
 func (s *stand) waitReady() {

@@ -87,3 +87,21 @@ func (c *Cache[T]) Len() int {
 	defer c.mu.RUnlock()
 	return len(c.entries)
 }
+
+// DeleteFunc drops every entry whose value drop reports true for.
+func (c *Cache[T]) DeleteFunc(drop func(T) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.entries {
+		if drop(e.v) {
+			delete(c.entries, k)
+		}
+	}
+}
+
+// Clear drops every entry.
+func (c *Cache[T]) Clear() {
+	c.mu.Lock()
+	clear(c.entries)
+	c.mu.Unlock()
+}

@@ -70,10 +70,11 @@ type OP struct {
 	users   map[string]*User // by sub
 
 	// TokenRequests counts requests to the token endpoint.
-	TokenRequests atomic.Int64
-	mu            sync.Mutex
-	authorize     []url.Values
-	tokenForms    []url.Values
+	TokenRequests  atomic.Int64
+	refreshRevoked atomic.Bool
+	mu             sync.Mutex
+	authorize      []url.Values
+	tokenForms     []url.Values
 }
 
 // New builds a provider whose issuer is issuer (for example
@@ -134,6 +135,10 @@ func (o *OP) AuthorizeRequests() []url.Values {
 	return append([]url.Values(nil), o.authorize...)
 }
 
+// RevokeRefreshTokens makes every later refresh fail with invalid_grant,
+// as Authelia answers for a disabled user or a revoked grant.
+func (o *OP) RevokeRefreshTokens() { o.refreshRevoked.Store(true) }
+
 // TokenForms returns the form of every token request seen.
 func (o *OP) TokenForms() []url.Values {
 	o.mu.Lock()
@@ -180,6 +185,12 @@ func (o *OP) authelia(next http.Handler, endSession bool, method oidc.AuthMethod
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(http.StatusUnauthorized)
 				w.Write([]byte(`{"error":"invalid_client","error_description":"Client authentication failed."}`))
+				return
+			}
+			if r.PostForm.Get("grant_type") == "refresh_token" && o.refreshRevoked.Load() {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusBadRequest)
+				w.Write([]byte(`{"error":"invalid_grant","error_description":"The refresh token was revoked."}`))
 				return
 			}
 		}

@@ -1,0 +1,377 @@
+package session
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrStoreDown is a session store that cannot be reached. The session may
+// be perfectly good: the caller must not treat it as signed out.
+var ErrStoreDown = errors.New("session: the session store cannot be reached")
+
+// TicketSize is the length of a marshalled Ticket.
+const TicketSize = 16 + 32
+
+// Ticket is what the browser holds of a session kept in Redis: the
+// record's id and the key that encrypts it. Redis never sees the key, so a
+// dump of Redis alone reveals no session.
+type Ticket struct {
+	ID  [16]byte
+	Key [32]byte
+}
+
+// NewTicket makes a random ticket.
+func NewTicket() (Ticket, error) {
+	var t Ticket
+	if _, err := rand.Read(t.ID[:]); err != nil {
+		return t, err
+	}
+	_, err := rand.Read(t.Key[:])
+	return t, err
+}
+
+// Marshal encodes t for a cookie (which encrypts and signs it again).
+func (t Ticket) Marshal() []byte { return append(t.ID[:], t.Key[:]...) }
+
+// ParseTicket decodes what Marshal made.
+func ParseTicket(b []byte) (Ticket, error) {
+	var t Ticket
+	if len(b) != TicketSize {
+		return t, fmt.Errorf("%w: a ticket is %d bytes, not %d", ErrInvalid, TicketSize, len(b))
+	}
+	copy(t.ID[:], b)
+	copy(t.Key[:], b[16:])
+	return t, nil
+}
+
+// Name is the ticket's public name: a hash of its id, used for the Redis
+// key and in invalidation messages. It reveals neither id nor key.
+func (t Ticket) Name() string {
+	h := sha256.Sum256(t.ID[:])
+	return hex.EncodeToString(h[:16])
+}
+
+// RedisOptions configure a RedisStore. One of Address (one server),
+// Addresses with MasterName (Sentinel) or Addresses with Cluster is set.
+type RedisOptions struct {
+	Address    string
+	Addresses  []string
+	MasterName string
+	Cluster    bool
+	Username   string
+	Password   string
+	DB         int
+	// TLS, when not nil, is used for every connection.
+	TLS *tls.Config
+	// Prefix starts every key. Default "oidc-proxy:".
+	Prefix string
+	// Timeout bounds each command. Default 2s.
+	Timeout time.Duration
+}
+
+// RedisStore keeps sessions in Redis, each encrypted (AES-256-GCM) with
+// its ticket's key and bound to its record's name. Beside the records it
+// keeps an index of the records by subject and by provider session id
+// (both hashed) for back-channel logout, the logout token ids seen, and a
+// lock per session for refreshes. Changes are announced on a channel so
+// that every replica drops what it cached.
+//
+// A RedisStore is safe for concurrent use.
+type RedisStore struct {
+	rdb     redis.UniversalClient
+	prefix  string
+	timeout time.Duration
+}
+
+// NewRedisStore connects lazily: it does no I/O until the first command.
+func NewRedisStore(o RedisOptions) (*RedisStore, error) {
+	if o.Prefix == "" {
+		o.Prefix = "oidc-proxy:"
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Second
+	}
+	u := &redis.UniversalOptions{
+		Addrs:           o.Addresses,
+		MasterName:      o.MasterName,
+		IsClusterMode:   o.Cluster,
+		Username:        o.Username,
+		Password:        o.Password,
+		DB:              o.DB,
+		TLSConfig:       o.TLS,
+		DialTimeout:     o.Timeout,
+		ReadTimeout:     o.Timeout,
+		WriteTimeout:    o.Timeout,
+		MaxRetries:      1,
+		DisableIdentity: true,
+		Protocol:        2,
+	}
+	if o.Address != "" {
+		u.Addrs = []string{o.Address}
+	}
+	if len(u.Addrs) == 0 {
+		return nil, errors.New("session: redis: no address")
+	}
+	return &RedisStore{rdb: redis.NewUniversalClient(u), prefix: o.Prefix, timeout: o.Timeout}, nil
+}
+
+// Close closes the connections.
+func (s *RedisStore) Close() error { return s.rdb.Close() }
+
+func (s *RedisStore) key(kind, name string) string { return s.prefix + kind + ":" + name }
+
+func (s *RedisStore) channel() string { return s.prefix + "changed" }
+
+// down wraps a Redis failure as ErrStoreDown.
+func down(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrStoreDown, err)
+}
+
+// Ping reports whether Redis answers.
+func (s *RedisStore) Ping(ctx context.Context) error {
+	return down(s.rdb.Ping(ctx).Err())
+}
+
+func (t Ticket) aead() (cipher.AEAD, error) {
+	block, err := aes.NewCipher(t.Key[:])
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// Get reads and decrypts t's session. A record that is missing (ended,
+// expired) gives ErrNotFound; one that does not open with t's key gives
+// ErrInvalid; Redis failing gives ErrStoreDown.
+func (s *RedisStore) Get(ctx context.Context, t Ticket) (*Session, error) {
+	name := t.Name()
+	b, err := s.rdb.Get(ctx, s.key("s", name)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, down(err)
+	}
+	gcm, err := t.aead()
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < gcm.NonceSize() {
+		return nil, fmt.Errorf("%w: record too short", ErrInvalid)
+	}
+	plain, err := gcm.Open(nil, b[:gcm.NonceSize()], b[gcm.NonceSize():], []byte(name))
+	if err != nil {
+		return nil, fmt.Errorf("%w: record does not open with the ticket's key", ErrInvalid)
+	}
+	return Unmarshal(plain)
+}
+
+// ErrNotFound is a session the store does not hold (any more).
+var ErrNotFound = errors.New("session: no such session in the store")
+
+// Put encrypts and writes t's session, to expire after ttl, indexes it
+// by subject and provider session id, and announces the change.
+func (s *RedisStore) Put(ctx context.Context, t Ticket, sess *Session, ttl time.Duration) error {
+	if ttl <= 0 {
+		return errors.New("session: redis: session already expired")
+	}
+	plain, err := sess.Marshal()
+	if err != nil {
+		return err
+	}
+	gcm, err := t.aead()
+	if err != nil {
+		return err
+	}
+	nonce := make([]byte, gcm.NonceSize(), gcm.NonceSize()+len(plain)+gcm.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return err
+	}
+	name := t.Name()
+	sealed := gcm.Seal(nonce, nonce, plain, []byte(name))
+	// Each key on its own: in a cluster they live in different slots.
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, s.key("s", name), sealed, ttl)
+		for _, idx := range s.indexes(sess) {
+			p.SAdd(ctx, idx, name)
+			p.ExpireNX(ctx, idx, ttl)
+			p.ExpireGT(ctx, idx, ttl)
+		}
+		p.Publish(ctx, s.channel(), name)
+		return nil
+	})
+	return down(err)
+}
+
+// indexes are the index keys a session belongs in.
+func (s *RedisStore) indexes(sess *Session) []string {
+	keys := []string{s.key("sub", hashed(sess.Subject))}
+	if sess.SID != "" {
+		keys = append(keys, s.key("sid", hashed(sess.SID)))
+	}
+	return keys
+}
+
+func hashed(v string) string {
+	h := sha256.Sum256([]byte(v))
+	return hex.EncodeToString(h[:16])
+}
+
+// Delete ends the session with the given name and announces it.
+func (s *RedisStore) Delete(ctx context.Context, name string) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, s.key("s", name))
+		p.Publish(ctx, s.channel(), name)
+		return nil
+	})
+	return down(err)
+}
+
+// Logout ends every session of subject sub (when not empty) and every
+// session of provider session sid (when not empty), and reports how many
+// there were.
+func (s *RedisStore) Logout(ctx context.Context, sub, sid string) (int, error) {
+	var idx []string
+	if sub != "" {
+		idx = append(idx, s.key("sub", hashed(sub)))
+	}
+	if sid != "" {
+		idx = append(idx, s.key("sid", hashed(sid)))
+	}
+	names := map[string]bool{}
+	for _, k := range idx {
+		members, err := s.rdb.SMembers(ctx, k).Result()
+		if err != nil {
+			return 0, down(err)
+		}
+		for _, m := range members {
+			names[m] = true
+		}
+	}
+	for name := range names {
+		if err := s.Delete(ctx, name); err != nil {
+			return 0, err
+		}
+	}
+	for _, k := range idx {
+		if err := s.rdb.Del(ctx, k).Err(); err != nil {
+			return 0, down(err)
+		}
+	}
+	return len(names), nil
+}
+
+// FirstUse records a logout token id until ttl passes, and reports
+// whether it was new (false: a replay).
+func (s *RedisStore) FirstUse(ctx context.Context, jti string, ttl time.Duration) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, s.key("jti", hashed(jti)), 1, ttl).Result()
+	return ok, down(err)
+}
+
+// Forget drops a token id recorded by FirstUse.
+func (s *RedisStore) Forget(ctx context.Context, jti string) {
+	s.rdb.Del(ctx, s.key("jti", hashed(jti)))
+}
+
+// unlockScript deletes a lock only when it still holds the caller's token.
+var unlockScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+
+// Lock takes the refresh lock of the session named name for at most ttl.
+// It reports false when another holder has it; unlock gives it back.
+func (s *RedisStore) Lock(ctx context.Context, name string, ttl time.Duration) (unlock func(), ok bool, err error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, false, err
+	}
+	token := hex.EncodeToString(b[:])
+	key := s.key("lock", name)
+	ok, err = s.rdb.SetNX(ctx, key, token, ttl).Result()
+	if err != nil || !ok {
+		return nil, false, down(err)
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+		defer cancel()
+		unlockScript.Run(ctx, s.rdb, []string{key}, token)
+	}, true, nil
+}
+
+// WaitUnlocked waits until the refresh lock of name is free (or ctx ends).
+func (s *RedisStore) WaitUnlocked(ctx context.Context, name string) error {
+	key := s.key("lock", name)
+	for delay := 20 * time.Millisecond; ; delay = min(delay*2, 200*time.Millisecond) {
+		n, err := s.rdb.Exists(ctx, key).Result()
+		if err != nil {
+			return down(err)
+		}
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}
+
+// Watch follows the announcements of changed sessions until ctx ends:
+// changed gets the name of each session written or ended by any replica;
+// reset is called when the proxy may have missed announcements (it has
+// just (re)connected) and must drop everything it cached; lost is called
+// when the connection is gone, from then until reset, cached sessions must
+// not be trusted.
+func (s *RedisStore) Watch(ctx context.Context, changed func(name string), reset, lost func(error)) {
+	// go-redis remembers the channel and subscribes again after every
+	// reconnection; each subscription confirmed comes back as a message.
+	ps := s.rdb.Subscribe(ctx, s.channel())
+	defer ps.Close()
+	failures := 0
+	for ctx.Err() == nil {
+		msg, err := ps.ReceiveTimeout(ctx, 15*time.Second)
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				failures = 0
+				reset(nil)
+			}
+		case *redis.Message:
+			changed(m.Payload)
+		case *redis.Pong:
+		default:
+			if err == nil || ctx.Err() != nil {
+				continue
+			}
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Quiet for a while: make sure the connection still lives.
+				if err = ps.Ping(ctx); err == nil {
+					continue
+				}
+			}
+			failures++
+			lost(err)
+			sleep(ctx, min(time.Duration(failures)*100*time.Millisecond, 2*time.Second))
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
