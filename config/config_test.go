@@ -269,3 +269,54 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestRedisStore(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "redis-password")
+	os.WriteFile(pw, []byte("hunter2\n"), 0o600)
+	c, err := Parse("t.yaml", []byte(minimal+`  store: redis
+  redis:
+    address: 127.0.0.1:6379
+    username: proxy
+    password_file: `+pw+`
+    db: 2
+`), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Session.Redis
+	if c.Session.Store != "redis" || r.Password != "hunter2" || r.DB != 2 || r.KeyPrefix != "oidc-proxy:" || r.Timeout != 2*time.Second {
+		t.Errorf("redis: %+v", r)
+	}
+	if c, _ := Parse("t.yaml", []byte(minimal), noEnv); c.Session.Store != "cookie" {
+		t.Errorf("default store %q", c.Session.Store)
+	}
+	for _, tt := range []struct{ yaml, key string }{
+		{"  store: memcached\n", "session.store"},
+		{"  redis:\n    address: 127.0.0.1:6379\n", "session.redis"},
+		{"  store: redis\n", "session.redis.address"},
+		{"  store: redis\n  redis:\n    address: localhost\n", "session.redis.address"},
+		{"  store: redis\n  redis:\n    address: a:1\n    addresses: [b:1]\n    master_name: m\n", "session.redis.address"},
+		{"  store: redis\n  redis:\n    addresses: [b:1, c:1]\n", "session.redis.addresses"},
+		{"  store: redis\n  redis:\n    addresses: [b:1]\n    master_name: m\n    cluster: true\n", "session.redis.master_name"},
+		{"  store: redis\n  redis:\n    addresses: [b:1]\n    cluster: true\n    db: 1\n", "session.redis.db"},
+		{"  store: redis\n  redis:\n    address: a:1\n    password: x\n    password_file: " + pw + "\n", "session.redis.password_file"},
+		{"  store: redis\n  redis:\n    address: a:1\n    ca_file: " + pw + "\n", "session.redis.ca_file"},
+		{"  store: redis\n  redis:\n    address: a:1\n    key_prefix: \"a b\"\n", "session.redis.key_prefix"},
+		{"  store: redis\n  redis:\n    address: a:1\n    timeout: 5ms\n", "session.redis.timeout"},
+		{"  store: redis\n  redis:\n    address: a:1\n    hostname: b\n", "session.redis.hostname"},
+	} {
+		_, err := Parse("t.yaml", []byte(minimal+tt.yaml), noEnv)
+		if err == nil || !strings.Contains(err.Error(), tt.key) {
+			t.Errorf("%q: want a problem with %s, got %v", tt.yaml, tt.key, err)
+		}
+	}
+	for _, ok := range []string{
+		"  store: redis\n  redis:\n    addresses: [s1:26379, s2:26379]\n    master_name: mymaster\n",
+		"  store: redis\n  redis:\n    addresses: [n1:6379]\n    cluster: true\n    tls: true\n",
+	} {
+		if _, err := Parse("t.yaml", []byte(minimal+ok), noEnv); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+}
