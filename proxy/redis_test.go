@@ -119,6 +119,31 @@ func (rs *redisServer) dump() string {
 	return out.String()
 }
 
+// commands reports how many commands Redis processed since the last call,
+// not counting connection handshakes (HELLO) and this call's own.
+func (rs *redisServer) commands() int {
+	c, err := net.DialTimeout("tcp", rs.addr, time.Second)
+	if err != nil {
+		rs.t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n*2\r\n$6\r\nCONFIG\r\n$9\r\nRESETSTAT\r\n"))
+	r := bufio.NewReader(c)
+	info := readRESP(rs.t, r)[0]
+	readRESP(rs.t, r)
+	n := 0
+	for _, line := range strings.Split(info, "\r\n") {
+		name, stats, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
+		if !ok || name == "hello" || name == "info" || name == "config|resetstat" {
+			continue
+		}
+		calls, _, _ := strings.Cut(stats, ",")
+		k, _ := strconv.Atoi(calls)
+		n += k
+	}
+	return n
+}
+
 func readRESP(t *testing.T, r *bufio.Reader) []string {
 	line, err := r.ReadString('\n')
 	if err != nil {
@@ -514,5 +539,28 @@ func TestRedisIdleTimeout(t *testing.T) {
 		if resp, _ := get(t, step.base, "/x", cookie); resp.StatusCode != step.want {
 			t.Errorf("after %s at %s: %d, want %d", step.skew, step.base, resp.StatusCode, step.want)
 		}
+	}
+}
+
+// TestRedisRoundTrips: a session cached and valid costs no Redis command;
+// a replica that has not seen it yet reads it once.
+func TestRedisRoundTrips(t *testing.T) {
+	s, rs, replica := redisStand(t)
+	c := s.signIn("/")
+	cookie := cookieHeader(c, s.url)
+	get(t, s.url, "/warm", cookie)
+	time.Sleep(100 * time.Millisecond) // the sign-in's announcement is handled
+	rs.commands()
+	for range 100 {
+		get(t, s.url, "/x", cookie)
+	}
+	if n := rs.commands(); n != 0 {
+		t.Errorf("100 requests of a cached session cost %d Redis commands", n)
+	}
+	for range 100 {
+		get(t, replica, "/x", cookie)
+	}
+	if n := rs.commands(); n != 1 {
+		t.Errorf("100 requests at a replica that had not seen the session cost %d Redis commands, want 1", n)
 	}
 }
