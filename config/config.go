@@ -191,6 +191,35 @@ type Memos struct {
 	// token. Memos treats an unknown token as anonymous, so unconfirmed
 	// tokens never pass. Default false.
 	PassBearerTokens bool `yaml:"pass_bearer_tokens"`
+
+	// Bridge signs users into Memos itself: the proxy is Memos's OAuth2
+	// identity provider, backed by the proxy session. Default false.
+	Bridge bool `yaml:"bridge"`
+	// AdminTokenFile holds a Memos admin's personal access token; with it
+	// the proxy registers itself as Memos's identity provider at start
+	// (idempotently). Without it, run `oidc-proxy memos-setup` once.
+	AdminTokenFile string `yaml:"admin_token_file"`
+	AdminToken     string `yaml:"-"`
+	// IdPID is the identity provider's id in Memos. Default "oidc-proxy".
+	// Users are linked to it: keep it stable.
+	IdPID string `yaml:"idp_id"`
+	// IdPTitle is the label of the button on Memos's sign-in page.
+	// Default "Single sign-on".
+	IdPTitle string `yaml:"idp_title"`
+	// BridgeListen is where the proxy serves the token and userinfo
+	// endpoints Memos calls: keep it reachable by Memos only. Default
+	// "127.0.0.1:4181".
+	BridgeListen string `yaml:"bridge_listen"`
+	// BridgeURL is how Memos reaches BridgeListen. Default
+	// "http://" + BridgeListen.
+	BridgeURL string `yaml:"bridge_url"`
+	// UsernameClaim is the claim that becomes the Memos username (and
+	// links the user). Default "preferred_username".
+	UsernameClaim string `yaml:"username_claim"`
+	// AllowPasswordSignIn keeps Memos's own password sign-in (/auth/admin,
+	// sign-up, SignIn with a password) reachable through the proxy, as a
+	// break-glass. Default false.
+	AllowPasswordSignIn bool `yaml:"allow_password_sign_in"`
 }
 
 // Secrets is one string or a list of them.
@@ -277,6 +306,23 @@ func (c *Config) applyDefaults() {
 		}
 		if c.Session.Redis.Timeout == 0 {
 			c.Session.Redis.Timeout = 2 * time.Second
+		}
+	}
+	if c.Memos.Bridge {
+		if c.Memos.IdPID == "" {
+			c.Memos.IdPID = "oidc-proxy"
+		}
+		if c.Memos.IdPTitle == "" {
+			c.Memos.IdPTitle = "Single sign-on"
+		}
+		if c.Memos.BridgeListen == "" {
+			c.Memos.BridgeListen = "127.0.0.1:4181"
+		}
+		if c.Memos.BridgeURL == "" {
+			c.Memos.BridgeURL = "http://" + c.Memos.BridgeListen
+		}
+		if c.Memos.UsernameClaim == "" {
+			c.Memos.UsernameClaim = "preferred_username"
 		}
 	}
 	if c.Session.CookieName == "" {

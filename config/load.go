@@ -254,6 +254,7 @@ func (l *loader) expand(n *yaml.Node, path string) {
 func (l *loader) readSecretFiles(c *Config) {
 	l.secretFile("oidc.client_secret", &c.OIDC.ClientSecret, c.OIDC.ClientSecretFile)
 	l.secretFile("session.redis.password", &c.Session.Redis.Password, c.Session.Redis.PasswordFile)
+	l.secretFile("memos.admin_token", &c.Memos.AdminToken, c.Memos.AdminTokenFile)
 	if len(c.Session.SecretFile) > 0 && len(c.Session.Secret) > 0 {
 		l.add("session.secret_file", "set either session.secret or session.secret_file, not both")
 		return

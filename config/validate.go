@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"path"
 	"reflect"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -36,6 +37,7 @@ func (l *loader) validate(c *Config) {
 	if c.Memos.URL != "" {
 		l.url("memos.url", c.Memos.URL, false)
 	}
+	l.validateMemos(c)
 	if rp := c.UpstreamReadyPath; rp != "" && (!strings.HasPrefix(rp, "/") || strings.ContainsAny(rp, " \t\r\n#")) {
 		l.add("upstream_ready_path", "must be a path starting with /, not %q", rp)
 	}
@@ -321,4 +323,31 @@ func IsLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+var memosIDP = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,30}[a-z0-9]$`)
+
+func (l *loader) validateMemos(c *Config) {
+	m := &c.Memos
+	if !m.Bridge {
+		if m.AdminTokenFile != "" || m.IdPID != "" || m.IdPTitle != "" || m.BridgeListen != "" || m.BridgeURL != "" || m.UsernameClaim != "" || m.AllowPasswordSignIn {
+			l.add("memos", "bridge settings are set but memos.bridge is false")
+		}
+		return
+	}
+	if !memosIDP.MatchString(m.IdPID) {
+		l.add("memos.idp_id", "must be 2 to 32 lowercase letters, digits and -, not %q", m.IdPID)
+	}
+	if _, port, err := net.SplitHostPort(m.BridgeListen); err != nil || port == "" {
+		l.add("memos.bridge_listen", "must be host:port, not %q", m.BridgeListen)
+	} else if m.BridgeListen == c.Listen || m.BridgeListen == c.MetricsListen {
+		l.add("memos.bridge_listen", "must differ from listen and metrics_listen: only Memos may reach it")
+	}
+	l.url("memos.bridge_url", m.BridgeURL, false)
+	if m.UsernameClaim == "" || strings.ContainsAny(m.UsernameClaim, " \t\r\n") {
+		l.add("memos.username_claim", "must be a claim name")
+	}
+	if m.AdminToken != "" && strings.ContainsAny(m.AdminToken, " \t\r\n") {
+		l.add("memos.admin_token_file", "holds more than one token")
+	}
 }

@@ -134,6 +134,8 @@ func (p *Proxy) serveProtected(x *exchange, r *http.Request) {
 	case err != nil:
 		p.storeUnavailable(w, r, err)
 		return
+	case p.bridge != nil && p.memosIntercept(x, r, id):
+		return
 	case id != nil && id.allowed:
 		x.id = id
 	case p.public.match(r): // passes anonymously

@@ -99,10 +99,13 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	p.log.Info("sign-in", "user", userName(s), "sub", s.Subject, "client", p.trusted.clientIP(r))
 	p.metrics.signIns.WithLabelValues("success", "").Inc()
+	dest := CleanReturnURL(f.Return)
 	if !p.access.allows(s) {
 		p.log.Warn("access denied by the access rules", "user", userName(s), "sub", s.Subject, "client", p.trusted.clientIP(r))
+	} else if p.bridge != nil {
+		dest = p.memosAfterSignIn(w, r, s, dest)
 	}
-	http.Redirect(w, r, CleanReturnURL(f.Return), http.StatusFound)
+	http.Redirect(w, r, dest, http.StatusFound)
 }
 
 // signInError carries a short machine reason for the log.
@@ -209,7 +212,7 @@ func (p *Proxy) mergeUserinfo(ctx context.Context, op *provider, accessToken, su
 func (p *Proxy) fillClaims(s *session.Session, claims map[string]json.RawMessage) {
 	s.Claims = map[string]string{}
 	s.User, s.Email, s.Groups = "", "", nil
-	for _, name := range p.headers.claims() {
+	for _, name := range p.keptClaims {
 		raw, present := claims[name]
 		if !present {
 			continue

@@ -26,6 +26,11 @@ func (p *Proxy) handleSignOut(w http.ResponseWriter, r *http.Request) {
 		p.log.Error("sign-out: the session store is down; the session lasts until it expires, but this browser's cookie is gone", "err", err, "client", p.trusted.clientIP(r))
 	}
 	p.sessions.Clear(w, r, p.sessionName)
+	if p.bridge != nil {
+		p.memosSignOut(r.Context(), r)
+		p.clearMemos(w)
+		p.clearOut(w)
+	}
 	for _, c := range r.Cookies() {
 		if strings.HasPrefix(c.Name, p.flowPrefix) {
 			p.flows.Clear(w, r, c.Name)

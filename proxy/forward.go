@@ -73,6 +73,9 @@ func (p *Proxy) upstreamAnswered(resp *http.Response) error {
 		x.stream = true
 		p.metrics.streams.Inc()
 	}
+	if p.bridge != nil && resp.StatusCode < 300 && isMemosSignOut(resp.Request) {
+		p.memosSignedOut(resp, x)
+	}
 	return nil
 }
 

@@ -119,6 +119,9 @@ func checkEndpoint(s string) error {
 // With the Redis store it also follows the store's announcements, and
 // closes its connections when ctx ends.
 func (p *Proxy) Start(ctx context.Context) {
+	if p.bridge != nil && p.bridge.adminToken != "" {
+		go p.registerInBackground(ctx)
+	}
 	if p.redis != nil {
 		go p.watchStore(ctx)
 		context.AfterFunc(ctx, func() { p.redis.Close() })

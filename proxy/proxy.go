@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -90,8 +91,12 @@ type Proxy struct {
 	trusted trustedProxies
 	public  publicPaths
 	bearers *bearerChecker // nil unless memos.pass_bearer_tokens
-	forward *httputil.ReverseProxy
-	mux     *http.ServeMux
+	bridge  *memosBridge   // nil unless memos.bridge
+	// keptClaims are the claims a session keeps: those of the headers, and
+	// those the bridge tells Memos.
+	keptClaims []string
+	forward    *httputil.ReverseProxy
+	mux        *http.ServeMux
 }
 
 // New builds a Proxy from a loaded configuration. It does no I/O: discovery
@@ -211,6 +216,17 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		}
 		p.bearers = newBearerChecker(memosURL, transport)
 	}
+	p.keptClaims = p.headers.claims()
+	if cfg.Memos.Bridge {
+		if p.bridge, err = newMemosBridge(cfg, p, transport); err != nil {
+			return nil, err
+		}
+		for _, c := range []string{cfg.Memos.UsernameClaim, "name", "email"} {
+			if !slices.Contains(p.keptClaims, c) {
+				p.keptClaims = append(p.keptClaims, c)
+			}
+		}
+	}
 	p.forward = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      transport,
@@ -221,6 +237,15 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	}
 	p.routes()
 	return p, nil
+}
+
+// BridgeHandler serves the token and userinfo endpoints Memos calls, for
+// memos.bridge_listen; nil when the bridge is off.
+func (p *Proxy) BridgeHandler() http.Handler {
+	if p.bridge == nil {
+		return nil
+	}
+	return p.bridgeHandler()
 }
 
 func transportOf(c *http.Client) http.RoundTripper {
@@ -250,6 +275,7 @@ func (p *Proxy) routes() {
 	m.HandleFunc("GET /oauth2/userinfo", p.handleUserinfo)
 	m.HandleFunc("GET /oauth2/auth", p.handleAuth)
 	m.HandleFunc("POST /oauth2/backchannel_logout", p.handleBackchannelLogout)
+	m.HandleFunc("GET /oauth2/memos/authorize", p.handleMemosAuthorize)
 	m.HandleFunc("GET /oauth2/healthz", p.handleHealthz)
 	m.HandleFunc("GET /oauth2/readyz", p.handleReadyz)
 	m.HandleFunc("/oauth2/", func(w http.ResponseWriter, r *http.Request) {

@@ -2,6 +2,7 @@
 //
 //	oidc-proxy -config oidc-proxy.yaml          serve
 //	oidc-proxy -config oidc-proxy.yaml -check   validate the configuration, reach the provider and the upstream, and exit
+//	oidc-proxy -config oidc-proxy.yaml memos-setup   register the proxy as Memos's identity provider, and exit
 //	oidc-proxy -version                         print the version
 package main
 
@@ -44,6 +45,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	memosSetup := false
+	switch rest := fs.Args(); {
+	case len(rest) == 1 && rest[0] == "memos-setup":
+		memosSetup = true
+	case len(rest) > 0:
+		fmt.Fprintf(stderr, "oidc-proxy: unknown command %q (the only one is memos-setup)\n", rest[0])
+		return 2
+	}
 	if *showVersion {
 		fmt.Fprintln(stdout, "oidc-proxy", version)
 		return 0
@@ -59,6 +68,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	log := newLogger(cfg.Log, stderr)
 	if *check {
 		return checkPeers(ctx, cfg, *path, log, stdout, stderr)
+	}
+	if memosSetup {
+		return setupMemos(ctx, cfg, log, stdout, stderr)
 	}
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error("oidc-proxy stopped", "err", err)
@@ -84,6 +96,29 @@ func checkPeers(ctx context.Context, cfg *config.Config, path string, log *slog.
 		fmt.Fprintln(stderr, "not reachable as configured:", err)
 		return 3
 	}
+	return 0
+}
+
+// setupMemos registers the proxy as Memos's identity provider (or updates
+// the registration) with the admin token of memos.admin_token_file.
+func setupMemos(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout, stderr io.Writer) int {
+	if !cfg.Memos.Bridge {
+		fmt.Fprintln(stderr, "memos-setup: set memos.bridge: true first")
+		return 1
+	}
+	p, err := proxy.New(cfg, proxy.Options{Logger: log})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	did, err := p.RegisterWithMemos(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "memos-setup:", err)
+		return 3
+	}
+	fmt.Fprintf(stdout, "memos-setup: %s (sign-in button %q)\n", did, cfg.Memos.IdPTitle)
 	return 0
 }
 
@@ -115,6 +150,15 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		go msrv.Serve(mln)
 		defer msrv.Close()
+	}
+	if h := p.BridgeHandler(); h != nil {
+		bln, err := net.Listen("tcp", cfg.Memos.BridgeListen)
+		if err != nil {
+			return err
+		}
+		bsrv := proxy.NewServer(cfg.Memos.BridgeListen, h, log)
+		go bsrv.Serve(bln)
+		defer bsrv.Close()
 	}
 	srv := proxy.NewServer(cfg.Listen, p, log)
 	if cfg.TLS.CertFile != "" {

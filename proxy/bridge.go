@@ -1,0 +1,331 @@
+package proxy
+
+import (
+	"crypto/hkdf"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oidc-proxy/oidc-proxy/config"
+	"github.com/oidc-proxy/oidc-proxy/session"
+)
+
+// The Memos bridge: the proxy is Memos's OAuth2 identity provider, backed
+// by the proxy's own session. Memos's sign-in (its button, or the proxy's
+// server-side SignIn right after a sign-in) gets a code from the proxy,
+// and Memos redeems it at the bridge's token endpoint and reads the user at
+// its userinfo endpoint. Those two endpoints are served on their own
+// listener (memos.bridge_listen), which only Memos should reach.
+
+// Bridge timing and bounds.
+const (
+	bridgeCodeLifetime  = time.Minute
+	bridgeTokenLifetime = time.Minute
+	bridgeMaxGrants     = 10000
+)
+
+// memosUser is what the bridge tells Memos about a user.
+type memosUser struct {
+	Identifier string `json:"preferred_username"`
+	Name       string `json:"name,omitempty"`
+	Email      string `json:"email,omitempty"`
+}
+
+// grant is one code or access token issued to Memos.
+type grant struct {
+	user        memosUser
+	redirectURI string
+	challenge   string // PKCE S256 code_challenge, or ""
+	expires     time.Time
+}
+
+// memosBridge holds the bridge's registration and the codes and tokens it
+// issued (in this process only: the proxy that issues a code is the one
+// Memos redeems it at, its sidecar).
+type memosBridge struct {
+	memosURL      string
+	client        *http.Client // to Memos
+	clientID      string
+	secrets       []string // the first is registered; all are accepted
+	title         string
+	authURL       string // browser-facing
+	tokenURL      string // for Memos
+	userinfoURL   string
+	callbackURL   string // Memos's /auth/callback
+	usernameClaim string
+	allowPassword bool
+	adminToken    string
+	https         bool // the external URL is https
+	refreshName   string
+	outCookie     string // marks a browser that pressed Memos's sign-out
+
+	mu     sync.Mutex
+	codes  map[[32]byte]*grant // by the code's SHA-256
+	tokens map[[32]byte]*grant
+}
+
+func newMemosBridge(cfg *config.Config, p *Proxy, transport http.RoundTripper) (*memosBridge, error) {
+	m := cfg.Memos
+	b := &memosBridge{
+		memosURL:      strings.TrimSuffix(m.URL, "/"),
+		client:        &http.Client{Transport: transport, Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		clientID:      m.IdPID,
+		title:         m.IdPTitle,
+		authURL:       p.external.String() + Prefix + "memos/authorize",
+		tokenURL:      strings.TrimSuffix(m.BridgeURL, "/") + "/token",
+		userinfoURL:   strings.TrimSuffix(m.BridgeURL, "/") + "/userinfo",
+		callbackURL:   p.external.String() + "/auth/callback",
+		usernameClaim: m.UsernameClaim,
+		allowPassword: m.AllowPasswordSignIn,
+		adminToken:    m.AdminToken,
+		https:         p.external.Scheme == "https",
+		refreshName:   "memos_refresh",
+		outCookie:     cfg.Session.CookieName + "_memos_out",
+		codes:         map[[32]byte]*grant{},
+		tokens:        map[[32]byte]*grant{},
+	}
+	if b.memosURL == "" {
+		b.memosURL = strings.TrimSuffix(p.upstream.String(), "/")
+	}
+	if b.clientID == "" {
+		return nil, errors.New("proxy: memos.idp_id is empty")
+	}
+	for _, s := range cfg.Session.Secret {
+		// The client secret is derived from the session secret: nothing
+		// more to configure, and it rotates with it.
+		k, err := hkdf.Key(sha256.New, []byte(s), nil, "oidc-proxy memos bridge client secret", 32)
+		if err != nil {
+			return nil, err
+		}
+		b.secrets = append(b.secrets, hex.EncodeToString(k))
+	}
+	return b, nil
+}
+
+// userOf is the Memos user of a proxy session, or false when the session
+// lacks the username claim.
+func (b *memosBridge) userOf(s *session.Session) (memosUser, bool) {
+	u := memosUser{Identifier: s.Claims[b.usernameClaim], Name: s.Claims["name"], Email: s.Claims["email"]}
+	return u, u.Identifier != ""
+}
+
+// issue stores g under a new random value in m and returns the value.
+func (b *memosBridge) issue(m map[[32]byte]*grant, g *grant, now time.Time) (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(m) >= bridgeMaxGrants/2 {
+		for k, old := range m {
+			if now.After(old.expires) {
+				delete(m, k)
+			}
+		}
+	}
+	if len(m) >= bridgeMaxGrants {
+		return "", errors.New("too many codes outstanding")
+	}
+	v := randomToken()
+	m[sha256.Sum256([]byte(v))] = g
+	return v, nil
+}
+
+// code issues a code for u, to be redeemed with redirectURI (and the PKCE
+// verifier of challenge, when not empty) within a minute.
+func (b *memosBridge) code(u memosUser, redirectURI, challenge string, now time.Time) (string, error) {
+	return b.issue(b.codes, &grant{user: u, redirectURI: redirectURI, challenge: challenge, expires: now.Add(bridgeCodeLifetime)}, now)
+}
+
+// take removes and returns the code's grant, if it is unexpired.
+func (b *memosBridge) take(code string, now time.Time) *grant {
+	key := sha256.Sum256([]byte(code))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	g := b.codes[key]
+	delete(b.codes, key)
+	if g == nil || now.After(g.expires) {
+		return nil
+	}
+	return g
+}
+
+// authenticate checks Memos's client credentials: HTTP Basic or the form,
+// never both.
+func (b *memosBridge) authenticate(r *http.Request) bool {
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		if r.PostForm.Has("client_secret") {
+			return false
+		}
+		// RFC 6749 2.3.1: Basic credentials are form-encoded first.
+		id, _ = url.QueryUnescape(id)
+		secret, _ = url.QueryUnescape(secret)
+	} else {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	ok := subtle.ConstantTimeCompare([]byte(id), []byte(b.clientID)) == 1
+	match := 0
+	for _, s := range b.secrets {
+		match |= subtle.ConstantTimeCompare([]byte(secret), []byte(s))
+	}
+	return ok && match == 1
+}
+
+// bridgeHandler serves Memos's token and userinfo endpoints.
+func (p *Proxy) bridgeHandler() http.Handler {
+	m := http.NewServeMux()
+	m.HandleFunc("POST /token", p.bridgeToken)
+	m.HandleFunc("GET /userinfo", p.bridgeUserinfo)
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found"})
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		m.ServeHTTP(w, r)
+	})
+}
+
+func (p *Proxy) bridgeToken(w http.ResponseWriter, r *http.Request) {
+	b := p.bridge
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	refuse := func(status int, code, why string) {
+		p.log.Warn("memos bridge: token request refused", "error", code, "why", why, "client", r.RemoteAddr)
+		if status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Basic realm="oidc-proxy memos bridge"`)
+		}
+		writeJSON(w, status, map[string]string{"error": code})
+	}
+	if err := r.ParseForm(); err != nil {
+		refuse(http.StatusBadRequest, "invalid_request", "unreadable form")
+		return
+	}
+	// The client is authenticated before the code is looked at: Memos
+	// tries HTTP Basic, then the form, with the same code.
+	if !b.authenticate(r) {
+		refuse(http.StatusUnauthorized, "invalid_client", "client authentication failed")
+		return
+	}
+	if r.PostForm.Get("grant_type") != "authorization_code" {
+		refuse(http.StatusBadRequest, "unsupported_grant_type", "grant_type is not authorization_code")
+		return
+	}
+	now := p.now()
+	g := b.take(r.PostForm.Get("code"), now)
+	switch {
+	case g == nil:
+		refuse(http.StatusBadRequest, "invalid_grant", "unknown, used or expired code")
+		return
+	case r.PostForm.Get("redirect_uri") != g.redirectURI:
+		refuse(http.StatusBadRequest, "invalid_grant", "redirect_uri does not match")
+		return
+	case !pkceMatches(g.challenge, r.PostForm.Get("code_verifier")):
+		refuse(http.StatusBadRequest, "invalid_grant", "PKCE verification failed")
+		return
+	}
+	token, err := b.issue(b.tokens, &grant{user: g.user, expires: now.Add(bridgeTokenLifetime)}, now)
+	if err != nil {
+		refuse(http.StatusServiceUnavailable, "temporarily_unavailable", err.Error())
+		return
+	}
+	p.log.Info("memos bridge: code redeemed", "user", g.user.Identifier)
+	writeJSON(w, http.StatusOK, map[string]any{
+		"access_token": token, "token_type": "Bearer", "expires_in": int(bridgeTokenLifetime.Seconds()),
+	})
+}
+
+// pkceMatches checks a code_verifier against the S256 challenge the code
+// was issued with. A verifier for a code issued without a challenge is
+// refused too (RFC 9700 2.1.1: no PKCE downgrade).
+func pkceMatches(challenge, verifier string) bool {
+	if challenge == "" {
+		return verifier == ""
+	}
+	if len(verifier) < 43 || len(verifier) > 128 {
+		return false
+	}
+	sum := sha256.Sum256([]byte(verifier))
+	return subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(challenge)) == 1
+}
+
+func (p *Proxy) bridgeUserinfo(w http.ResponseWriter, r *http.Request) {
+	b := p.bridge
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	var g *grant
+	if ok {
+		key := sha256.Sum256([]byte(token))
+		b.mu.Lock()
+		g = b.tokens[key]
+		b.mu.Unlock()
+	}
+	if g == nil || p.now().After(g.expires) {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{
+		"sub": g.user.Identifier, "preferred_username": g.user.Identifier, "name": g.user.Name, "email": g.user.Email,
+	})
+}
+
+// handleMemosAuthorize is the authUrl Memos's sign-in button sends the
+// browser to: with a proxy session it completes Memos's flow at once;
+// without one it signs the user in at the provider first.
+func (p *Proxy) handleMemosAuthorize(w http.ResponseWriter, r *http.Request) {
+	b := p.bridge
+	if b == nil {
+		p.errorPage(w, r, http.StatusNotFound, "Not found", "The proxy has no such page.")
+		return
+	}
+	q := r.URL.Query()
+	bad := func(why string) {
+		p.log.Warn("memos bridge: authorization request refused", "why", why, "client", p.trusted.clientIP(r))
+		p.errorPage(w, r, http.StatusBadRequest, "Sign-in request refused", "Memos sent a sign-in request the proxy cannot accept.")
+	}
+	switch {
+	case q.Get("client_id") != b.clientID:
+		bad("unknown client_id")
+		return
+	case q.Get("redirect_uri") != b.callbackURL:
+		bad("redirect_uri is not Memos's /auth/callback")
+		return
+	case q.Get("response_type") != "code":
+		bad("response_type is not code")
+		return
+	case q.Get("code_challenge") != "" && q.Get("code_challenge_method") != "S256":
+		bad("code_challenge_method is not S256")
+		return
+	case q.Get("state") == "" || len(q.Get("state")) > 512 || len(q.Get("code_challenge")) > 128:
+		bad("state missing, or a parameter too long")
+		return
+	}
+	id, err := p.loadIdentity(w, r)
+	switch {
+	case err != nil:
+		p.storeUnavailable(w, r, err)
+		return
+	case id == nil:
+		p.startFlow(w, r, CleanReturnURL(r.URL.RequestURI()))
+		return
+	case !id.allowed:
+		p.forbidden(w, r, id.session)
+		return
+	}
+	u, ok := b.userOf(id.session)
+	if !ok {
+		p.memosFailed(w, r, errors.New("the session has no "+b.usernameClaim+" claim"))
+		return
+	}
+	code, err := b.code(u, b.callbackURL, q.Get("code_challenge"), p.now())
+	if err != nil {
+		p.memosFailed(w, r, err)
+		return
+	}
+	back, _ := url.Parse(b.callbackURL)
+	back.RawQuery = url.Values{"code": {code}, "state": {q.Get("state")}}.Encode()
+	http.Redirect(w, r, back.String(), http.StatusFound)
+}
