@@ -1,0 +1,423 @@
+package proxy_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+)
+
+// fakeMemos stands in for Memos 0.30 as ../shared/PEERS.md describes it:
+// Connect JSON at /memos.api.v1.<Service>/<Method>; a 15-minute access
+// token and a memos_refresh cookie rotated on every use (an old one
+// replayed is refused); SSO SignIn that really calls the registered
+// provider's token endpoint (HTTP Basic first, then the form with the same
+// code) and userinfo endpoint, links users by (provider, identifier) and
+// creates them with the identifier as username only when it is a valid,
+// unreserved, free name; identity providers registered by an admin's
+// token, a duplicate id answering 500; an invalid bearer counted as
+// anonymous. Its web app ("/") is a page whose script does what Memos's
+// does at start: RefreshToken with the cookie, then GetCurrentUser.
+type fakeMemos struct {
+	mu         sync.Mutex
+	users      map[string]*fakeUser // by username
+	identities map[string]string    // idp uid + "\x00" + identifier → username
+	idps       map[string]json.RawMessage
+	access     map[string]string // access token → username
+	refresh    map[string]*fakeRefresh
+	adminPAT   string
+	// closedRegistration refuses to create users (DisallowUserRegistration).
+	closedRegistration bool
+	// tokenAuth records how each token request authenticated: "basic" or
+	// "form".
+	tokenAuth []string
+	signIns   int
+	client    *http.Client
+}
+
+type fakeUser struct {
+	Username, DisplayName, Email, Password string
+}
+
+type fakeRefresh struct {
+	user    string
+	revoked bool
+}
+
+const memosAdminPAT = "memos_pat_admin0123456789abcdef0123456789ab"
+
+func newFakeMemos() *fakeMemos {
+	return &fakeMemos{
+		users: map[string]*fakeUser{}, identities: map[string]string{}, idps: map[string]json.RawMessage{},
+		access: map[string]string{}, refresh: map[string]*fakeRefresh{}, adminPAT: memosAdminPAT,
+		client: &http.Client{Timeout: 10 * time.Second},
+	}
+}
+
+func randomHex() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+var memosUsername = regexp.MustCompile(`^[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,34}[a-zA-Z0-9])?$`)
+
+func connectError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"code": code, "message": msg})
+}
+
+func (m *fakeMemos) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if method, ok := strings.CutPrefix(r.URL.Path, "/memos.api.v1."); ok {
+		if r.Method != http.MethodPost {
+			connectError(w, http.StatusMethodNotAllowed, "unimplemented", "POST only")
+			return
+		}
+		m.connect(w, r, method)
+		return
+	}
+	switch {
+	case r.URL.Path == "/healthz":
+		io.WriteString(w, "Service ready.")
+	case r.URL.Path == "/api/v1/sse":
+		m.sse(w, r)
+	case strings.HasPrefix(r.URL.Path, "/file/attachments/"):
+		if m.caller(r) == "" && m.cookieUser(r) == "" {
+			http.Error(w, "unauthenticated", http.StatusUnauthorized)
+			return
+		}
+		http.ServeContent(w, r, "video.mp4", time.Unix(0, 0), bytes.NewReader(attachment))
+	default:
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, memosApp)
+	}
+}
+
+// attachment is a 64 KiB file whose every byte says where it is.
+var attachment = func() []byte {
+	b := make([]byte, 64<<10)
+	for i := range b {
+		b[i] = byte(i % 251)
+	}
+	return b
+}()
+
+// memosApp is the web app: it shows the notes of the user Memos says is
+// signed in, or goes to /auth.
+const memosApp = `<!doctype html><title>Memos</title><div id="app">loading</div><script>
+(async () => {
+  const post = (m, h) => fetch("/memos.api.v1." + m, {method: "POST", headers: Object.assign({"Content-Type": "application/json"}, h || {}), body: "{}"});
+  let token = localStorage.getItem("memos_access_token");
+  if (!token) {
+    const r = await post("AuthService/RefreshToken");
+    if (r.ok) { token = (await r.json()).accessToken; localStorage.setItem("memos_access_token", token); }
+  }
+  const me = token ? await post("AuthService/GetCurrentUser", {Authorization: "Bearer " + token}) : null;
+  if (!me || !me.ok) { location.href = "/auth"; return; }
+  const u = (await me.json()).user;
+  document.getElementById("app").innerHTML = '<h1 id="notes"></h1>';
+  document.getElementById("notes").textContent = "Notes of " + u.username;
+})();
+</script>`
+
+// caller is the user of the request's bearer token, or "" (anonymous).
+func (m *fakeMemos) caller(r *http.Request) string {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return ""
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.access[token]
+}
+
+func (m *fakeMemos) cookieUser(r *http.Request) string {
+	c, err := r.Cookie("memos_refresh")
+	if err != nil {
+		return ""
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if rec := m.refresh[c.Value]; rec != nil && !rec.revoked {
+		return rec.user
+	}
+	return ""
+}
+
+// session starts a Memos session for user: an access token, and the
+// refresh cookie set in w.
+func (m *fakeMemos) session(w http.ResponseWriter, r *http.Request, user string) string {
+	access, refresh := "memos_at_"+randomHex(), randomHex()
+	m.mu.Lock()
+	m.access[access] = user
+	m.refresh[refresh] = &fakeRefresh{user: user}
+	m.mu.Unlock()
+	c := &http.Cookie{Name: "memos_refresh", Value: refresh, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode,
+		MaxAge: 30 * 24 * 3600, Secure: r.Header.Get("X-Forwarded-Proto") == "https"}
+	w.Header().Add("Set-Cookie", c.String())
+	return access
+}
+
+func (m *fakeMemos) userJSON(name string) map[string]any {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u := m.users[name]
+	return map[string]any{"name": "users/" + u.Username, "username": u.Username, "displayName": u.DisplayName, "email": u.Email, "state": "NORMAL"}
+}
+
+func (m *fakeMemos) connect(w http.ResponseWriter, r *http.Request, method string) {
+	var body map[string]json.RawMessage
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&body); err != nil {
+		connectError(w, http.StatusBadRequest, "invalid_argument", "bad JSON")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	switch method {
+	case "AuthService/SignIn":
+		m.signIn(w, r, body)
+	case "AuthService/RefreshToken":
+		c, err := r.Cookie("memos_refresh")
+		m.mu.Lock()
+		var rec *fakeRefresh
+		if err == nil {
+			rec = m.refresh[c.Value]
+		}
+		ok := rec != nil && !rec.revoked
+		if ok {
+			rec.revoked = true // rotated: the old one is spent
+		}
+		m.mu.Unlock()
+		if !ok {
+			connectError(w, http.StatusUnauthorized, "unauthenticated", "refresh token revoked or invalid")
+			return
+		}
+		access := m.session(w, r, rec.user)
+		json.NewEncoder(w).Encode(map[string]any{"accessToken": access, "expiresAt": time.Now().Add(15 * time.Minute).UTC().Format(time.RFC3339)})
+	case "AuthService/GetCurrentUser":
+		user := m.caller(r)
+		if user == "" {
+			connectError(w, http.StatusUnauthorized, "unauthenticated", "user not found")
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"user": m.userJSON(user)})
+	case "AuthService/SignOut":
+		if m.caller(r) == "" {
+			connectError(w, http.StatusUnauthorized, "unauthenticated", "user not found")
+			return
+		}
+		if c, err := r.Cookie("memos_refresh"); err == nil {
+			m.mu.Lock()
+			if rec := m.refresh[c.Value]; rec != nil {
+				rec.revoked = true
+			}
+			m.mu.Unlock()
+		}
+		http.SetCookie(w, &http.Cookie{Name: "memos_refresh", Path: "/", MaxAge: -1, HttpOnly: true})
+		io.WriteString(w, "{}")
+	case "IdentityProviderService/ListIdentityProviders":
+		m.mu.Lock()
+		var list []json.RawMessage
+		for _, idp := range m.idps {
+			var v map[string]any
+			json.Unmarshal(idp, &v)
+			delete(v["config"].(map[string]any)["oauth2Config"].(map[string]any), "clientSecret") // never returned
+			b, _ := json.Marshal(v)
+			list = append(list, b)
+		}
+		m.mu.Unlock()
+		json.NewEncoder(w).Encode(map[string]any{"identityProviders": list})
+	case "IdentityProviderService/CreateIdentityProvider", "IdentityProviderService/UpdateIdentityProvider":
+		if r.Header.Get("Authorization") != "Bearer "+m.adminPAT {
+			connectError(w, http.StatusUnauthorized, "unauthenticated", "user not found")
+			return
+		}
+		var idp struct {
+			Name string `json:"name"`
+		}
+		json.Unmarshal(body["identityProvider"], &idp)
+		name := idp.Name
+		if method == "IdentityProviderService/CreateIdentityProvider" {
+			var id string
+			json.Unmarshal(body["identityProviderId"], &id)
+			name = "identity-providers/" + id
+		}
+		m.mu.Lock()
+		_, exists := m.idps[name]
+		create := method == "IdentityProviderService/CreateIdentityProvider"
+		if create == exists {
+			m.mu.Unlock()
+			if create {
+				connectError(w, http.StatusInternalServerError, "internal", "UNIQUE constraint failed: idp.uid")
+			} else {
+				connectError(w, http.StatusNotFound, "not_found", "identity provider not found")
+			}
+			return
+		}
+		m.idps[name] = body["identityProvider"]
+		m.mu.Unlock()
+		w.Write(body["identityProvider"])
+	default:
+		connectError(w, http.StatusNotFound, "unimplemented", method)
+	}
+}
+
+func (m *fakeMemos) signIn(w http.ResponseWriter, r *http.Request, body map[string]json.RawMessage) {
+	if raw, ok := body["passwordCredentials"]; ok {
+		var pc struct{ Username, Password string }
+		json.Unmarshal(raw, &pc)
+		m.mu.Lock()
+		u := m.users[pc.Username]
+		m.mu.Unlock()
+		if u == nil || u.Password == "" || u.Password != pc.Password {
+			connectError(w, http.StatusUnauthorized, "unauthenticated", "unmatched username and password")
+			return
+		}
+		access := m.session(w, r, u.Username)
+		json.NewEncoder(w).Encode(map[string]any{"user": m.userJSON(u.Username), "accessToken": access})
+		return
+	}
+	var sso struct{ IdpName, Code, RedirectUri, CodeVerifier string }
+	if err := json.Unmarshal(body["ssoCredentials"], &sso); err != nil || sso.Code == "" {
+		connectError(w, http.StatusBadRequest, "invalid_argument", "credentials required")
+		return
+	}
+	m.mu.Lock()
+	raw := m.idps[sso.IdpName]
+	m.signIns++
+	m.mu.Unlock()
+	if raw == nil {
+		connectError(w, http.StatusBadRequest, "invalid_argument", "identity provider not found")
+		return
+	}
+	var idp struct {
+		Config struct {
+			OAuth2Config struct {
+				ClientID     string `json:"clientId"`
+				ClientSecret string `json:"clientSecret"`
+				TokenURL     string `json:"tokenUrl"`
+				UserInfoURL  string `json:"userInfoUrl"`
+				FieldMapping struct{ Identifier, DisplayName, Email string }
+			} `json:"oauth2Config"`
+		}
+	}
+	json.Unmarshal(raw, &idp)
+	oc := idp.Config.OAuth2Config
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {sso.Code}, "redirect_uri": {sso.RedirectUri}}
+	if sso.CodeVerifier != "" {
+		form.Set("code_verifier", sso.CodeVerifier)
+	}
+	// HTTP Basic first; on any error, the form, with the same code.
+	token, err := m.exchange(oc.TokenURL, form, oc.ClientID, oc.ClientSecret, true)
+	if err != nil {
+		token, err = m.exchange(oc.TokenURL, form, oc.ClientID, oc.ClientSecret, false)
+	}
+	if err != nil {
+		connectError(w, http.StatusInternalServerError, "internal", "failed to exchange token, error: "+err.Error())
+		return
+	}
+	req, _ := http.NewRequest(http.MethodGet, oc.UserInfoURL, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := m.client.Do(req)
+	if err != nil {
+		connectError(w, http.StatusInternalServerError, "internal", "failed to get user info")
+		return
+	}
+	var claims map[string]any
+	json.NewDecoder(resp.Body).Decode(&claims)
+	resp.Body.Close()
+	identifier, _ := claims[oc.FieldMapping.Identifier].(string)
+	if identifier == "" {
+		connectError(w, http.StatusInternalServerError, "internal", "identifier not found in claims")
+		return
+	}
+	display, _ := claims[oc.FieldMapping.DisplayName].(string)
+	email, _ := claims[oc.FieldMapping.Email].(string)
+	uid := strings.TrimPrefix(sso.IdpName, "identity-providers/")
+	m.mu.Lock()
+	user, linked := m.identities[uid+"\x00"+identifier]
+	if !linked {
+		if m.closedRegistration {
+			m.mu.Unlock()
+			connectError(w, http.StatusForbidden, "permission_denied", "user registration is not allowed")
+			return
+		}
+		user = identifier
+		reserved := map[string]bool{"admin": true, "administrator": true, "api": true, "memos": true, "root": true, "support": true, "system": true}
+		allDigits := strings.Trim(user, "0123456789") == ""
+		if !memosUsername.MatchString(user) || allDigits || reserved[strings.ToLower(user)] || m.users[user] != nil {
+			user = "u-" + randomHex()[:12]
+		}
+		m.users[user] = &fakeUser{Username: user, DisplayName: display, Email: email}
+		m.identities[uid+"\x00"+identifier] = user
+	}
+	m.mu.Unlock()
+	access := m.session(w, r, user)
+	json.NewEncoder(w).Encode(map[string]any{"user": m.userJSON(user), "accessToken": access,
+		"accessTokenExpiresAt": time.Now().Add(15 * time.Minute).UTC().Format(time.RFC3339)})
+}
+
+func (m *fakeMemos) exchange(tokenURL string, form url.Values, id, secret string, basic bool) (string, error) {
+	f := url.Values{}
+	for k, v := range form {
+		f[k] = v
+	}
+	if !basic {
+		f.Set("client_id", id)
+		f.Set("client_secret", secret)
+	}
+	req, _ := http.NewRequest(http.MethodPost, tokenURL, strings.NewReader(f.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	how := "form"
+	if basic {
+		req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+		how = "basic"
+	}
+	m.mu.Lock()
+	m.tokenAuth = append(m.tokenAuth, how)
+	m.mu.Unlock()
+	resp, err := m.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		Error       string `json:"error"`
+	}
+	json.NewDecoder(resp.Body).Decode(&tok)
+	if resp.StatusCode != http.StatusOK || tok.AccessToken == "" {
+		return "", fmt.Errorf("token endpoint: %d %s", resp.StatusCode, tok.Error)
+	}
+	return tok.AccessToken, nil
+}
+
+// sse streams a few events, one every 100 ms, to a signed-in caller.
+func (m *fakeMemos) sse(w http.ResponseWriter, r *http.Request) {
+	if m.caller(r) == "" {
+		http.Error(w, "unauthenticated", http.StatusUnauthorized)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("X-Accel-Buffering", "no")
+	fl := w.(http.Flusher)
+	for i := range 3 {
+		fmt.Fprintf(w, "data: {\"event\":%d,\"at\":%d}\n\n", i, time.Now().UnixMilli())
+		fl.Flush()
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (m *fakeMemos) userCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.users)
+}
