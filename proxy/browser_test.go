@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/oidc-proxy/oidc-proxy/config"
 )
 
 // chromium finds the browser, or skips the test on a machine without one;
@@ -82,5 +83,44 @@ func TestBrowserSignIn(t *testing.T) {
 		chromedp.WaitVisible(chromedp.ID("username")),
 	); err != nil {
 		t.Errorf("after sign-out the page did not ask to sign in: %v", err)
+	}
+}
+
+// TestBrowserMemosBridge: Chromium signs in once and Memos's web app (the
+// stand-in's script: RefreshToken, then GetCurrentUser) shows the user's
+// notes with no second sign-in. After a sign-out, bob signs in on the same
+// browser and sees his own notes: the access token alice's app kept in
+// local storage was cleared (Clear-Site-Data).
+func TestBrowserMemosBridge(t *testing.T) {
+	s, _, _ := bridgeStand(t, func(c *config.Config) { c.OIDC.LogoutURL = "" })
+	ctx := newBrowser(t)
+	signIn := func(user, password string) string {
+		if err := chromedp.Do(ctx,
+			chromedp.WaitVisible(chromedp.ID("username")),
+			chromedp.SendKeys(chromedp.ID("username"), user),
+			chromedp.SendKeys(chromedp.ID("password"), password),
+			chromedp.Click(chromedp.ID("submit")),
+			chromedp.WaitVisible(chromedp.ID("notes")),
+		); err != nil {
+			t.Fatalf("%s in the browser: %v", user, err)
+		}
+		notes, _ := chromedp.Run(ctx, chromedp.Text(chromedp.ID("notes")))
+		return notes
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(s.url+"/")); err != nil {
+		t.Fatal(err)
+	}
+	if notes := signIn("alice", alicePassword); notes != "Notes of alice" {
+		t.Errorf("alice sees %q", notes)
+	}
+	stored, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`localStorage.getItem("memos_access_token") || ""`))
+	if stored == "" {
+		t.Fatalf("the stand-in's app kept no token: the test would prove nothing")
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(s.url+"/oauth2/sign_out?rd=/")); err != nil {
+		t.Fatal(err)
+	}
+	if notes := signIn("bob", bobPassword); notes != "Notes of bob" {
+		t.Errorf("bob sees %q", notes)
 	}
 }
