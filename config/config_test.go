@@ -320,3 +320,36 @@ func TestRedisStore(t *testing.T) {
 		}
 	}
 }
+
+func TestMemosBridge(t *testing.T) {
+	dir := t.TempDir()
+	token := filepath.Join(dir, "memos-admin")
+	os.WriteFile(token, []byte("memos_pat_0123456789abcdef0123456789abcdef\n"), 0o600)
+	c, err := Parse("t.yaml", []byte(minimal+`memos:
+  bridge: true
+  admin_token_file: `+token+`
+`), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.Memos
+	if m.AdminToken != "memos_pat_0123456789abcdef0123456789abcdef" || m.IdPID != "oidc-proxy" || m.IdPTitle != "Single sign-on" ||
+		m.BridgeListen != "127.0.0.1:4181" || m.BridgeURL != "http://127.0.0.1:4181" || m.UsernameClaim != "preferred_username" || m.AllowPasswordSignIn {
+		t.Errorf("bridge defaults: %+v", m)
+	}
+	for _, tt := range []struct{ yaml, key string }{
+		{"memos:\n  idp_id: x\n", "memos"},
+		{"memos:\n  allow_password_sign_in: true\n", "memos"},
+		{"memos:\n  bridge: true\n  idp_id: Not_Valid\n", "memos.idp_id"},
+		{"memos:\n  bridge: true\n  bridge_listen: nowhere\n", "memos.bridge_listen"},
+		{"listen: 127.0.0.1:4181\nmemos:\n  bridge: true\n", "memos.bridge_listen"},
+		{"memos:\n  bridge: true\n  bridge_url: not-a-url\n", "memos.bridge_url"},
+		{"memos:\n  bridge: true\n  username_claim: \"a b\"\n", "memos.username_claim"},
+		{"memos:\n  bridge: true\n  admin_token_file: /nonexistent/token\n", "memos.admin_token_file"},
+	} {
+		_, err := Parse("t.yaml", []byte(minimal+tt.yaml), noEnv)
+		if err == nil || !strings.Contains(err.Error(), tt.key) {
+			t.Errorf("%q: want a problem with %s, got %v", tt.yaml, tt.key, err)
+		}
+	}
+}

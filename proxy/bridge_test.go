@@ -237,6 +237,14 @@ func TestMemosBridgePasswordSignInAllowed(t *testing.T) {
 	if resp, _ := memosCall(t, c, s.url, "AuthService/SignIn", "", `{"passwordCredentials":{"username":"root-admin","password":"pw"}}`); resp.StatusCode != 200 {
 		t.Errorf("password SignIn: %d", resp.StatusCode)
 	}
+	// Setting Memos up: before the bridge is registered, /auth shows
+	// Memos's own page instead of an error.
+	fm.mu.Lock()
+	clear(fm.idps)
+	fm.mu.Unlock()
+	if resp, body := navigate(t, noRedirect(c), s.url+"/auth"); resp.StatusCode != 200 || !strings.Contains(body, "<title>Memos</title>") {
+		t.Errorf("/auth with the bridge unregistered: %d", resp.StatusCode)
+	}
 }
 
 // TestMemosBridgeMemosSignOutButton: Memos's own sign-out ends the proxy

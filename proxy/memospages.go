@@ -34,7 +34,16 @@ func (p *Proxy) memosIntercept(x *exchange, r *http.Request, id *identity) bool 
 		if !id.allowed {
 			return false
 		}
-		p.memosSignInAndGo(x, r, id, CleanReturnURL(r.URL.Query().Get("redirect")))
+		err := p.memosSignInAndGo(x, r, id, CleanReturnURL(r.URL.Query().Get("redirect")))
+		if err == nil {
+			return true
+		}
+		if b.allowPassword {
+			// Memos's own page, for the admin setting Memos up.
+			p.log.Warn("memos bridge: Memos refused the sign-in; showing its own sign-in page (allow_password_sign_in)", "err", err)
+			return false
+		}
+		p.memosFailed(x, r, err)
 		return true
 	case !b.allowPassword && (path == "/auth/admin" || path == "/auth/signup") && isNavigation(r):
 		http.Redirect(x, r, "/auth", http.StatusFound)
@@ -88,17 +97,16 @@ func passwordSignIn(r *http.Request) bool {
 
 // memosSignInAndGo signs the user into Memos and sends the browser to
 // dest with the Memos session: its cookie set, and every trace of an
-// earlier Memos user in the browser's storage cleared.
-func (p *Proxy) memosSignInAndGo(w http.ResponseWriter, r *http.Request, id *identity, dest string) {
+// earlier Memos user in the browser's storage cleared. When Memos refuses
+// it writes nothing and returns why.
+func (p *Proxy) memosSignInAndGo(w http.ResponseWriter, r *http.Request, id *identity, dest string) error {
 	u, ok := p.bridge.userOf(id.session)
 	if !ok {
-		p.memosFailed(w, r, errMissingUsername(p.bridge.usernameClaim))
-		return
+		return errMissingUsername(p.bridge.usernameClaim)
 	}
 	cookies, err := p.memosSignIn(r.Context(), u)
 	if err != nil {
-		p.memosFailed(w, r, err)
-		return
+		return err
 	}
 	for _, c := range cookies {
 		w.Header().Add("Set-Cookie", c)
@@ -107,6 +115,7 @@ func (p *Proxy) memosSignInAndGo(w http.ResponseWriter, r *http.Request, id *ide
 	w.Header().Set("Clear-Site-Data", `"storage"`)
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, dest, http.StatusFound)
+	return nil
 }
 
 type errMissingUsername string
