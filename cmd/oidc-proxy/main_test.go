@@ -244,3 +244,64 @@ func TestServeTLS(t *testing.T) {
 		t.Errorf("https: %d %s", resp.StatusCode, resp.Proto)
 	}
 }
+
+// TestMemosSetup: memos-setup registers the proxy in a Memos that answers
+// the Connect calls, creating it the first time and updating it after; it
+// refuses without the bridge, and reports Memos's refusal.
+func TestMemosSetup(t *testing.T) {
+	var mu sync.Mutex
+	var calls []string
+	registered := false
+	memos := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, r.URL.Path)
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/memos.api.v1.IdentityProviderService/ListIdentityProviders":
+			if registered {
+				io.WriteString(w, `{"identityProviders":[{"name":"identity-providers/oidc-proxy"}]}`)
+			} else {
+				io.WriteString(w, `{}`)
+			}
+		case "/memos.api.v1.IdentityProviderService/CreateIdentityProvider", "/memos.api.v1.IdentityProviderService/UpdateIdentityProvider":
+			if r.Header.Get("Authorization") != "Bearer memos_pat_admin" {
+				w.WriteHeader(http.StatusUnauthorized)
+				io.WriteString(w, `{"code":"unauthenticated","message":"user not found"}`)
+				return
+			}
+			registered = true
+			io.WriteString(w, `{}`)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer memos.Close()
+	dir := t.TempDir()
+	write := func(name, token string) string {
+		os.WriteFile(filepath.Join(dir, "token-"+name), []byte(token), 0o600)
+		path := writeConfig(t, "127.0.0.1:0", memos.URL)
+		data, _ := os.ReadFile(path)
+		data = append(data, []byte("memos:\n  bridge: true\n  admin_token_file: "+filepath.Join(dir, "token-"+name)+"\n")...)
+		os.WriteFile(path, data, 0o600)
+		return path
+	}
+	good := write("good", "memos_pat_admin")
+	for _, want := range []string{"created identity-providers/oidc-proxy", "updated identity-providers/oidc-proxy"} {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), []string{"-config", good, "memos-setup"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), want) {
+			t.Errorf("memos-setup: %d %q %q", code, out.String(), errOut.String())
+		}
+	}
+	var errOut bytes.Buffer
+	if code := run(context.Background(), []string{"-config", write("bad", "memos_pat_wrong"), "memos-setup"}, io.Discard, &errOut); code != 3 || !strings.Contains(errOut.String(), "401") {
+		t.Errorf("with a wrong token: %d %q", code, errOut.String())
+	}
+	plain := writeConfig(t, "127.0.0.1:0", memos.URL)
+	if code := run(context.Background(), []string{"-config", plain, "memos-setup"}, io.Discard, io.Discard); code != 1 {
+		t.Errorf("without the bridge: %d", code)
+	}
+	if code := run(context.Background(), []string{"-config", plain, "memos-teardown"}, io.Discard, io.Discard); code != 2 {
+		t.Errorf("an unknown command: %d", code)
+	}
+}
