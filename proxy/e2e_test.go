@@ -147,7 +147,12 @@ func TestSignOutGoesToLogoutURL(t *testing.T) {
 }
 
 func TestSignOutUsesEndSessionEndpoint(t *testing.T) {
-	s := newStand(t, nil, func(o *opCfg) { o.EndSession = true })
+	t.Run("cookie store", func(t *testing.T) { testEndSession(t, nil) })
+	t.Run("redis store", func(t *testing.T) { testEndSession(t, useRedis(startRedis(t))) })
+}
+
+func testEndSession(t *testing.T, edit func(*cfg)) {
+	s := newStand(t, edit, func(o *opCfg) { o.EndSession = true })
 	c := s.signIn("/")
 	resp, _ := do(t, noRedirect(c), mustReq(http.MethodGet, s.url+"/oauth2/sign_out?rd=/after"))
 	loc, err := url.Parse(resp.Header.Get("Location"))
