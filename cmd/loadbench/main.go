@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -203,36 +205,49 @@ func run(o options) error {
 	for _, c := range counts {
 		printTable(byConn[c])
 	}
-	return memory(ctx, o, targets[3])
+	return memory(ctx, o, targets[3], targets[1])
 }
 
-// memory runs oidc-proxy's memory checks: RSS after a long run at 256
-// connections, with many idle keep-alive connections, and with many
-// Server-Sent Events streams over time.
-func memory(ctx context.Context, o options, px *result) error {
-	fmt.Printf("\noidc-proxy memory\n\n| condition | RSS |\n|---|---:|\n")
+// memory runs the memory checks of oidc-proxy, beside the bare tuned
+// proxy for comparison: RSS after a long run at 256 connections (both
+// loaded at once, so each gets about half the CPU), with many idle
+// keep-alive connections, and (oidc-proxy only) with many Server-Sent
+// Events streams over time.
+func memory(ctx context.Context, o options, px, bare *result) error {
+	fmt.Printf("\nmemory\n\n| condition | oidc-proxy RSS | bare ReverseProxy RSS |\n|---|---:|---:|\n")
 	if o.soak > 0 {
-		soak := *px
-		soak.conns = 256
+		soaks := []*result{px, bare}
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
 		fmt.Fprintf(os.Stderr, "soak: %s at 256 connections\n", o.soak)
-		if err := soak.measure(ctx, o.soak); err != nil {
+		for i := range soaks {
+			r := *soaks[i]
+			r.conns = 256
+			soaks[i] = &r
+			wg.Go(func() { errs[i] = r.measure(ctx, o.soak) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
 			return err
 		}
-		fmt.Printf("| after %s at 256 connections (%.0f req/s) | %s |\n", o.soak, soak.rps(), mb(soak.rssKB))
+		fmt.Printf("| after %s at 256 connections (%.0f and %.0f req/s) | %s | %s |\n", o.soak,
+			soaks[0].rps(), soaks[1].rps(), mb(soaks[0].rssKB), mb(soaks[1].rssKB))
 	}
 	addr := strings.TrimPrefix(strings.TrimSuffix(px.url, "/"), "http://")
 	cookie := strings.TrimPrefix(px.header, "Cookie: ")
 	if o.idle > 0 {
-		fmt.Fprintf(os.Stderr, "idle: %d keep-alive connections\n", o.idle)
-		before, _ := rss(px.pid)
-		closeAll, err := holdConnections(addr, cookie, "/", o.idle, false)
-		if err != nil {
-			return fmt.Errorf("idle connections: %w", err)
+		var held [2]int64
+		for i, r := range []*result{px, bare} {
+			fmt.Fprintf(os.Stderr, "idle: %d keep-alive connections to %s\n", o.idle, r.name)
+			closeAll, err := holdConnections(strings.TrimPrefix(strings.TrimSuffix(r.url, "/"), "http://"), cookie, "/", o.idle, false)
+			if err != nil {
+				return fmt.Errorf("idle connections: %w", err)
+			}
+			time.Sleep(3 * time.Second)
+			held[i], _ = rss(r.pid)
+			closeAll()
 		}
-		time.Sleep(3 * time.Second)
-		held, _ := rss(px.pid)
-		closeAll()
-		fmt.Printf("| %d idle keep-alive connections held (before: %s) | %s |\n", o.idle, mb(before), mb(held))
+		fmt.Printf("| %d idle keep-alive connections held | %s | %s |\n", o.idle, mb(held[0]), mb(held[1]))
 	}
 	if o.sse > 0 {
 		fmt.Fprintf(os.Stderr, "sse: %d streams for %s\n", o.sse, o.sseTime)
@@ -246,7 +261,7 @@ func memory(ctx context.Context, o options, px *result) error {
 		for _, s := range samples {
 			parts = append(parts, mb(s))
 		}
-		fmt.Printf("| %d SSE streams over %s, sampled | %s |\n", o.sse, o.sseTime, strings.Join(parts, " → "))
+		fmt.Printf("| %d SSE streams over %s, sampled | %s | |\n", o.sse, o.sseTime, strings.Join(parts, " → "))
 	}
 	return nil
 }
