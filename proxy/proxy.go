@@ -74,6 +74,7 @@ type Proxy struct {
 	redisTimeout time.Duration
 	storeLive    atomic.Bool  // announcements are followed: the cache is good
 	storeGen     atomic.Int64 // counts changes, so a read racing one is not cached
+	storeWarned  atomic.Int64 // when "store unavailable" was last logged (Unix s)
 	flows        *session.Codec
 	flowPrefix   string
 

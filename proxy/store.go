@@ -143,7 +143,11 @@ func (p *Proxy) watchStore(ctx context.Context) {
 // storeUnavailable answers a request whose session cannot be read because
 // the store is down: a clear 503, not a sign-in that would loop.
 func (p *Proxy) storeUnavailable(w http.ResponseWriter, r *http.Request, err error) {
-	p.log.Warn("session store unavailable", "err", err, "client", p.trusted.clientIP(r))
+	// Once every 10 s at most: while Redis is down every request fails.
+	now := p.now().Unix()
+	if last := p.storeWarned.Load(); now-last >= 10 && p.storeWarned.CompareAndSwap(last, now) {
+		p.log.Warn("session store unavailable: answering 503", "err", err, "client", p.trusted.clientIP(r))
+	}
 	w.Header().Set("Retry-After", "5")
 	p.errorPage(w, r, http.StatusServiceUnavailable, "Temporarily unavailable",
 		"Your session cannot be checked right now. Please try again in a moment.")

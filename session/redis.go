@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -93,8 +94,19 @@ type RedisStore struct {
 	timeout time.Duration
 }
 
+// quietRedis silences go-redis's own logger, once, before any client
+// exists: it writes to stderr in its own format, a line per failed dial
+// while Redis is down. Every failure reaches the caller as an error, and
+// the proxy logs those.
+var quietRedis sync.Once
+
+type noLogs struct{}
+
+func (noLogs) Printf(context.Context, string, ...any) {}
+
 // NewRedisStore connects lazily: it does no I/O until the first command.
 func NewRedisStore(o RedisOptions) (*RedisStore, error) {
+	quietRedis.Do(func() { redis.SetLogger(noLogs{}) })
 	if o.Prefix == "" {
 		o.Prefix = "oidc-proxy:"
 	}
