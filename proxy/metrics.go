@@ -33,6 +33,8 @@ type metrics struct {
 	idp      *prometheus.HistogramVec
 	idpErrs  *prometheus.CounterVec
 	streams  prometheus.Gauge
+	store    prometheus.Gauge   // 1 while the Redis store's announcements are followed
+	storeErr prometheus.Counter // requests answered 503 because the store was down
 }
 
 func newMetrics(version string) *metrics {
@@ -70,11 +72,17 @@ func newMetrics(version string) *metrics {
 	m.streams = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "oidc_proxy_streams_active", Help: "WebSocket connections and Server-Sent Events streams open through the proxy.",
 	})
+	m.store = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "oidc_proxy_session_store_up", Help: "With the Redis store: 1 while the proxy is connected to Redis and follows its announcements.",
+	})
+	m.storeErr = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "oidc_proxy_session_store_errors_total", Help: "Requests answered 503 because the session store could not be reached.",
+	})
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "oidc_proxy_build_info", Help: "Always 1; the labels name the build.", ConstLabels: prometheus.Labels{"version": version},
 	})
 	build.Set(1)
-	m.registry.MustRegister(requests, upstream, m.signIns, m.refresh, m.idp, m.idpErrs, m.streams, build,
+	m.registry.MustRegister(requests, upstream, m.signIns, m.refresh, m.idp, m.idpErrs, m.streams, m.store, m.storeErr, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

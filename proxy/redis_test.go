@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os/exec"
 	"strconv"
@@ -399,6 +400,19 @@ func TestRedisRestart(t *testing.T) {
 	if !strings.Contains(s.logs.String(), "session store: lost Redis") {
 		t.Errorf("no warning about Redis in the log")
 	}
+	metrics := func() string {
+		rec := httptest.NewRecorder()
+		s.proxy.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		return rec.Body.String()
+	}
+	start := time.Now()
+	eventually(t, "the proxy did not subscribe to Redis's announcements again", func() bool {
+		return strings.Contains(metrics(), "oidc_proxy_session_store_up 1")
+	})
+	t.Logf("subscribed again %s after the requests passed", time.Since(start))
+	if m := metrics(); strings.Contains(m, "oidc_proxy_session_store_errors_total 0") {
+		t.Errorf("store metrics after the outage:\n%s", grepLines(m, "session_store"))
+	}
 }
 
 // TestRedisSignOutEverywhere: a copy of the cookie stops working on every
@@ -564,3 +578,4 @@ func TestRedisRoundTrips(t *testing.T) {
 		t.Errorf("100 requests at a replica that had not seen the session cost %d Redis commands, want 1", n)
 	}
 }
+

@@ -129,11 +129,13 @@ func (p *Proxy) watchStore(ctx context.Context) {
 	p.redis.Watch(ctx, p.dropCached, func(error) {
 		p.storeGen.Add(1)
 		p.cache.Clear()
+		p.metrics.store.Set(1)
 		if !p.storeLive.Swap(true) {
 			p.log.Info("session store: connected to Redis")
 		}
 	}, func(err error) {
 		p.storeGen.Add(1)
+		p.metrics.store.Set(0)
 		if p.storeLive.Swap(false) {
 			p.log.Warn("session store: lost Redis; sessions are read from it on every request until it is back", "err", err)
 		}
@@ -143,6 +145,7 @@ func (p *Proxy) watchStore(ctx context.Context) {
 // storeUnavailable answers a request whose session cannot be read because
 // the store is down: a clear 503, not a sign-in that would loop.
 func (p *Proxy) storeUnavailable(w http.ResponseWriter, r *http.Request, err error) {
+	p.metrics.storeErr.Inc()
 	// Once every 10 s at most: while Redis is down every request fails.
 	now := p.now().Unix()
 	if last := p.storeWarned.Load(); now-last >= 10 && p.storeWarned.CompareAndSwap(last, now) {
