@@ -89,13 +89,13 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		p.signInFailed(w, r, "session_too_large", err, http.StatusInternalServerError,
+		p.signInFailed(w, r, "session_too_large", fmt.Errorf("%w (use session.store: redis, or map fewer claims to headers)", err), http.StatusInternalServerError,
 			"Your identity is too large to keep in a browser cookie.")
 		return
 	}
 	if size > largeCookie {
 		p.log.Warn("the session cookie is large: front proxies and servers often refuse request headers over 8 KB",
-			"bytes", size, "user", userName(s), "hint", "map fewer claims to headers (groups is usually the large one)")
+			"bytes", size, "user", userName(s), "hint", "map fewer claims to headers (groups is usually the large one), or use session.store: redis (the cookie is then a 176-byte ticket)")
 	}
 	p.log.Info("sign-in", "user", userName(s), "sub", s.Subject, "client", p.trusted.clientIP(r))
 	p.metrics.signIns.WithLabelValues("success", "").Inc()

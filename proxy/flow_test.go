@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -243,5 +244,44 @@ func TestManyGroupsChunkedCookie(t *testing.T) {
 	}
 	if !strings.Contains(s.logs.String(), "the session cookie is large") {
 		t.Errorf("no warning about the cookie's size")
+	}
+}
+
+// TestIdentityTooLargeForCookies: an identity past 10 chunks (three
+// claims of 15 KB mapped to headers) fails the sign-in with the cookie
+// store, with a clear page and a log line that names the Redis store; the
+// Redis store takes it.
+func TestIdentityTooLargeForCookies(t *testing.T) {
+	big := func(c *cfg) {
+		c.Headers = map[string]string{"Remote-User": "preferred_username", "X-Big-1": "big1", "X-Big-2": "big2", "X-Big-3": "big3"}
+	}
+	grow := func(s *stand) {
+		s.alice.ExtraClaims = map[string]any{}
+		for i := 1; i <= 3; i++ {
+			s.alice.ExtraClaims[fmt.Sprintf("big%d", i)] = strings.Repeat(fmt.Sprintf("part-%d,", i), 15000/7)
+		}
+	}
+	s := newStand(t, big, nil)
+	grow(s)
+	c := s.browser()
+	resp, _ := navigate(t, c, s.url+"/")
+	resp, body := login(t, c, resp, "alice", alicePassword)
+	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(body, "too large to keep in a browser cookie") {
+		t.Errorf("sign-in with 45 KB of claims: %d %.200s", resp.StatusCode, body)
+	}
+	if !strings.Contains(s.logs.String(), "use session.store: redis") {
+		t.Errorf("the log does not name the Redis store")
+	}
+	if len(sessionCookies(c, s.url)) != 0 {
+		t.Errorf("a partial session cookie was left: %d", len(sessionCookies(c, s.url)))
+	}
+
+	rs := startRedis(t)
+	s = newStand(t, func(c *cfg) { big(c); useRedis(rs)(c) }, nil)
+	grow(s)
+	c = s.signIn("/")
+	do(t, c, mustReq(http.MethodGet, s.url+"/x"))
+	if got := s.lastSeen().Header.Get("X-Big-3"); len(got) < 14000 {
+		t.Errorf("with Redis, X-Big-3 is %d bytes", len(got))
 	}
 }

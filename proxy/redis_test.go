@@ -578,4 +578,3 @@ func TestRedisRoundTrips(t *testing.T) {
 		t.Errorf("100 requests at a replica that had not seen the session cost %d Redis commands, want 1", n)
 	}
 }
-
