@@ -156,16 +156,9 @@ func (p *Proxy) Ready() bool { return p.provider.Load() != nil }
 func NewIdPClient(caFile string, timeout time.Duration) (*http.Client, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+		pool, err := rootsWith(caFile, "ca_file")
 		if err != nil {
-			return nil, fmt.Errorf("proxy: ca_file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("proxy: ca_file %s holds no PEM certificate", caFile)
+			return nil, err
 		}
 		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
@@ -320,4 +313,21 @@ func (op *provider) userinfo(ctx context.Context, accessToken string) (map[strin
 		return nil, fmt.Errorf("not a JSON object: %w", err)
 	}
 	return claims, nil
+}
+
+// rootsWith is the system roots plus the PEM bundle in caFile, the
+// configuration key key names in errors.
+func rootsWith(caFile, key string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %s: %w", key, err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("proxy: %s %s holds no PEM certificate", key, caFile)
+	}
+	return pool, nil
 }

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -276,32 +275,7 @@ func TestRedisRefreshAcrossReplicas(t *testing.T) {
 	get(t, replica, "/warm", cookie) // both replicas have it cached
 	s.alice.Name = "Alice Renewed"
 	s.skew.Store(int64(4*time.Minute + 30*time.Second))
-	var wg sync.WaitGroup
-	codes := make(chan int, 50)
-	for i := range 50 {
-		base := s.url
-		if i%2 == 1 {
-			base = replica
-		}
-		wg.Go(func() {
-			req := mustReq(http.MethodGet, base+"/api")
-			req.Header.Set("Cookie", cookie)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				codes <- 0
-				return
-			}
-			resp.Body.Close()
-			codes <- resp.StatusCode
-		})
-	}
-	wg.Wait()
-	close(codes)
-	for code := range codes {
-		if code != 200 {
-			t.Errorf("a request got %d", code)
-		}
-	}
+	burst(t, cookie, 50, s.url, replica)
 	if n := refreshRequests(s); n != 1 {
 		t.Errorf("%d refresh requests for 50 concurrent requests on 2 replicas, want 1", n)
 	}

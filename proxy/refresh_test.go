@@ -58,28 +58,7 @@ func TestConcurrentRefreshSpendsTokenOnce(t *testing.T) {
 	cookie := cookieHeader(c, s.url)
 	s.alice.Name = "Alice Concurrent"
 	s.skew.Store(int64(4*time.Minute + 30*time.Second))
-	var wg sync.WaitGroup
-	codes := make(chan int, 50)
-	for range 50 {
-		wg.Go(func() {
-			req := mustReq(http.MethodGet, s.url+"/api")
-			req.Header.Set("Cookie", cookie)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				codes <- 0
-				return
-			}
-			resp.Body.Close()
-			codes <- resp.StatusCode
-		})
-	}
-	wg.Wait()
-	close(codes)
-	for code := range codes {
-		if code != 200 {
-			t.Errorf("a request got %d", code)
-		}
-	}
+	burst(t, cookie, 50, s.url)
 	if n := refreshRequests(s); n != 1 {
 		t.Errorf("%d refresh requests for 50 concurrent requests, want 1", n)
 	}
@@ -149,5 +128,34 @@ func TestSignOutSpendsNoRefresh(t *testing.T) {
 	}
 	if n := refreshRequests(s); n != 0 {
 		t.Errorf("sign-out spent %d refresh request(s)", n)
+	}
+}
+
+// burst sends n GETs of /api with cookie at once, spread over the bases in
+// turn, and fails the test for each that does not get 200.
+func burst(t *testing.T, cookie string, n int, bases ...string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	codes := make(chan int, n)
+	for i := range n {
+		base := bases[i%len(bases)]
+		wg.Go(func() {
+			req := mustReq(http.MethodGet, base+"/api")
+			req.Header.Set("Cookie", cookie)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				codes <- 0
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		})
+	}
+	wg.Wait()
+	close(codes)
+	for code := range codes {
+		if code != 200 {
+			t.Errorf("a request got %d", code)
+		}
 	}
 }

@@ -3,11 +3,9 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/oidc-proxy/oidc-proxy/config"
@@ -29,16 +27,9 @@ func newRedisStore(c config.Redis) (*session.RedisStore, error) {
 	if c.TLS {
 		o.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 		if c.CAFile != "" {
-			pem, err := os.ReadFile(c.CAFile)
+			pool, err := rootsWith(c.CAFile, "session.redis.ca_file")
 			if err != nil {
-				return nil, fmt.Errorf("proxy: session.redis.ca_file: %w", err)
-			}
-			pool, err := x509.SystemCertPool()
-			if err != nil {
-				pool = x509.NewCertPool()
-			}
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("proxy: session.redis.ca_file %s holds no PEM certificate", c.CAFile)
+				return nil, err
 			}
 			o.TLS.RootCAs = pool
 		}
