@@ -2,7 +2,7 @@ package proxy
 
 import (
 	"encoding/json"
-	"html/template"
+	"html"
 	"net/http"
 	"strings"
 
@@ -80,15 +80,6 @@ func (a accessRules) fill(s *session.Session, claims map[string]json.RawMessage)
 	}
 }
 
-var forbiddenTmpl = template.Must(template.New("forbidden").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Access denied</title>
-<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}
-h1{font-size:1.4rem}</style></head>
-<body><h1>Access denied</h1><p>You are signed in as <strong id="user">{{.}}</strong>, but this application is not open to you.</p>
-<form method="post" action="/oauth2/sign_out"><button id="signout" type="submit">Sign out</button></form></body></html>
-`))
-
 // forbidden answers a signed-in user whom the access rules keep out.
 func (p *Proxy) forbidden(w http.ResponseWriter, r *http.Request, s *session.Session) {
 	w.Header().Set("Cache-Control", "no-store")
@@ -100,5 +91,6 @@ func (p *Proxy) forbidden(w http.ResponseWriter, r *http.Request, s *session.Ses
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
 	w.WriteHeader(http.StatusForbidden)
-	forbiddenTmpl.Execute(w, userName(s))
+	page(w, "Access denied", `<p>You are signed in as <strong id="user">`+html.EscapeString(userName(s))+`</strong>, but this application is not open to you.</p>
+<form method="post" action="/oauth2/sign_out"><button id="signout" type="submit">Sign out</button></form>`)
 }

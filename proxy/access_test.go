@@ -91,3 +91,18 @@ func TestAccessOddClaims(t *testing.T) {
 		})
 	}
 }
+
+// TestPagesEscapeText: a username that is HTML shows as text on the
+// access-denied page, never as markup.
+func TestPagesEscapeText(t *testing.T) {
+	s := newStand(t, func(c *cfg) { c.Access = config.Access{AllowedUsers: []string{"bob"}} }, nil)
+	evil := `"><script>alert(1)</script>&`
+	s.alice.Username = evil
+	c := s.browser()
+	resp, _ := navigate(t, c, s.url+"/")
+	resp, body := login(t, c, resp, evil, alicePassword)
+	if resp.StatusCode != http.StatusForbidden || strings.Contains(body, "<script>") ||
+		!strings.Contains(body, `<strong id="user">&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;&amp;</strong>`) {
+		t.Errorf("access-denied page: %d %s", resp.StatusCode, body)
+	}
+}

@@ -28,7 +28,7 @@ func TestPasswordSignIn(t *testing.T) {
 		{`{"ssoCredentials":{},"passwordCredentials":{}}`, true},
 		{`{"ssoCredentials":{}} {"passwordCredentials":{}}`, true}, // not one JSON value
 		{`[{"passwordCredentials":{}}]`, true},
-		{"\x0a\x05admin\x12\x01x", true}, // binary protobuf: unreadable here
+		{"\x0a\x05admin\x12\x01x", true},                                   // binary protobuf: unreadable here
 		{`{"ssoCredentials":` + strings.Repeat(" ", 70<<10) + `{}}`, true}, // too large to read
 	}
 	for _, tt := range tests {
