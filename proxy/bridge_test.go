@@ -24,7 +24,7 @@ func bridgeStand(t *testing.T, edits ...func(*config.Config)) (*stand, *fakeMemo
 	t.Helper()
 	fm := newFakeMemos()
 	bridgeLn := listen(t)
-	s := newStand(t, func(c *config.Config) {
+	s := newStandWith(t, fm.ServeHTTP, func(c *config.Config) {
 		c.Memos = config.Memos{Bridge: true, AdminToken: memosAdminPAT, IdPID: "oidc-proxy", IdPTitle: "Single sign-on",
 			BridgeListen: bridgeLn.Addr().String(), BridgeURL: "http://" + bridgeLn.Addr().String(), UsernameClaim: "preferred_username"}
 		c.OIDC.LogoutURL = "https://auth.example.com/logout"
@@ -34,14 +34,17 @@ func bridgeStand(t *testing.T, edits ...func(*config.Config)) (*stand, *fakeMemo
 	}, func(o *testop.Config) {
 		o.Users = append(o.Users, &testop.User{Username: "bob", Password: bobPassword, Name: "Bob", Email: "bob@example.com"})
 	})
-	s.handle(fm.ServeHTTP)
 	serveOn(t, bridgeLn, s.proxy.BridgeHandler())
-	// Registering twice is safe: created, then updated.
-	for _, want := range []string{"created", "updated"} {
-		did, err := s.proxy.RegisterWithMemos(t.Context())
-		if err != nil || !strings.HasPrefix(did, want) {
-			t.Fatalf("registration: %q %v", did, err)
-		}
+	// The proxy registers itself at start (admin_token_file); doing it
+	// again is safe: the registration is updated.
+	eventually(t, "the proxy did not register itself in Memos", func() bool {
+		return strings.Contains(s.logs.String(), "registered as Memos's identity provider")
+	})
+	if !strings.Contains(s.logs.String(), "result=\"created identity-providers/oidc-proxy\"") {
+		t.Errorf("the registration at start did not create the provider")
+	}
+	if did, err := s.proxy.RegisterWithMemos(t.Context()); err != nil || !strings.HasPrefix(did, "updated") {
+		t.Fatalf("registration again: %q %v", did, err)
 	}
 	u, _ := url.Parse("http://" + bridgeLn.Addr().String())
 	return s, fm, u

@@ -361,6 +361,13 @@ func TestRedisRestart(t *testing.T) {
 			t.Errorf("%s readyz with Redis down: %d", base, code)
 		}
 	}
+	// A new sign-in meanwhile cannot be stored: a clear 503 at the callback.
+	nc := s.browser()
+	resp, _ := navigate(t, nc, s.url+"/")
+	resp, body := login(t, nc, resp, "alice", alicePassword)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "cannot be stored") {
+		t.Errorf("sign-in with Redis down: %d", resp.StatusCode)
+	}
 	rs.start()
 	for _, base := range []string{s.url, replica} {
 		eventually(t, base+" did not recover when Redis came back", func() bool {

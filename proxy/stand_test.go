@@ -81,7 +81,14 @@ func listen(t *testing.T) net.Listener {
 // proxy is built, and opCfg the OP's configuration.
 func newStand(t *testing.T, edit func(*config.Config), opEdit func(*testop.Config)) *stand {
 	t.Helper()
-	s := &stand{t: t, logs: &syncBuffer{}}
+	return newStandWith(t, nil, edit, opEdit)
+}
+
+// newStandWith is newStand with upstream answering the upstream's requests
+// from the start (nil: the recorder's default).
+func newStandWith(t *testing.T, upstream http.HandlerFunc, edit func(*config.Config), opEdit func(*testop.Config)) *stand {
+	t.Helper()
+	s := &stand{t: t, logs: &syncBuffer{}, upstreamHandler: upstream}
 	proxyLn, opLn := listen(t), listen(t)
 	s.url = "http://" + proxyLn.Addr().String()
 	issuer := "http://" + opLn.Addr().String()
