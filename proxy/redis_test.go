@@ -2,6 +2,8 @@ package proxy_test
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -557,5 +559,34 @@ func TestRedisRoundTrips(t *testing.T) {
 	}
 	if n := rs.commands(); n != 1 {
 		t.Errorf("100 requests at a replica that had not seen the session cost %d Redis commands, want 1", n)
+	}
+}
+
+// TestRedisIndexStaysSmall: the index of a subject's sessions (for
+// back-channel logout) loses signed-out sessions at once and expired ones
+// once it grows, so a user signing in every day does not grow it forever.
+func TestRedisIndexStaysSmall(t *testing.T) {
+	s, rs, _ := redisStand(t)
+	sum := sha256.Sum256([]byte(s.alice.Subject()))
+	index := "oidc-proxy:sub:" + hex.EncodeToString(sum[:16])
+	var browsers []*http.Client
+	for range 3 {
+		browsers = append(browsers, s.signIn("/"))
+	}
+	do(t, noRedirect(browsers[0]), mustReq(http.MethodPost, s.url+"/oauth2/sign_out"))
+	if n := rs.command("SCARD", index); n != ":2" {
+		t.Fatalf("after 3 sign-ins and 1 sign-out the index holds %s", n)
+	}
+	for i := range 40 { // sessions that expired
+		rs.command("SADD", index, fmt.Sprintf("%032x", i))
+	}
+	s.signIn("/")
+	if n := rs.command("SCARD", index); n != ":3" {
+		t.Errorf("after expired sessions and a new sign-in the index holds %s, want 3", n)
+	}
+	for _, c := range browsers[1:] {
+		if code := statusOf(t, c, s.url+"/api"); code != 200 {
+			t.Errorf("a live session was pruned: %d", code)
+		}
 	}
 }

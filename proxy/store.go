@@ -104,7 +104,7 @@ func (p *Proxy) endStored(ctx context.Context, id *identity, now time.Time) {
 	p.dropCached(id.name)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.redisTimeout)
 	defer cancel()
-	if err := p.redis.Delete(ctx, id.name); err != nil {
+	if err := p.redis.Delete(ctx, id.name, id.session); err != nil {
 		p.log.Error("sign-out: the session store did not delete the session; it lasts until it expires", "err", err, "sub", id.session.Subject)
 	}
 }
@@ -174,7 +174,7 @@ func (p *Proxy) refreshShared(ctx context.Context, op *provider, id *identity, n
 	}
 	renewed, err := p.refresh(ctx, op, cur, now)
 	if errors.Is(err, errRefreshRefused) {
-		if derr := p.redis.Delete(ctx, name); derr != nil {
+		if derr := p.redis.Delete(ctx, name, cur); derr != nil {
 			p.log.Warn("refresh refused, and deleting the session failed", "err", derr)
 		}
 	}

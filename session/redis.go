@@ -215,17 +215,58 @@ func (s *RedisStore) Put(ctx context.Context, t Ticket, sess *Session, ttl time.
 	name := t.Name()
 	sealed := gcm.Seal(nonce, nonce, plain, []byte(name))
 	// Each key on its own: in a cluster they live in different slots.
+	indexes := s.indexes(sess)
+	sizes := make([]*redis.IntCmd, len(indexes))
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, s.key("s", name), sealed, ttl)
-		for _, idx := range s.indexes(sess) {
+		for i, idx := range indexes {
 			p.SAdd(ctx, idx, name)
 			p.ExpireNX(ctx, idx, ttl)
 			p.ExpireGT(ctx, idx, ttl)
+			sizes[i] = p.SCard(ctx, idx)
 		}
 		p.Publish(ctx, s.channel(), name)
 		return nil
 	})
-	return down(err)
+	if err != nil {
+		return down(err)
+	}
+	for i, idx := range indexes {
+		if sizes[i].Val() > indexPruneAt {
+			s.prune(ctx, idx)
+		}
+	}
+	return nil
+}
+
+// indexPruneAt is the size past which an index drops the sessions that
+// expired (a user who signs in every day keeps the index alive).
+const indexPruneAt = 32
+
+// prune removes from the index idx the sessions that no longer exist.
+func (s *RedisStore) prune(ctx context.Context, idx string) {
+	members, err := s.rdb.SMembers(ctx, idx).Result()
+	if err != nil {
+		return
+	}
+	exists := make([]*redis.IntCmd, len(members))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, m := range members {
+			exists[i] = p.Exists(ctx, s.key("s", m))
+		}
+		return nil
+	}); err != nil {
+		return
+	}
+	var gone []any
+	for i, m := range members {
+		if exists[i].Val() == 0 {
+			gone = append(gone, m)
+		}
+	}
+	if len(gone) > 0 {
+		s.rdb.SRem(ctx, idx, gone...)
+	}
 }
 
 // indexes are the index keys a session belongs in.
@@ -242,10 +283,16 @@ func hashed(v string) string {
 	return hex.EncodeToString(h[:16])
 }
 
-// Delete ends the session with the given name and announces it.
-func (s *RedisStore) Delete(ctx context.Context, name string) error {
+// Delete ends the session with the given name and announces it; sess,
+// when known, also leaves its indexes.
+func (s *RedisStore) Delete(ctx context.Context, name string, sess *Session) error {
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, s.key("s", name))
+		if sess != nil {
+			for _, idx := range s.indexes(sess) {
+				p.SRem(ctx, idx, name)
+			}
+		}
 		p.Publish(ctx, s.channel(), name)
 		return nil
 	})
@@ -274,7 +321,7 @@ func (s *RedisStore) Logout(ctx context.Context, sub, sid string) (int, error) {
 		}
 	}
 	for name := range names {
-		if err := s.Delete(ctx, name); err != nil {
+		if err := s.Delete(ctx, name, nil); err != nil {
 			return 0, err
 		}
 	}
