@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,16 +25,17 @@ import (
 // redisServer is a real redis-server on a loopback port, its data kept in
 // an append-only file so that it survives a restart.
 type redisServer struct {
-	t    *testing.T
-	bin  string
-	dir  string
-	addr string
-	cmd  *exec.Cmd
+	t     *testing.T
+	bin   string
+	dir   string
+	addr  string
+	cmd   *exec.Cmd
+	extra []string // more arguments (a config file first, for a sentinel)
 }
 
-func startRedis(t *testing.T) *redisServer {
+func startRedis(t *testing.T, extra ...string) *redisServer {
 	t.Helper()
-	rs := &redisServer{t: t, bin: need(t, "redis-server"), dir: t.TempDir()}
+	rs := &redisServer{t: t, bin: need(t, "redis-server"), dir: t.TempDir(), extra: extra}
 	ln := listen(t)
 	rs.addr = ln.Addr().String()
 	ln.Close()
@@ -44,8 +47,15 @@ func startRedis(t *testing.T) *redisServer {
 func (rs *redisServer) start() {
 	rs.t.Helper()
 	_, port, _ := net.SplitHostPort(rs.addr)
-	rs.cmd = exec.Command(rs.bin, "--port", port, "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "yes", "--appendfsync", "always", "--dir", rs.dir)
+	args := []string{"--port", port, "--bind", "127.0.0.1", "--dir", rs.dir}
+	if len(rs.extra) > 0 && !strings.HasPrefix(rs.extra[0], "--") {
+		args = append([]string{rs.extra[0]}, args...) // the config file comes first
+		args = append(args, rs.extra[1:]...)
+	} else {
+		args = append(args, "--save", "", "--appendonly", "yes", "--appendfsync", "always")
+		args = append(args, rs.extra...)
+	}
+	rs.cmd = exec.Command(rs.bin, args...)
 	if err := rs.cmd.Start(); err != nil {
 		rs.t.Fatal(err)
 	}
@@ -589,4 +599,110 @@ func TestRedisIndexStaysSmall(t *testing.T) {
 			t.Errorf("a live session was pruned: %d", code)
 		}
 	}
+}
+
+// bulk sends one command and returns its whole answer as text.
+func (rs *redisServer) bulk(args ...string) string {
+	c, err := net.DialTimeout("tcp", rs.addr, time.Second)
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	c.Write([]byte(b.String()))
+	return strings.Join(readRESP(rs.t, bufio.NewReader(c)), "\n")
+}
+
+func freeLoopbackPort(t *testing.T) string {
+	ln := listen(t)
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+// TestRedisTopologies: the Redis store through Sentinel and through a
+// Redis Cluster of three masters, all real redis-server processes: sign-in,
+// a second replica, refresh, and sign-out everywhere.
+func TestRedisTopologies(t *testing.T) {
+	t.Run("sentinel", func(t *testing.T) {
+		master := startRedis(t)
+		_, mport, _ := net.SplitHostPort(master.addr)
+		conf := filepath.Join(t.TempDir(), "sentinel.conf")
+		os.WriteFile(conf, []byte("sentinel monitor mymaster 127.0.0.1 "+mport+" 1\n"), 0o600)
+		sentinel := startRedis(t, conf, "--sentinel")
+		eventually(t, "the sentinel does not know the master", func() bool {
+			return strings.Contains(sentinel.bulk("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"), mport)
+		})
+		topologyCheck(t, master, func(c *config.Config) {
+			c.Session.Redis = config.Redis{Addresses: []string{sentinel.addr}, MasterName: "mymaster", KeyPrefix: "oidc-proxy:", Timeout: time.Second}
+		})
+	})
+	t.Run("cluster", func(t *testing.T) {
+		var nodes []*redisServer
+		for range 3 {
+			nodes = append(nodes, startRedis(t, "--cluster-enabled", "yes", "--cluster-port", freeLoopbackPort(t),
+				"--cluster-config-file", "nodes.conf"))
+		}
+		ranges := [][2]string{{"0", "5460"}, {"5461", "10922"}, {"10923", "16383"}}
+		for i, n := range nodes {
+			if got := n.command("CLUSTER", "ADDSLOTSRANGE", ranges[i][0], ranges[i][1]); got != "+OK" {
+				t.Fatalf("ADDSLOTSRANGE: %s", got)
+			}
+		}
+		for _, n := range nodes[1:] {
+			host, port, _ := net.SplitHostPort(n.addr)
+			busPort := strings.Fields(strings.ReplaceAll(n.bulk("CONFIG", "GET", "cluster-port"), "\n", " "))
+			if got := nodes[0].command("CLUSTER", "MEET", host, port, busPort[len(busPort)-1]); got != "+OK" {
+				t.Fatalf("MEET: %s", got)
+			}
+		}
+		for _, n := range nodes {
+			deadline := time.Now().Add(10 * time.Second)
+			for !strings.Contains(n.bulk("CLUSTER", "INFO"), "cluster_state:ok") {
+				if time.Now().After(deadline) {
+					t.Fatalf("the cluster did not form: %s", n.bulk("CLUSTER", "INFO"))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		topologyCheck(t, nil, func(c *config.Config) {
+			c.Session.Redis = config.Redis{Addresses: []string{nodes[0].addr}, Cluster: true, KeyPrefix: "oidc-proxy:", Timeout: time.Second}
+		})
+	})
+}
+
+// topologyCheck runs sign-in, refresh and sign-out against two replicas
+// configured by redis; master, when known, must hold the session.
+func topologyCheck(t *testing.T, master *redisServer, redis func(*config.Config)) {
+	edit := func(c *config.Config) {
+		c.Session.Store = "redis"
+		c.OIDC.Scopes = []string{"openid", "profile", "email", "offline_access"}
+		redis(c)
+	}
+	s := newStand(t, edit, nil)
+	replica := s.replica(edit)
+	c := s.signIn("/")
+	cookie := cookieHeader(c, s.url)
+	if resp, body := get(t, replica, "/x", cookie); resp.StatusCode != 200 || !strings.Contains(body, "hello alice") {
+		t.Fatalf("replica: %d", resp.StatusCode)
+	}
+	if master != nil && !strings.Contains(master.bulk("KEYS", "oidc-proxy:s:*"), "oidc-proxy:s:") {
+		t.Errorf("the master holds no session")
+	}
+	s.alice.Name = "Alice Renewed"
+	s.skew.Store(int64(4*time.Minute + 30*time.Second))
+	burst(t, cookie, 20, s.url, replica)
+	if n := refreshRequests(s); n != 1 {
+		t.Errorf("%d refresh requests, want 1", n)
+	}
+	do(t, noRedirect(c), mustReq(http.MethodPost, s.url+"/oauth2/sign_out"))
+	eventually(t, "the replica still serves a signed-out session", func() bool {
+		resp, _ := get(t, replica, "/api", cookie)
+		return resp.StatusCode == http.StatusUnauthorized
+	})
 }
