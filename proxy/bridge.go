@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/hkdf"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -10,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/oidc-proxy/oidc-proxy/config"
@@ -38,17 +38,8 @@ type memosUser struct {
 	Email      string `json:"email,omitempty"`
 }
 
-// grant is one code or access token issued to Memos.
-type grant struct {
-	user        memosUser
-	redirectURI string
-	challenge   string // PKCE S256 code_challenge, or ""
-	expires     time.Time
-}
-
 // memosBridge holds the bridge's registration and the codes and tokens it
-// issued (in this process only: the proxy that issues a code is the one
-// Memos redeems it at, its sidecar).
+// issued (in this process, or with the Redis store in Redis).
 type memosBridge struct {
 	memosURL      string
 	client        *http.Client // to Memos
@@ -65,10 +56,8 @@ type memosBridge struct {
 	https         bool // the external URL is https
 	refreshName   string
 	outCookie     string // marks a browser that pressed Memos's sign-out
-
-	mu     sync.Mutex
-	codes  map[[32]byte]*grant // by the code's SHA-256
-	tokens map[[32]byte]*grant
+	grants        grants
+	timeout       time.Duration // for the grants in Redis
 }
 
 func newMemosBridge(cfg *config.Config, p *Proxy, transport http.RoundTripper) (*memosBridge, error) {
@@ -88,8 +77,11 @@ func newMemosBridge(cfg *config.Config, p *Proxy, transport http.RoundTripper) (
 		https:         p.external.Scheme == "https",
 		refreshName:   "memos_refresh",
 		outCookie:     cfg.Session.CookieName + "_memos_out",
-		codes:         map[[32]byte]*grant{},
-		tokens:        map[[32]byte]*grant{},
+		grants:        newMemGrants(),
+		timeout:       p.redisTimeout,
+	}
+	if p.redis != nil {
+		b.grants = redisGrants{p.redis}
 	}
 	if b.memosURL == "" {
 		b.memosURL = strings.TrimSuffix(p.upstream.String(), "/")
@@ -116,42 +108,24 @@ func (b *memosBridge) userOf(s *session.Session) (memosUser, bool) {
 	return u, u.Identifier != ""
 }
 
-// issue stores g under a new random value in m and returns the value.
-func (b *memosBridge) issue(m map[[32]byte]*grant, g *grant, now time.Time) (string, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(m) >= bridgeMaxGrants/2 {
-		for k, old := range m {
-			if now.After(old.expires) {
-				delete(m, k)
-			}
-		}
-	}
-	if len(m) >= bridgeMaxGrants {
-		return "", errors.New("too many codes outstanding")
-	}
-	v := randomToken()
-	m[sha256.Sum256([]byte(v))] = g
-	return v, nil
-}
-
 // code issues a code for u, to be redeemed with redirectURI (and the PKCE
 // verifier of challenge, when not empty) within a minute.
-func (b *memosBridge) code(u memosUser, redirectURI, challenge string, now time.Time) (string, error) {
-	return b.issue(b.codes, &grant{user: u, redirectURI: redirectURI, challenge: challenge, expires: now.Add(bridgeCodeLifetime)}, now)
+func (b *memosBridge) code(ctx context.Context, u memosUser, redirectURI, challenge string, now time.Time) (string, error) {
+	code := randomToken()
+	g := &grant{User: u, RedirectURI: redirectURI, Challenge: challenge, Expires: now.Add(bridgeCodeLifetime).UnixMilli()}
+	return code, b.keep(ctx, "code", code, g, now)
 }
 
-// take removes and returns the code's grant, if it is unexpired.
-func (b *memosBridge) take(code string, now time.Time) *grant {
-	key := sha256.Sum256([]byte(code))
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	g := b.codes[key]
-	delete(b.codes, key)
-	if g == nil || now.After(g.expires) {
-		return nil
-	}
-	return g
+func (b *memosBridge) keep(ctx context.Context, kind, secret string, g *grant, now time.Time) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(b.timeout, time.Second))
+	defer cancel()
+	return b.grants.put(ctx, kind, secret, g, now)
+}
+
+func (b *memosBridge) find(ctx context.Context, kind, secret string, take bool, now time.Time) (*grant, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(b.timeout, time.Second))
+	defer cancel()
+	return b.grants.get(ctx, kind, secret, take, now)
 }
 
 // authenticate checks Memos's client credentials: HTTP Basic or the form,
@@ -215,24 +189,27 @@ func (p *Proxy) bridgeToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := p.now()
-	g := b.take(r.PostForm.Get("code"), now)
+	g, err := b.find(r.Context(), "code", r.PostForm.Get("code"), true, now)
 	switch {
+	case err != nil:
+		refuse(http.StatusServiceUnavailable, "temporarily_unavailable", err.Error())
+		return
 	case g == nil:
 		refuse(http.StatusBadRequest, "invalid_grant", "unknown, used or expired code")
 		return
-	case r.PostForm.Get("redirect_uri") != g.redirectURI:
+	case r.PostForm.Get("redirect_uri") != g.RedirectURI:
 		refuse(http.StatusBadRequest, "invalid_grant", "redirect_uri does not match")
 		return
-	case !pkceMatches(g.challenge, r.PostForm.Get("code_verifier")):
+	case !pkceMatches(g.Challenge, r.PostForm.Get("code_verifier")):
 		refuse(http.StatusBadRequest, "invalid_grant", "PKCE verification failed")
 		return
 	}
-	token, err := b.issue(b.tokens, &grant{user: g.user, expires: now.Add(bridgeTokenLifetime)}, now)
-	if err != nil {
+	token := randomToken()
+	if err := b.keep(r.Context(), "token", token, &grant{User: g.User, Expires: now.Add(bridgeTokenLifetime).UnixMilli()}, now); err != nil {
 		refuse(http.StatusServiceUnavailable, "temporarily_unavailable", err.Error())
 		return
 	}
-	p.log.Info("memos bridge: code redeemed", "user", g.user.Identifier)
+	p.log.Info("memos bridge: code redeemed", "user", g.User.Identifier)
 	writeJSON(w, http.StatusOK, map[string]any{
 		"access_token": token, "token_type": "Bearer", "expires_in": int(bridgeTokenLifetime.Seconds()),
 	})
@@ -256,19 +233,21 @@ func (p *Proxy) bridgeUserinfo(w http.ResponseWriter, r *http.Request) {
 	b := p.bridge
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	var g *grant
-	if ok {
-		key := sha256.Sum256([]byte(token))
-		b.mu.Lock()
-		g = b.tokens[key]
-		b.mu.Unlock()
+	if ok && token != "" {
+		var err error
+		if g, err = b.find(r.Context(), "token", token, false, p.now()); err != nil {
+			p.log.Warn("memos bridge: userinfo: the session store failed", "err", err)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
+			return
+		}
 	}
-	if g == nil || p.now().After(g.expires) {
+	if g == nil {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token"})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{
-		"sub": g.user.Identifier, "preferred_username": g.user.Identifier, "name": g.user.Name, "email": g.user.Email,
+		"sub": g.User.Identifier, "preferred_username": g.User.Identifier, "name": g.User.Name, "email": g.User.Email,
 	})
 }
 
@@ -320,7 +299,7 @@ func (p *Proxy) handleMemosAuthorize(w http.ResponseWriter, r *http.Request) {
 		p.memosFailed(w, r, errors.New("the session has no "+b.usernameClaim+" claim"))
 		return
 	}
-	code, err := b.code(u, b.callbackURL, q.Get("code_challenge"), p.now())
+	code, err := b.code(r.Context(), u, b.callbackURL, q.Get("code_challenge"), p.now())
 	if err != nil {
 		p.memosFailed(w, r, err)
 		return

@@ -537,3 +537,50 @@ func TestMemosBridgeStreamsAndRanges(t *testing.T) {
 		t.Errorf("range: %d %d bytes %q", resp2.StatusCode, len(body), resp2.Header.Get("Content-Range"))
 	}
 }
+
+// TestMemosBridgeAcrossReplicas: with the Redis store a code issued by one
+// replica is redeemed at another's bridge, once; while it waits, Redis
+// holds nothing readable of the user.
+func TestMemosBridgeAcrossReplicas(t *testing.T) {
+	rs := startRedis(t)
+	s, fm, bridgeA := bridgeStand(t, useRedis(rs))
+	ln, bridgeLn := listen(t), listen(t)
+	other := s.serveProxy(ln, s.url, s.edit)
+	serveOn(t, bridgeLn, other.BridgeHandler())
+	bridgeB := "http://" + bridgeLn.Addr().String()
+	c := s.browser()
+	s.signInAs(c, "/", "alice", alicePassword)
+	verifier, challenge := pkcePair()
+	_, q := authorize(t, s, c, buttonQuery(s, challenge))
+	code := q.Get("code")
+	if code == "" {
+		t.Fatal("no code")
+	}
+	if dump := rs.dump(); strings.Contains(dump, "alice") || strings.Contains(dump, code) {
+		t.Errorf("Redis holds the user or the code in the clear while the code waits")
+	}
+	fm.mu.Lock()
+	var idp struct {
+		Config struct {
+			OAuth2Config struct{ ClientSecret string } `json:"oauth2Config"`
+		}
+	}
+	json.Unmarshal(fm.idps["identity-providers/oidc-proxy"], &idp)
+	fm.mu.Unlock()
+	redeem := func(bridge string) int {
+		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {s.url + "/auth/callback"},
+			"code_verifier": {verifier}, "client_id": {"oidc-proxy"}, "client_secret": {idp.Config.OAuth2Config.ClientSecret}}
+		resp, err := http.PostForm(bridge+"/token", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := redeem(bridgeB); code != 200 {
+		t.Fatalf("the code at the other replica: %d", code)
+	}
+	if code := redeem(bridgeA.String()); code != http.StatusBadRequest {
+		t.Errorf("the code again at the first replica: %d", code)
+	}
+}

@@ -87,7 +87,7 @@ func (b *memosBridge) refreshCookies(resp *http.Response) []string {
 // Memos must not link the sign-in to whoever the browser was before.
 func (p *Proxy) memosSignIn(ctx context.Context, u memosUser) ([]string, error) {
 	b := p.bridge
-	code, err := b.code(u, b.callbackURL, "", p.now())
+	code, err := b.code(ctx, u, b.callbackURL, "", p.now())
 	if err != nil {
 		return nil, err
 	}

@@ -37,6 +37,7 @@ type stand struct {
 	proxy    *proxy.Proxy
 	url      string // the proxy's external URL
 	issuer   string
+	edit     func(*config.Config) // the configuration's edit, for replicas
 	logs     *syncBuffer
 	upstream *httptest.Server
 
@@ -145,7 +146,7 @@ func (s *stand) startProxy(proxyLn net.Listener, issuer string, edit func(*confi
 		fmt.Fprintf(w, "<h1>hello %s</h1>", r.Header.Get("Remote-User"))
 	}))
 	t.Cleanup(s.upstream.Close)
-	s.issuer = issuer
+	s.issuer, s.edit = issuer, edit
 	s.proxy = s.serveProxy(proxyLn, s.url, edit)
 }
 
