@@ -34,8 +34,9 @@ func (p *Proxy) memosIntercept(x *exchange, r *http.Request, id *identity) bool 
 		if !id.allowed {
 			return false
 		}
-		err := p.memosSignInAndGo(x, r, id, CleanReturnURL(r.URL.Query().Get("redirect")))
+		err := p.handOverMemos(x, r, id.session)
 		if err == nil {
+			http.Redirect(x, r, CleanReturnURL(r.URL.Query().Get("redirect")), http.StatusFound)
 			return true
 		}
 		if b.allowPassword {
@@ -95,12 +96,12 @@ func passwordSignIn(r *http.Request) bool {
 	return false
 }
 
-// memosSignInAndGo signs the user into Memos and sends the browser to
-// dest with the Memos session: its cookie set, and every trace of an
-// earlier Memos user in the browser's storage cleared. When Memos refuses
-// it writes nothing and returns why.
-func (p *Proxy) memosSignInAndGo(w http.ResponseWriter, r *http.Request, id *identity, dest string) error {
-	u, ok := p.bridge.userOf(id.session)
+// handOverMemos signs the user of s into Memos and puts the Memos session
+// in w: its cookie set, and every trace of an earlier Memos user in the
+// browser's storage cleared. When Memos refuses it writes nothing and
+// returns why.
+func (p *Proxy) handOverMemos(w http.ResponseWriter, r *http.Request, s *session.Session) error {
+	u, ok := p.bridge.userOf(s)
 	if !ok {
 		return errMissingUsername(p.bridge.usernameClaim)
 	}
@@ -114,7 +115,6 @@ func (p *Proxy) memosSignInAndGo(w http.ResponseWriter, r *http.Request, id *ide
 	p.clearOut(w)
 	w.Header().Set("Clear-Site-Data", `"storage"`)
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, dest, http.StatusFound)
 	return nil
 }
 
@@ -164,20 +164,8 @@ func (p *Proxy) memosAfterSignIn(w http.ResponseWriter, r *http.Request, s *sess
 			dest = CleanReturnURL(q.Get("redirect"))
 		}
 	}
-	u, ok := p.bridge.userOf(s)
-	if !ok {
-		p.log.Error("memos bridge: not signed into Memos", "err", errMissingUsername(p.bridge.usernameClaim), "sub", s.Subject)
-		return dest
+	if err := p.handOverMemos(w, r, s); err != nil {
+		p.log.Error("memos bridge: signing the user into Memos failed", "err", err, "user", userName(s))
 	}
-	cookies, err := p.memosSignIn(r.Context(), u)
-	if err != nil {
-		p.log.Error("memos bridge: signing the user into Memos failed", "err", err, "user", u.Identifier)
-		return dest
-	}
-	for _, c := range cookies {
-		w.Header().Add("Set-Cookie", c)
-	}
-	p.clearOut(w)
-	w.Header().Set("Clear-Site-Data", `"storage"`)
 	return dest
 }
