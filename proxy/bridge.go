@@ -53,8 +53,7 @@ type memosBridge struct {
 	usernameClaim string
 	allowPassword bool
 	adminToken    string
-	https         bool // the external URL is https
-	refreshName   string
+	https         bool   // the external URL is https
 	outCookie     string // marks a browser that pressed Memos's sign-out
 	grants        grants
 	timeout       time.Duration // for the grants in Redis
@@ -75,7 +74,6 @@ func newMemosBridge(cfg *config.Config, p *Proxy, transport http.RoundTripper) (
 		allowPassword: m.AllowPasswordSignIn,
 		adminToken:    m.AdminToken,
 		https:         p.external.Scheme == "https",
-		refreshName:   "memos_refresh",
 		outCookie:     cfg.Session.CookieName + "_memos_out",
 		grants:        newMemGrants(),
 		timeout:       p.redisTimeout,

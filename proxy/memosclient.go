@@ -16,6 +16,10 @@ import (
 // /memos.api.v1.<Service>/<Method>): SignIn with a bridge code, the
 // sign-out of a browser's Memos session, and the provider registration.
 
+// memosRefreshCookie is Memos's session cookie: a 30-day refresh token,
+// rotated on every use.
+const memosRefreshCookie = "memos_refresh"
+
 // memosError is an answer of Memos other than 200.
 type memosError struct {
 	method  string
@@ -74,7 +78,7 @@ func (b *memosBridge) call(ctx context.Context, method string, body any, header 
 func (b *memosBridge) refreshCookies(resp *http.Response) []string {
 	var out []string
 	for _, line := range resp.Header.Values("Set-Cookie") {
-		if name, _, _ := strings.Cut(line, "="); strings.TrimSpace(name) == b.refreshName {
+		if name, _, _ := strings.Cut(line, "="); strings.TrimSpace(name) == memosRefreshCookie {
 			out = append(out, line)
 		}
 	}
@@ -106,7 +110,7 @@ func (p *Proxy) memosSignIn(ctx context.Context, u memosUser) ([]string, error) 
 	}
 	cookies := b.refreshCookies(resp)
 	if len(cookies) == 0 {
-		return nil, errors.New("memos SignIn set no " + b.refreshName + " cookie")
+		return nil, errors.New("memos SignIn set no " + memosRefreshCookie + " cookie")
 	}
 	if answer.User.Username != "" && answer.User.Username != u.Identifier {
 		p.log.Info("memos bridge: Memos gave the user another username", "user", u.Identifier, "memos_username", answer.User.Username,
@@ -120,7 +124,7 @@ func (p *Proxy) memosSignIn(ctx context.Context, u memosUser) ([]string, error) 
 // (it rotates) and the new pair signs out.
 func (p *Proxy) memosSignOut(ctx context.Context, r *http.Request) {
 	b := p.bridge
-	c, err := r.Cookie(b.refreshName)
+	c, err := r.Cookie(memosRefreshCookie)
 	if err != nil || c.Value == "" {
 		return
 	}
@@ -129,15 +133,15 @@ func (p *Proxy) memosSignOut(ctx context.Context, r *http.Request) {
 	var tok struct {
 		AccessToken string `json:"accessToken"`
 	}
-	resp, err := b.call(ctx, "AuthService/RefreshToken", map[string]any{}, http.Header{"Cookie": {b.refreshName + "=" + c.Value}}, &tok)
+	resp, err := b.call(ctx, "AuthService/RefreshToken", map[string]any{}, http.Header{"Cookie": {memosRefreshCookie + "=" + c.Value}}, &tok)
 	if err == nil && tok.AccessToken == "" {
 		err = errors.New("memos RefreshToken gave no access token")
 	}
 	if err == nil {
-		cookie := b.refreshName + "=" + c.Value
+		cookie := memosRefreshCookie + "=" + c.Value
 		for _, line := range b.refreshCookies(resp) {
 			if nc, perr := http.ParseSetCookie(line); perr == nil {
-				cookie = b.refreshName + "=" + nc.Value
+				cookie = memosRefreshCookie + "=" + nc.Value
 			}
 		}
 		_, err = b.call(ctx, "AuthService/SignOut", map[string]any{}, http.Header{
@@ -157,7 +161,7 @@ func (p *Proxy) memosSignOut(ctx context.Context, r *http.Request) {
 // cookie, and the access token Memos's web app keeps in local storage.
 func (p *Proxy) clearMemos(w http.ResponseWriter) {
 	b := p.bridge
-	c := &http.Cookie{Name: b.refreshName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: b.https, SameSite: http.SameSiteLaxMode}
+	c := &http.Cookie{Name: memosRefreshCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: b.https, SameSite: http.SameSiteLaxMode}
 	w.Header().Add("Set-Cookie", c.String())
 	w.Header().Set("Clear-Site-Data", `"storage"`)
 }
