@@ -360,15 +360,7 @@ func TestMemosBridgeTokenEndpoint(t *testing.T) {
 		}
 		return q.Get("code")
 	}
-	fm.mu.Lock()
-	var idp struct {
-		Config struct {
-			OAuth2Config struct{ ClientSecret string } `json:"oauth2Config"`
-		}
-	}
-	json.Unmarshal(fm.idps["identity-providers/oidc-proxy"], &idp)
-	fm.mu.Unlock()
-	secret := idp.Config.OAuth2Config.ClientSecret
+	secret := fm.clientSecret()
 	token := func(code, id, secret, verifier, redirect string, basic bool) (int, string) {
 		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirect}}
 		if verifier != "" {
@@ -559,17 +551,10 @@ func TestMemosBridgeAcrossReplicas(t *testing.T) {
 	if dump := rs.dump(); strings.Contains(dump, "alice") || strings.Contains(dump, code) {
 		t.Errorf("Redis holds the user or the code in the clear while the code waits")
 	}
-	fm.mu.Lock()
-	var idp struct {
-		Config struct {
-			OAuth2Config struct{ ClientSecret string } `json:"oauth2Config"`
-		}
-	}
-	json.Unmarshal(fm.idps["identity-providers/oidc-proxy"], &idp)
-	fm.mu.Unlock()
+	secret := fm.clientSecret()
 	redeem := func(bridge string) int {
 		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {s.url + "/auth/callback"},
-			"code_verifier": {verifier}, "client_id": {"oidc-proxy"}, "client_secret": {idp.Config.OAuth2Config.ClientSecret}}
+			"code_verifier": {verifier}, "client_id": {"oidc-proxy"}, "client_secret": {secret}}
 		resp, err := http.PostForm(bridge+"/token", form)
 		if err != nil {
 			t.Fatal(err)

@@ -421,3 +421,16 @@ func (m *fakeMemos) userCount() int {
 	defer m.mu.Unlock()
 	return len(m.users)
 }
+
+// clientSecret is the client secret the proxy registered.
+func (m *fakeMemos) clientSecret() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var idp struct {
+		Config struct {
+			OAuth2Config struct{ ClientSecret string } `json:"oauth2Config"`
+		}
+	}
+	json.Unmarshal(m.idps["identity-providers/oidc-proxy"], &idp)
+	return idp.Config.OAuth2Config.ClientSecret
+}

@@ -80,82 +80,6 @@ func (rs *redisServer) stop() {
 	rs.cmd = nil
 }
 
-// command sends one inline command and returns the first line of the
-// answer ("" when Redis cannot be reached).
-func (rs *redisServer) command(args ...string) string {
-	c, err := net.DialTimeout("tcp", rs.addr, time.Second)
-	if err != nil {
-		return ""
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	c.Write([]byte(b.String()))
-	line, _ := bufio.NewReader(c).ReadString('\n')
-	return strings.TrimRight(line, "\r\n")
-}
-
-// dump returns every key and its value, as strings or members, in one
-// text: what someone holding a copy of Redis would see.
-func (rs *redisServer) dump() string {
-	c, err := net.DialTimeout("tcp", rs.addr, time.Second)
-	if err != nil {
-		rs.t.Fatal(err)
-	}
-	defer c.Close()
-	r := bufio.NewReader(c)
-	send := func(args ...string) []string {
-		var b strings.Builder
-		fmt.Fprintf(&b, "*%d\r\n", len(args))
-		for _, a := range args {
-			fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-		}
-		c.Write([]byte(b.String()))
-		return readRESP(rs.t, r)
-	}
-	var out strings.Builder
-	for _, k := range send("KEYS", "*") {
-		out.WriteString(k + " = ")
-		switch send("TYPE", k)[0] {
-		case "string":
-			out.WriteString(strings.Join(send("GET", k), ""))
-		case "set":
-			out.WriteString(strings.Join(send("SMEMBERS", k), ","))
-		}
-		out.WriteString("\n")
-	}
-	return out.String()
-}
-
-// commands reports how many commands Redis processed since the last call,
-// not counting connection handshakes (HELLO) and this call's own.
-func (rs *redisServer) commands() int {
-	c, err := net.DialTimeout("tcp", rs.addr, time.Second)
-	if err != nil {
-		rs.t.Fatal(err)
-	}
-	defer c.Close()
-	c.Write([]byte("*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n*2\r\n$6\r\nCONFIG\r\n$9\r\nRESETSTAT\r\n"))
-	r := bufio.NewReader(c)
-	info := readRESP(rs.t, r)[0]
-	readRESP(rs.t, r)
-	n := 0
-	for _, line := range strings.Split(info, "\r\n") {
-		name, stats, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
-		if !ok || name == "hello" || name == "info" || name == "config|resetstat" {
-			continue
-		}
-		calls, _, _ := strings.Cut(stats, ",")
-		k, _ := strconv.Atoi(calls)
-		n += k
-	}
-	return n
-}
-
 func readRESP(t *testing.T, r *bufio.Reader) []string {
 	line, err := r.ReadString('\n')
 	if err != nil {
@@ -601,23 +525,6 @@ func TestRedisIndexStaysSmall(t *testing.T) {
 	}
 }
 
-// bulk sends one command and returns its whole answer as text.
-func (rs *redisServer) bulk(args ...string) string {
-	c, err := net.DialTimeout("tcp", rs.addr, time.Second)
-	if err != nil {
-		return ""
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	c.Write([]byte(b.String()))
-	return strings.Join(readRESP(rs.t, bufio.NewReader(c)), "\n")
-}
-
 func freeLoopbackPort(t *testing.T) string {
 	ln := listen(t)
 	defer ln.Close()
@@ -705,4 +612,102 @@ func topologyCheck(t *testing.T, master *redisServer, redis func(*config.Config)
 		resp, _ := get(t, replica, "/api", cookie)
 		return resp.StatusCode == http.StatusUnauthorized
 	})
+}
+
+// redisConn is a plain RESP connection: the tests' own look into Redis.
+type redisConn struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+// dial connects to rs, or returns nil when it does not answer.
+func (rs *redisServer) dial() *redisConn {
+	c, err := net.DialTimeout("tcp", rs.addr, time.Second)
+	if err != nil {
+		return nil
+	}
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	return &redisConn{t: rs.t, c: c, r: bufio.NewReader(c)}
+}
+
+// send writes one command.
+func (c *redisConn) send(args ...string) *redisConn {
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	c.c.Write([]byte(b.String()))
+	return c
+}
+
+// reply reads one answer, arrays flattened.
+func (c *redisConn) reply() []string { return readRESP(c.t, c.r) }
+
+// command sends one command and returns the first line of the answer as
+// Redis sent it ("+OK", ":2"...; "" when Redis cannot be reached).
+func (rs *redisServer) command(args ...string) string {
+	c := rs.dial()
+	if c == nil {
+		return ""
+	}
+	defer c.c.Close()
+	line, _ := c.send(args...).r.ReadString('\n')
+	return strings.TrimRight(line, "\r\n")
+}
+
+// bulk sends one command and returns its whole answer as text.
+func (rs *redisServer) bulk(args ...string) string {
+	c := rs.dial()
+	if c == nil {
+		return ""
+	}
+	defer c.c.Close()
+	return strings.Join(c.send(args...).reply(), "\n")
+}
+
+// dump returns every key and its value, as strings or members, in one
+// text: what someone holding a copy of Redis would see.
+func (rs *redisServer) dump() string {
+	c := rs.dial()
+	if c == nil {
+		rs.t.Fatal("Redis does not answer")
+	}
+	defer c.c.Close()
+	var out strings.Builder
+	for _, k := range c.send("KEYS", "*").reply() {
+		out.WriteString(k + " = ")
+		switch c.send("TYPE", k).reply()[0] {
+		case "string":
+			out.WriteString(strings.Join(c.send("GET", k).reply(), ""))
+		case "set":
+			out.WriteString(strings.Join(c.send("SMEMBERS", k).reply(), ","))
+		}
+		out.WriteString("\n")
+	}
+	return out.String()
+}
+
+// commands reports how many commands Redis processed since the last call,
+// not counting connection handshakes (HELLO) and this call's own.
+func (rs *redisServer) commands() int {
+	c := rs.dial()
+	if c == nil {
+		rs.t.Fatal("Redis does not answer")
+	}
+	defer c.c.Close()
+	info := c.send("INFO", "commandstats").reply()[0]
+	c.send("CONFIG", "RESETSTAT").reply()
+	n := 0
+	for _, line := range strings.Split(info, "\r\n") {
+		name, stats, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
+		if !ok || name == "hello" || name == "info" || name == "config|resetstat" {
+			continue
+		}
+		calls, _, _ := strings.Cut(stats, ",")
+		k, _ := strconv.Atoi(calls)
+		n += k
+	}
+	return n
 }
