@@ -711,3 +711,34 @@ func (rs *redisServer) commands() int {
 	}
 	return n
 }
+
+// TestRedisACL: the ACL the README gives the proxy's Redis user is enough
+// for everything the proxy does (sign-in, a second replica, refresh with
+// the lock, sign-out), and the default user is not needed.
+func TestRedisACL(t *testing.T) {
+	rs := startRedis(t)
+	if got := rs.command("ACL", "SETUSER", "oidc-proxy", "on", ">proxy-password", "~oidc-proxy:*", "&oidc-proxy:*",
+		"+@read", "+@write", "+@pubsub", "+@scripting", "+@connection", "-@dangerous"); got != "+OK" {
+		t.Fatalf("ACL SETUSER: %s", got)
+	}
+	topologyCheck(t, nil, func(c *config.Config) {
+		c.Session.Redis = config.Redis{Address: rs.addr, Username: "oidc-proxy", Password: "proxy-password", KeyPrefix: "oidc-proxy:", Timeout: time.Second}
+	})
+	if got := rs.command("ACL", "SETUSER", "default", "off"); got != "+OK" {
+		t.Fatalf("ACL SETUSER default off: %s", got)
+	}
+	topologyCheck(t, nil, func(c *config.Config) {
+		c.Session.Redis = config.Redis{Address: rs.addr, Username: "oidc-proxy", Password: "proxy-password", KeyPrefix: "oidc-proxy:", Timeout: time.Second}
+	})
+	// A wrong password is a store that cannot be reached: 503, not a
+	// sign-in loop.
+	s := newStand(t, func(c *config.Config) {
+		c.Session.Store = "redis"
+		c.Session.Redis = config.Redis{Address: rs.addr, Username: "oidc-proxy", Password: "wrong", KeyPrefix: "oidc-proxy:", Timeout: time.Second}
+	}, nil)
+	c := s.browser()
+	resp, _ := navigate(t, c, s.url+"/")
+	if resp, _ = login(t, c, resp, "alice", alicePassword); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("sign-in with a wrong Redis password: %d", resp.StatusCode)
+	}
+}
