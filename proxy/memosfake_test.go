@@ -31,7 +31,7 @@ type fakeMemos struct {
 	users      map[string]*fakeUser // by username
 	identities map[string]string    // idp uid + "\x00" + identifier → username
 	idps       map[string]json.RawMessage
-	access     map[string]string // access token → username
+	access     map[string]string // access token or personal access token → username
 	refresh    map[string]*fakeRefresh
 	adminPAT   string
 	// closedRegistration refuses to create users (DisallowUserRegistration).
@@ -88,6 +88,10 @@ func (m *fakeMemos) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/healthz":
 		io.WriteString(w, "Service ready.")
+	case r.URL.Path == "/api/v1/memos":
+		// What an API client gets: who Memos thinks is calling, and which
+		// identity headers reached it.
+		json.NewEncoder(w).Encode(map[string]any{"caller": m.caller(r), "remoteUser": r.Header.Values("Remote-User")})
 	case r.URL.Path == "/api/v1/sse":
 		m.sse(w, r)
 	case strings.HasPrefix(r.URL.Path, "/file/attachments/"):
