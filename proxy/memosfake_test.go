@@ -206,8 +206,11 @@ func (m *fakeMemos) connect(w http.ResponseWriter, r *http.Request, method strin
 		}
 		access := m.session(w, r, rec.user)
 		json.NewEncoder(w).Encode(map[string]any{"accessToken": access, "expiresAt": time.Now().Add(15 * time.Minute).UTC().Format(time.RFC3339)})
-	case "AuthService/GetCurrentUser":
+	case "AuthService/GetCurrentUser": // by bearer, or by the refresh cookie
 		user := m.caller(r)
+		if user == "" {
+			user = m.cookieUser(r)
+		}
 		if user == "" {
 			connectError(w, http.StatusUnauthorized, "unauthenticated", "user not found")
 			return
