@@ -116,15 +116,14 @@ func checkEndpoint(s string) error {
 // Start runs discovery in the background, retrying with back-off (1 s
 // doubling to 1 min) until it succeeds or ctx ends. Until then Ready
 // reports false and sign-ins answer 503; sessions already held keep working.
-// With the Redis store it also follows the store's announcements, and
-// closes its connections when ctx ends.
+// With the Redis store it also follows the store's announcements until ctx
+// ends.
 func (p *Proxy) Start(ctx context.Context) {
 	if p.bridge != nil && p.bridge.adminToken != "" {
 		go p.registerInBackground(ctx)
 	}
 	if p.redis != nil {
 		go p.watchStore(ctx)
-		context.AfterFunc(ctx, func() { p.redis.Close() })
 	}
 	go func() {
 		delay := time.Second

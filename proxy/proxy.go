@@ -240,6 +240,15 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	return p, nil
 }
 
+// Close releases the connections to the session store. Call it once the
+// server has stopped: requests still in flight need the store.
+func (p *Proxy) Close() error {
+	if p.redis != nil {
+		return p.redis.Close()
+	}
+	return nil
+}
+
 // BridgeHandler serves the token and userinfo endpoints Memos calls, for
 // memos.bridge_listen; nil when the bridge is off.
 func (p *Proxy) BridgeHandler() http.Handler {

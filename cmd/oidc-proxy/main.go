@@ -88,6 +88,7 @@ func checkPeers(ctx context.Context, cfg *config.Config, path string, log *slog.
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	defer p.Close()
 	found, err := p.Check(ctx)
 	for _, line := range found {
 		fmt.Fprintln(stdout, line)
@@ -111,6 +112,7 @@ func setupMemos(ctx context.Context, cfg *config.Config, log *slog.Logger, stdou
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	defer p.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	did, err := p.RegisterWithMemos(ctx)
@@ -139,6 +141,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer p.Close() // last: after the server has shut down
 	p.Start(ctx)
 	if cfg.MetricsListen != "" {
 		mux := http.NewServeMux()
