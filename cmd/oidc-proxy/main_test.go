@@ -109,10 +109,10 @@ func TestServeAndGracefulShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var logs lockedBuffer
 	done := make(chan int)
-	metricsAddr := freeAddr(t)
+	metricsAddr, bridgeAddr := freeAddr(t), freeAddr(t)
 	path := writeConfig(t, addr, "http://127.0.0.1:1")
 	data, _ := os.ReadFile(path)
-	os.WriteFile(path, append(data, []byte("metrics_listen: "+metricsAddr+"\n")...), 0o600)
+	os.WriteFile(path, append(data, []byte("metrics_listen: "+metricsAddr+"\nmemos:\n  bridge: true\n  bridge_listen: "+bridgeAddr+"\n")...), 0o600)
 	go func() {
 		done <- run(ctx, []string{"-config", path}, io.Discard, &logs)
 	}()
@@ -140,6 +140,13 @@ func TestServeAndGracefulShutdown(t *testing.T) {
 		if !strings.Contains(string(body), `oidc_proxy_build_info{version="dev"} 1`) {
 			t.Errorf("metrics endpoint:\n%.500s", body)
 		}
+	}
+	// The Memos bridge's endpoints are on their own listener only.
+	if resp, err := http.Get("http://" + bridgeAddr + "/userinfo"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the bridge's userinfo without a token: %v %v", resp, err)
+	}
+	if resp, err := http.Get("http://" + addr + "/userinfo"); err == nil && resp.StatusCode == http.StatusUnauthorized && resp.Header.Get("WWW-Authenticate") != "" {
+		t.Errorf("the public listener serves the bridge")
 	}
 	if code := run(ctx, []string{"-healthcheck", "http://" + addr + "/oauth2/healthz"}, io.Discard, io.Discard); code != 0 {
 		t.Errorf("-healthcheck of healthz: exit %d", code)
