@@ -50,7 +50,8 @@ func bridgeStand(t *testing.T, edits ...func(*config.Config)) (*stand, *fakeMemo
 	return s, fm, u
 }
 
-// responses records every response a client receives, redirects included.
+// responses records every response a client receives, redirects included,
+// and names the client "test-browser/1" in every request.
 type responses struct {
 	next http.RoundTripper
 	mu   sync.Mutex
@@ -58,6 +59,8 @@ type responses struct {
 }
 
 func (r *responses) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.Header.Set("User-Agent", "test-browser/1")
 	resp, err := r.next.RoundTrip(req)
 	if err == nil {
 		r.mu.Lock()
@@ -144,6 +147,10 @@ func TestMemosBridgeSignsIntoMemos(t *testing.T) {
 	}
 	if u := fm.users["alice"]; u == nil || u.DisplayName != "Alice Liddell" || u.Email != "alice@example.com" {
 		t.Errorf("Memos user: %+v", u)
+	}
+	// Memos's list of sessions names the browser, not the proxy.
+	if got := fm.signInClients[0]; got != "test-browser/1 from 127.0.0.1" {
+		t.Errorf("the SignIn came from %q", got)
 	}
 	// Memos authenticated with HTTP Basic, and it was accepted at once.
 	if strings.Join(fm.tokenAuth, ",") != "basic" {

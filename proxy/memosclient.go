@@ -85,11 +85,13 @@ func (b *memosBridge) refreshCookies(resp *http.Response) []string {
 	return out
 }
 
-// signIn signs u into Memos: a fresh code, Memos's SignIn with it (Memos
-// redeems it at the bridge), and the Set-Cookie lines of the Memos
-// session to hand to the browser. The browser's own cookies are not sent:
-// Memos must not link the sign-in to whoever the browser was before.
-func (p *Proxy) memosSignIn(ctx context.Context, u memosUser) ([]string, error) {
+// memosSignIn signs u into Memos for the browser of r: a fresh code,
+// Memos's SignIn with it (Memos redeems it at the bridge), and the
+// Set-Cookie lines of the Memos session to hand to the browser. The
+// browser's own cookies are not sent (Memos must not link the sign-in to
+// whoever the browser was before); its User-Agent and address are, so
+// that Memos's list of sessions names the right device.
+func (p *Proxy) memosSignIn(ctx context.Context, u memosUser, r *http.Request) ([]string, error) {
 	b := p.bridge
 	code, err := b.code(ctx, u, b.callbackURL, "", p.now())
 	if err != nil {
@@ -102,9 +104,10 @@ func (p *Proxy) memosSignIn(ctx context.Context, u memosUser) ([]string, error) 
 			Username string `json:"username"`
 		} `json:"user"`
 	}
+	client := http.Header{"User-Agent": {r.UserAgent()}, "X-Forwarded-For": {p.trusted.clientIP(r)}, "X-Real-Ip": {p.trusted.clientIP(r)}}
 	resp, err := b.call(ctx, "AuthService/SignIn", map[string]any{
 		"ssoCredentials": map[string]string{"idpName": "identity-providers/" + b.clientID, "code": code, "redirectUri": b.callbackURL},
-	}, nil, &answer)
+	}, client, &answer)
 	if err != nil {
 		return nil, err
 	}

@@ -40,6 +40,9 @@ type fakeMemos struct {
 	// "form".
 	tokenAuth []string
 	signIns   int
+	// signInClients records the User-Agent and X-Forwarded-For of each SSO
+	// SignIn.
+	signInClients []string
 	client    *http.Client
 }
 
@@ -300,6 +303,7 @@ func (m *fakeMemos) signIn(w http.ResponseWriter, r *http.Request, body map[stri
 	m.mu.Lock()
 	raw := m.idps[sso.IdpName]
 	m.signIns++
+	m.signInClients = append(m.signInClients, r.UserAgent()+" from "+r.Header.Get("X-Forwarded-For"))
 	m.mu.Unlock()
 	if raw == nil {
 		connectError(w, http.StatusBadRequest, "invalid_argument", "identity provider not found")

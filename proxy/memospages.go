@@ -105,7 +105,7 @@ func (p *Proxy) handOverMemos(w http.ResponseWriter, r *http.Request, s *session
 	if !ok {
 		return errMissingUsername(p.bridge.usernameClaim)
 	}
-	cookies, err := p.memosSignIn(r.Context(), u)
+	cookies, err := p.memosSignIn(r.Context(), u, r)
 	if err != nil {
 		return err
 	}
