@@ -43,7 +43,7 @@ type fakeMemos struct {
 	// signInClients records the User-Agent and X-Forwarded-For of each SSO
 	// SignIn.
 	signInClients []string
-	client    *http.Client
+	client        *http.Client
 }
 
 type fakeUser struct {
