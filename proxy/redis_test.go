@@ -577,8 +577,17 @@ func TestRedisTopologies(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 		}
+		// With the README's ACL user on every node (plus CLUSTER SLOTS, as
+		// the README says for a cluster: without it the sign-in is a 503).
+		for _, n := range nodes {
+			if got := n.command("ACL", "SETUSER", "oidc-proxy", "on", ">proxy-password", "~oidc-proxy:*", "&oidc-proxy:*",
+				"+@read", "+@write", "+@pubsub", "+@scripting", "+@connection", "-@dangerous", "+cluster|slots"); got != "+OK" {
+				t.Fatalf("ACL SETUSER: %s", got)
+			}
+		}
 		topologyCheck(t, nil, func(c *config.Config) {
-			c.Session.Redis = config.Redis{Addresses: []string{nodes[0].addr}, Cluster: true, KeyPrefix: "oidc-proxy:", Timeout: time.Second}
+			c.Session.Redis = config.Redis{Addresses: []string{nodes[0].addr}, Cluster: true, Username: "oidc-proxy", Password: "proxy-password",
+				KeyPrefix: "oidc-proxy:", Timeout: time.Second}
 		})
 	})
 }
