@@ -13,14 +13,27 @@ import (
 // in the order of Proxy.headers.set (nil: no such header). It is shared by
 // every request of that session and never modified.
 type identity struct {
+	entry   *session.Entry
 	session *session.Session
 	values  [][]string
 	allowed bool // by the access rules
-	// ticket and name (the ticket's Name) are the session's record in the
-	// Redis store; nil and "" with the cookie store.
-	ticket *session.Ticket
-	name   string
 }
+
+// identities make the identity of a session entry: the header values and
+// the access rules' verdict, worked out once per entry (session.Deriver).
+type identities struct {
+	headers identityHeaders
+	access  accessRules
+}
+
+func (m *identities) Derive(e *session.Entry) any {
+	id := m.headers.identity(e.Session)
+	id.entry = e
+	id.allowed = m.access.allows(e.Session)
+	return id
+}
+
+func (m *identities) of(e *session.Entry) *identity { return e.Derived(m).(*identity) }
 
 // SessionFrom returns the session of the signed-in user a request carries,
 // or nil. Only requests that passed the proxy's authentication have one.
@@ -35,79 +48,42 @@ func SessionFrom(ctx context.Context) *session.Session {
 // session up (refresh, idle renewal; see keepUp). It returns nil when
 // there is none, and session.ErrStoreDown when the store cannot tell.
 func (p *Proxy) loadIdentity(w http.ResponseWriter, r *http.Request) (*identity, error) {
-	id, raw, now, err := p.lookupIdentity(w, r)
+	now := p.now()
+	id, err := p.lookupIdentity(w, r, now)
 	if id == nil {
 		return nil, err
 	}
-	return p.keepUp(w, r, raw, id, now), nil
+	return p.keepUp(w, r, id, now), nil
 }
 
-// lookupIdentity finds the identity of a request's session cookie: a
-// cookie that is invalid, tampered with, expired, idle too long, or
-// revoked (back-channel logout, sign-out) counts as none and is cleared.
-// Identities already made come from the cache: verifying, decrypting and
-// working out the headers happen once per cookie value, not once per
-// request. It returns the cookie value and the time it judged by, and
-// session.ErrStoreDown (the cookie kept) when the store cannot be reached.
-func (p *Proxy) lookupIdentity(w http.ResponseWriter, r *http.Request) (*identity, string, time.Time, error) {
-	raw, err := p.sessions.Value(r, p.sessionName)
-	if errors.Is(err, session.ErrNoCookie) {
-		return nil, "", time.Time{}, nil
+// lookupIdentity finds the identity of a request's session cookie in the
+// store: a cookie that is invalid, tampered with, expired, idle too long,
+// or ended (back-channel logout, sign-out) counts as none and is cleared.
+// It returns session.ErrStoreDown (the cookie kept) when the store cannot
+// be reached.
+func (p *Proxy) lookupIdentity(w http.ResponseWriter, r *http.Request, now time.Time) (*identity, error) {
+	e, err := p.store.Load(w, r, now)
+	switch {
+	case errors.Is(err, session.ErrStoreDown):
+		return nil, err
+	case err != nil:
+		p.log.Debug("session cookie refused", "err", err, "client", p.trusted.clientIP(r))
 	}
-	now := p.now()
-	id, ok := p.cache.Get(raw, now)
-	if ok && p.redis != nil && !p.storeLive.Load() {
-		id, ok = nil, false // changes may go unannounced: ask Redis
+	if e == nil {
+		return nil, nil
 	}
-	if !ok {
-		gen := p.storeGen.Load()
-		s, t, err := p.readSession(r.Context(), raw)
-		if errors.Is(err, session.ErrStoreDown) {
-			return nil, raw, now, err
-		}
-		if err != nil {
-			p.log.Debug("session cookie refused", "err", err, "client", p.trusted.clientIP(r))
-		}
-		if err == nil && s.Valid(now) && !p.idleOut(s, now) {
-			id = p.headers.identity(s)
-			id.allowed = p.access.allows(s)
-			if t != nil {
-				id.ticket, id.name = t, t.Name()
-			}
-			expires := s.Expires
-			if p.idle > 0 {
-				expires = min(expires, s.LastSeen()+int64(p.idle/time.Second))
-			}
-			if p.storeGen.Load() == gen { // nothing changed while reading
-				p.cache.Put(raw, id, expires)
-			}
-		}
-	}
-	if id != nil && p.revoked.revoked(id.session) {
-		p.cache.Delete(raw)
-		id = nil
-	}
-	if id == nil {
-		p.sessions.Clear(w, r, p.sessionName)
-		return nil, "", now, nil
-	}
-	return id, raw, now, nil
+	return p.ids.of(e), nil
 }
 
 // keepUp renews the session when its refresh is due, or else renews its
 // cookie for the idle timeout. It returns the identity to use, or nil when
 // the session has ended.
-func (p *Proxy) keepUp(w http.ResponseWriter, r *http.Request, raw string, id *identity, now time.Time) *identity {
-	if next := p.renew(w, r, raw, id, now); next != id {
+func (p *Proxy) keepUp(w http.ResponseWriter, r *http.Request, id *identity, now time.Time) *identity {
+	if next := p.renew(w, r, id, now); next != id {
 		return next // renewed (its cookie written) or ended
 	}
 	p.touch(w, r, id, now)
 	return id
-}
-
-// idleOut reports whether s has been idle for longer than the idle timeout.
-func (p *Proxy) idleOut(s *session.Session, now time.Time) bool {
-	return p.idle > 0 && now.Unix() >= s.LastSeen()+int64(p.idle/time.Second)
 }
 
 // touch renews the cookie of an active session with an idle timeout, once
@@ -120,7 +96,7 @@ func (p *Proxy) touch(w http.ResponseWriter, r *http.Request, id *identity, now 
 	}
 	renewed := *s
 	renewed.Seen = now.Unix()
-	if _, err := p.saveSession(r.Context(), w, r, id.ticket, &renewed, now); err != nil {
+	if _, err := p.store.Save(r.Context(), w, r, id.entry, &renewed, now); err != nil {
 		p.log.Warn("session: renewing the cookie failed", "err", err, "sub", s.Subject)
 	}
 }

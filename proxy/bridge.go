@@ -56,7 +56,6 @@ type memosBridge struct {
 	https         bool   // the external URL is https
 	outCookie     string // marks a browser that pressed Memos's sign-out
 	grants        grants
-	timeout       time.Duration // for the grants in Redis
 }
 
 func newMemosBridge(cfg *config.Config, p *Proxy, transport http.RoundTripper) (*memosBridge, error) {
@@ -75,11 +74,7 @@ func newMemosBridge(cfg *config.Config, p *Proxy, transport http.RoundTripper) (
 		adminToken:    m.AdminToken,
 		https:         p.external.Scheme == "https",
 		outCookie:     cfg.Session.CookieName + "_memos_out",
-		grants:        newMemGrants(),
-		timeout:       p.redisTimeout,
-	}
-	if p.redis != nil {
-		b.grants = redisGrants{p.redis}
+		grants:        grants{p.store},
 	}
 	if b.memosURL == "" {
 		b.memosURL = strings.TrimSuffix(p.upstream.String(), "/")
@@ -115,14 +110,10 @@ func (b *memosBridge) code(ctx context.Context, u memosUser, redirectURI, challe
 }
 
 func (b *memosBridge) keep(ctx context.Context, kind, secret string, g *grant, now time.Time) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(b.timeout, time.Second))
-	defer cancel()
 	return b.grants.put(ctx, kind, secret, g, now)
 }
 
 func (b *memosBridge) find(ctx context.Context, kind, secret string, take bool, now time.Time) (*grant, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(b.timeout, time.Second))
-	defer cancel()
 	return b.grants.get(ctx, kind, secret, take, now)
 }
 

@@ -82,7 +82,7 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 		p.signInFailed(w, r, reasonOf(err), err, http.StatusBadGateway, "")
 		return
 	}
-	size, err := p.saveSession(r.Context(), w, r, nil, s, p.now())
+	size, err := p.store.Save(r.Context(), w, r, nil, s, p.now())
 	if errors.Is(err, session.ErrStoreDown) {
 		p.signInFailed(w, r, "store_down", err, http.StatusServiceUnavailable,
 			"Your session cannot be stored right now. Please try again in a moment.")

@@ -43,12 +43,10 @@ func (p *Proxy) Check(ctx context.Context) ([]string, error) {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("upstream %s: %w", p.upstream, err))
 	}
-	if p.redis != nil {
-		if err := p.redis.Ping(ctx); err != nil {
-			errs = append(errs, err)
-		} else {
-			found = append(found, "session store: Redis answers")
-		}
+	if line, err := p.store.Check(ctx); err != nil {
+		errs = append(errs, err)
+	} else if line != "" {
+		found = append(found, line)
 	}
 	if p.bridge != nil {
 		found = append(found, "memos bridge: Memos reaches the token endpoint at "+p.bridge.tokenURL+" (not checked from here)")

@@ -18,14 +18,14 @@ import (
 func (p *Proxy) handleSignOut(w http.ResponseWriter, r *http.Request) {
 	// Looked up, not kept up: no refresh is spent on a session that ends.
 	var s *session.Session
-	id, _, now, err := p.lookupIdentity(w, r)
+	id, err := p.lookupIdentity(w, r, p.now())
 	if id != nil {
 		s = id.session
-		p.endStored(r.Context(), id, now) // a copy of the cookie is no good either
+		p.endSession(r, id) // a copy of the cookie is no good either
 	} else if err != nil {
 		p.log.Error("sign-out: the session store is down; the session lasts until it expires, but this browser's cookie is gone", "err", err, "client", p.trusted.clientIP(r))
 	}
-	p.sessions.Clear(w, r, p.sessionName)
+	p.store.Clear(w, r)
 	if p.bridge != nil {
 		p.memosSignOut(r.Context(), r)
 		p.clearMemos(w)
@@ -95,16 +95,11 @@ func (p *Proxy) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("waiting for OIDC discovery\n"))
 		return
 	}
-	if p.redis != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), p.redisTimeout)
-		err := p.redis.Ping(ctx)
-		cancel()
-		if err != nil {
-			p.log.Warn("readiness: Redis does not answer", "err", err)
-			w.WriteHeader(http.StatusServiceUnavailable)
-			w.Write([]byte("the session store does not answer\n"))
-			return
-		}
+	if _, err := p.store.Check(r.Context()); err != nil {
+		p.log.Warn("readiness: the session store does not answer", "err", err)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte("the session store does not answer\n"))
+		return
 	}
 	if err := p.upstreamReady(r.Context()); err != nil {
 		p.log.Warn("readiness: the upstream does not answer", "err", err)

@@ -52,7 +52,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	if pr.Out.Trailer != nil {
 		p.headers.strip(pr.Out.Trailer)
 	}
-	stripCookies(pr.Out.Header, p.sessionName)
+	stripCookies(pr.Out.Header, p.store.CookieName())
 	if x := exchangeFrom(pr.In.Context()); x != nil {
 		if x.id != nil {
 			p.headers.inject(pr.Out.Header, x.id)

@@ -137,10 +137,10 @@ func (p *Proxy) memosSignedOut(resp *http.Response, x *exchange) {
 	r := resp.Request
 	h := headerOnly{resp.Header}
 	if x.id != nil {
-		p.endStored(r.Context(), x.id, p.now())
+		p.endSession(r, x.id)
 		p.log.Info("sign-out (Memos's button)", "user", userName(x.id.session), "sub", x.id.session.Subject, "client", p.trusted.clientIP(r))
 	}
-	p.sessions.Clear(h, r, p.sessionName)
+	p.store.Clear(h, r)
 	c := &http.Cookie{Name: p.bridge.outCookie, Value: "1", Path: "/", MaxAge: 300, HttpOnly: true, Secure: p.bridge.https, SameSite: http.SameSiteLaxMode}
 	resp.Header.Add("Set-Cookie", c.String())
 }

@@ -122,9 +122,7 @@ func (p *Proxy) Start(ctx context.Context) {
 	if p.bridge != nil && p.bridge.adminToken != "" {
 		go p.registerInBackground(ctx)
 	}
-	if p.redis != nil {
-		go p.watchStore(ctx)
-	}
+	go p.store.Run(ctx)
 	go func() {
 		delay := time.Second
 		for {

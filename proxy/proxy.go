@@ -64,19 +64,10 @@ type Proxy struct {
 
 	lifetime    time.Duration
 	idle        time.Duration // 0: no idle timeout
-	sessions    *session.Codec
-	sessionName string
-	cache       *session.Cache[*identity]
-	refreshes   *refresher
-	revoked     *revocations
-	// The Redis store, when configured (nil: the cookie store).
-	redis        *session.RedisStore
-	redisTimeout time.Duration
-	storeLive    atomic.Bool  // announcements are followed: the cache is good
-	storeGen     atomic.Int64 // counts changes, so a read racing one is not cached
-	storeWarned  atomic.Int64 // when "store unavailable" was last logged (Unix s)
-	flows        *session.Codec
-	flowPrefix   string
+	store       session.Store
+	storeWarned atomic.Int64 // when "store unavailable" was last logged (Unix s)
+	flows       *session.Codec
+	flowPrefix  string
 
 	accessLog bool
 
@@ -89,6 +80,7 @@ type Proxy struct {
 
 	headers identityHeaders
 	access  accessRules
+	ids     *identities
 	trusted trustedProxies
 	public  publicPaths
 	bearers *bearerChecker // nil unless memos.pass_bearer_tokens
@@ -163,8 +155,8 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	for _, s := range cfg.Session.Secret {
 		secrets = append(secrets, []byte(s))
 	}
-	if p.sessions, err = session.NewCodec(secrets, "session", session.CookieOptions{Secure: secure, MaxAge: p.lifetime}); err != nil {
-		return nil, fmt.Errorf("proxy: %w", err)
+	if p.store, err = openStore(cfg, secure, p.lifetime, p); err != nil {
+		return nil, err
 	}
 	if p.flows, err = session.NewCodec(secrets, "login", session.CookieOptions{Secure: secure, MaxAge: flowLifetime}); err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
@@ -173,19 +165,6 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	if base == "" {
 		base = config.DefaultCookieName
 	}
-	p.sessionName = p.sessions.CookieName(base)
-	p.cache = session.NewCache[*identity](0)
-	p.refreshes = newRefresher()
-	p.revoked = newRevocations(p.lifetime)
-	if cfg.Session.Store == "redis" {
-		if p.redis, err = newRedisStore(cfg.Session.Redis); err != nil {
-			return nil, err
-		}
-		p.redisTimeout = cfg.Session.Redis.Timeout
-		if p.redisTimeout <= 0 {
-			p.redisTimeout = 2 * time.Second
-		}
-	}
 	p.flowPrefix = p.flows.CookieName(base + "_login_")
 	hm := cfg.Headers
 	if hm == nil {
@@ -193,6 +172,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	}
 	p.headers = newIdentityHeaders(hm)
 	p.access = newAccessRules(cfg.Access)
+	p.ids = &identities{headers: p.headers, access: p.access}
 	p.public = publicPaths(cfg.PublicPaths)
 	p.accessLog = cfg.Log.Access == nil || *cfg.Log.Access
 	if cfg.UpstreamReadyPath != "" {
@@ -243,10 +223,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 // Close releases the connections to the session store. Call it once the
 // server has stopped: requests still in flight need the store.
 func (p *Proxy) Close() error {
-	if p.redis != nil {
-		return p.redis.Close()
-	}
-	return nil
+	return p.store.Close()
 }
 
 // BridgeHandler serves the token and userinfo endpoints Memos calls, for

@@ -20,49 +20,7 @@ import (
 // be perfectly good: the caller must not treat it as signed out.
 var ErrStoreDown = errors.New("session: the session store cannot be reached")
 
-// TicketSize is the length of a marshalled Ticket.
-const TicketSize = 16 + 32
-
-// Ticket is what the browser holds of a session kept in Redis: the
-// record's id and the key that encrypts it. Redis never sees the key, so a
-// dump of Redis alone reveals no session.
-type Ticket struct {
-	ID  [16]byte
-	Key [32]byte
-}
-
-// NewTicket makes a random ticket.
-func NewTicket() (Ticket, error) {
-	var t Ticket
-	if _, err := rand.Read(t.ID[:]); err != nil {
-		return t, err
-	}
-	_, err := rand.Read(t.Key[:])
-	return t, err
-}
-
-// Marshal encodes t for a cookie (which encrypts and signs it again).
-func (t Ticket) Marshal() []byte { return append(t.ID[:], t.Key[:]...) }
-
-// ParseTicket decodes what Marshal made.
-func ParseTicket(b []byte) (Ticket, error) {
-	var t Ticket
-	if len(b) != TicketSize {
-		return t, fmt.Errorf("%w: a ticket is %d bytes, not %d", ErrInvalid, TicketSize, len(b))
-	}
-	copy(t.ID[:], b)
-	copy(t.Key[:], b[16:])
-	return t, nil
-}
-
-// Name is the ticket's public name: a hash of its id, used for the Redis
-// key and in invalidation messages. It reveals neither id nor key.
-func (t Ticket) Name() string {
-	h := sha256.Sum256(t.ID[:])
-	return hex.EncodeToString(h[:16])
-}
-
-// RedisOptions configure a RedisStore. One of Address (one server),
+// RedisOptions configure a redisDB. One of Address (one server),
 // Addresses with MasterName (Sentinel) or Addresses with Cluster is set.
 type RedisOptions struct {
 	Address    string
@@ -80,15 +38,15 @@ type RedisOptions struct {
 	Timeout time.Duration
 }
 
-// RedisStore keeps sessions in Redis, each encrypted (AES-256-GCM) with
+// redisDB keeps sessions in Redis, each encrypted (AES-256-GCM) with
 // its ticket's key and bound to its record's name. Beside the records it
 // keeps an index of the records by subject and by provider session id
 // (both hashed) for back-channel logout, the logout token ids seen, and a
 // lock per session for refreshes. Changes are announced on a channel so
 // that every replica drops what it cached.
 //
-// A RedisStore is safe for concurrent use.
-type RedisStore struct {
+// A redisDB is safe for concurrent use.
+type redisDB struct {
 	rdb     redis.UniversalClient
 	prefix  string
 	timeout time.Duration
@@ -104,8 +62,8 @@ type noLogs struct{}
 
 func (noLogs) Printf(context.Context, string, ...any) {}
 
-// NewRedisStore connects lazily: it does no I/O until the first command.
-func NewRedisStore(o RedisOptions) (*RedisStore, error) {
+// newRedisDB connects lazily: it does no I/O until the first command.
+func newRedisDB(o RedisOptions) (*redisDB, error) {
 	quietRedis.Do(func() { redis.SetLogger(noLogs{}) })
 	if o.Prefix == "" {
 		o.Prefix = "oidc-proxy:"
@@ -134,15 +92,15 @@ func NewRedisStore(o RedisOptions) (*RedisStore, error) {
 	if len(u.Addrs) == 0 {
 		return nil, errors.New("session: redis: no address")
 	}
-	return &RedisStore{rdb: redis.NewUniversalClient(u), prefix: o.Prefix, timeout: o.Timeout}, nil
+	return &redisDB{rdb: redis.NewUniversalClient(u), prefix: o.Prefix, timeout: o.Timeout}, nil
 }
 
 // Close closes the connections.
-func (s *RedisStore) Close() error { return s.rdb.Close() }
+func (s *redisDB) Close() error { return s.rdb.Close() }
 
-func (s *RedisStore) key(kind, name string) string { return s.prefix + kind + ":" + name }
+func (s *redisDB) key(kind, name string) string { return s.prefix + kind + ":" + name }
 
-func (s *RedisStore) channel() string { return s.prefix + "changed" }
+func (s *redisDB) channel() string { return s.prefix + "changed" }
 
 // down wraps a Redis failure as ErrStoreDown.
 func down(err error) error {
@@ -153,22 +111,14 @@ func down(err error) error {
 }
 
 // Ping reports whether Redis answers.
-func (s *RedisStore) Ping(ctx context.Context) error {
+func (s *redisDB) Ping(ctx context.Context) error {
 	return down(s.rdb.Ping(ctx).Err())
-}
-
-func (t Ticket) aead() (cipher.AEAD, error) {
-	block, err := aes.NewCipher(t.Key[:])
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
 }
 
 // Get reads and decrypts t's session. A record that is missing (ended,
 // expired) gives ErrNotFound; one that does not open with t's key gives
 // ErrInvalid; Redis failing gives ErrStoreDown.
-func (s *RedisStore) Get(ctx context.Context, t Ticket) (*Session, error) {
+func (s *redisDB) Get(ctx context.Context, t Ticket) (*Session, error) {
 	name := t.Name()
 	b, err := s.rdb.Get(ctx, s.key("s", name)).Bytes()
 	if errors.Is(err, redis.Nil) {
@@ -196,7 +146,7 @@ var ErrNotFound = errors.New("session: no such session in the store")
 
 // Put encrypts and writes t's session, to expire after ttl, indexes it
 // by subject and provider session id, and announces the change.
-func (s *RedisStore) Put(ctx context.Context, t Ticket, sess *Session, ttl time.Duration) error {
+func (s *redisDB) Put(ctx context.Context, t Ticket, sess *Session, ttl time.Duration) error {
 	if ttl <= 0 {
 		return errors.New("session: redis: session already expired")
 	}
@@ -244,7 +194,7 @@ func (s *RedisStore) Put(ctx context.Context, t Ticket, sess *Session, ttl time.
 const indexPruneAt = 32
 
 // prune removes from the index idx the sessions that no longer exist.
-func (s *RedisStore) prune(ctx context.Context, idx string) {
+func (s *redisDB) prune(ctx context.Context, idx string) {
 	members, err := s.rdb.SMembers(ctx, idx).Result()
 	if err != nil {
 		return
@@ -270,7 +220,7 @@ func (s *RedisStore) prune(ctx context.Context, idx string) {
 }
 
 // indexes are the index keys a session belongs in.
-func (s *RedisStore) indexes(sess *Session) []string {
+func (s *redisDB) indexes(sess *Session) []string {
 	keys := []string{s.key("sub", hashed(sess.Subject))}
 	if sess.SID != "" {
 		keys = append(keys, s.key("sid", hashed(sess.SID)))
@@ -285,7 +235,7 @@ func hashed(v string) string {
 
 // Delete ends the session with the given name and announces it; sess,
 // when known, also leaves its indexes.
-func (s *RedisStore) Delete(ctx context.Context, name string, sess *Session) error {
+func (s *redisDB) Delete(ctx context.Context, name string, sess *Session) error {
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, s.key("s", name))
 		if sess != nil {
@@ -302,7 +252,7 @@ func (s *RedisStore) Delete(ctx context.Context, name string, sess *Session) err
 // Logout ends every session of subject sub (when not empty) and every
 // session of provider session sid (when not empty), and reports how many
 // there were.
-func (s *RedisStore) Logout(ctx context.Context, sub, sid string) (int, error) {
+func (s *redisDB) Logout(ctx context.Context, sub, sid string) (int, error) {
 	var idx []string
 	if sub != "" {
 		idx = append(idx, s.key("sub", hashed(sub)))
@@ -335,7 +285,7 @@ func (s *RedisStore) Logout(ctx context.Context, sub, sid string) (int, error) {
 
 // FirstUse records a logout token id until ttl passes, and reports
 // whether it was new (false: a replay).
-func (s *RedisStore) FirstUse(ctx context.Context, jti string, ttl time.Duration) (bool, error) {
+func (s *redisDB) FirstUse(ctx context.Context, jti string, ttl time.Duration) (bool, error) {
 	ok, err := s.rdb.SetNX(ctx, s.key("jti", hashed(jti)), 1, ttl).Result()
 	return ok, down(err)
 }
@@ -343,7 +293,7 @@ func (s *RedisStore) FirstUse(ctx context.Context, jti string, ttl time.Duration
 // sealedKeys derives, from a bearer secret (a one-time code, a token), the
 // name its value is kept under and the key that encrypts it: Redis holds
 // neither the secret nor the value in the clear.
-func (s *RedisStore) sealedKeys(kind, secret string) (string, cipher.AEAD, error) {
+func (s *redisDB) sealedKeys(kind, secret string) (string, cipher.AEAD, error) {
 	id := sha256.Sum256([]byte("oidc-proxy name\x00" + secret))
 	key := sha256.Sum256([]byte("oidc-proxy key\x00" + secret))
 	block, err := aes.NewCipher(key[:])
@@ -356,7 +306,7 @@ func (s *RedisStore) sealedKeys(kind, secret string) (string, cipher.AEAD, error
 
 // PutSealed keeps value for ttl under the bearer secret, encrypted with a
 // key derived from it.
-func (s *RedisStore) PutSealed(ctx context.Context, kind, secret string, value []byte, ttl time.Duration) error {
+func (s *redisDB) PutSealed(ctx context.Context, kind, secret string, value []byte, ttl time.Duration) error {
 	name, gcm, err := s.sealedKeys(kind, secret)
 	if err != nil {
 		return err
@@ -371,7 +321,7 @@ func (s *RedisStore) PutSealed(ctx context.Context, kind, secret string, value [
 // GetSealed returns what PutSealed kept under secret (ErrNotFound when
 // nothing, or it expired); with take, it is removed in the same step, so
 // that only one caller ever gets it.
-func (s *RedisStore) GetSealed(ctx context.Context, kind, secret string, take bool) ([]byte, error) {
+func (s *redisDB) GetSealed(ctx context.Context, kind, secret string, take bool) ([]byte, error) {
 	name, gcm, err := s.sealedKeys(kind, secret)
 	if err != nil {
 		return nil, err
@@ -399,7 +349,7 @@ func (s *RedisStore) GetSealed(ctx context.Context, kind, secret string, take bo
 }
 
 // Forget drops a token id recorded by FirstUse.
-func (s *RedisStore) Forget(ctx context.Context, jti string) {
+func (s *redisDB) Forget(ctx context.Context, jti string) {
 	s.rdb.Del(ctx, s.key("jti", hashed(jti)))
 }
 
@@ -408,7 +358,7 @@ var unlockScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] the
 
 // Lock takes the refresh lock of the session named name for at most ttl.
 // It reports false when another holder has it; unlock gives it back.
-func (s *RedisStore) Lock(ctx context.Context, name string, ttl time.Duration) (unlock func(), ok bool, err error) {
+func (s *redisDB) Lock(ctx context.Context, name string, ttl time.Duration) (unlock func(), ok bool, err error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, false, err
@@ -427,7 +377,7 @@ func (s *RedisStore) Lock(ctx context.Context, name string, ttl time.Duration) (
 }
 
 // WaitUnlocked waits until the refresh lock of name is free (or ctx ends).
-func (s *RedisStore) WaitUnlocked(ctx context.Context, name string) error {
+func (s *redisDB) WaitUnlocked(ctx context.Context, name string) error {
 	key := s.key("lock", name)
 	for delay := 20 * time.Millisecond; ; delay = min(delay*2, 200*time.Millisecond) {
 		n, err := s.rdb.Exists(ctx, key).Result()
@@ -451,7 +401,7 @@ func (s *RedisStore) WaitUnlocked(ctx context.Context, name string) error {
 // just (re)connected) and must drop everything it cached; lost is called
 // when the connection is gone, from then until reset, cached sessions must
 // not be trusted.
-func (s *RedisStore) Watch(ctx context.Context, changed func(name string), reset, lost func(error)) {
+func (s *redisDB) Watch(ctx context.Context, changed func(name string), reset, lost func(error)) {
 	// go-redis remembers the channel and subscribes again after every
 	// reconnection; each subscription confirmed comes back as a message.
 	ps := s.rdb.Subscribe(ctx, s.channel())

@@ -1,0 +1,243 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// redisStore keeps sessions in Redis; the browser holds a ticket (the
+// record's id and key) in its cookie. Every replica caches the entries it
+// read and drops one when any replica announces a change of its record;
+// while a replica does not follow the announcements (not yet subscribed,
+// or the connection lost) it reads Redis on every request, and a
+// generation counter keeps a read that raced a change out of the cache.
+type redisStore struct {
+	base
+	db      *redisDB
+	timeout time.Duration
+	live    func(bool)
+
+	following atomic.Bool  // announcements are followed: the cache is good
+	gen       atomic.Int64 // counts changes, so a read racing one is not cached
+}
+
+func (s *redisStore) Load(w http.ResponseWriter, r *http.Request, now time.Time) (*Entry, error) {
+	raw, err := s.codec.Value(r, s.name)
+	if errors.Is(err, ErrNoCookie) {
+		return nil, nil
+	}
+	e, ok := s.cache.Get(raw, now)
+	if ok && !s.following.Load() {
+		e, ok = nil, false // changes may go unannounced: ask Redis
+	}
+	if !ok {
+		gen := s.gen.Load()
+		sess, t, err := s.read(r.Context(), raw)
+		if errors.Is(err, ErrStoreDown) {
+			return nil, err
+		}
+		if err != nil {
+			s.Clear(w, r)
+			return nil, err
+		}
+		if s.usable(sess, now) {
+			e = &Entry{Session: sess, name: t.Name(), ticket: &t, raw: raw}
+			if s.gen.Load() == gen { // nothing changed while reading
+				s.cache.Put(raw, e, s.cacheUntil(sess))
+			}
+		}
+	}
+	if e == nil {
+		s.Clear(w, r)
+	}
+	return e, nil
+}
+
+// read opens a cookie value: its ticket, then the record it names.
+func (s *redisStore) read(ctx context.Context, raw string) (*Session, Ticket, error) {
+	payload, err := s.codec.Decode(s.name, raw)
+	if err != nil {
+		return nil, Ticket{}, err
+	}
+	t, err := ParseTicket(payload)
+	if err != nil {
+		return nil, t, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	sess, err := s.db.Get(ctx, t)
+	return sess, t, err
+}
+
+// Save writes s into Redis under e's ticket, or under a new ticket that
+// goes into the browser's cookie when e is nil.
+func (s *redisStore) Save(ctx context.Context, w http.ResponseWriter, r *http.Request, e *Entry, sess *Session, now time.Time) (int, error) {
+	var t Ticket
+	if e != nil && e.ticket != nil {
+		t = *e.ticket
+	} else {
+		var err error
+		if t, err = NewTicket(); err != nil {
+			return 0, err
+		}
+	}
+	if err := s.put(ctx, t, sess, now); err != nil {
+		return 0, err
+	}
+	if e != nil && e.ticket != nil {
+		return 0, nil // the ticket in the browser stays the same
+	}
+	return s.write(w, r, t.Marshal(), sess, now)
+}
+
+// put writes the record of t until sess expires or idles out.
+func (s *redisStore) put(ctx context.Context, t Ticket, sess *Session, now time.Time) error {
+	keep := time.Unix(sess.Expires, 0).Sub(now)
+	if s.idle > 0 {
+		keep = min(keep, time.Unix(sess.LastSeen(), 0).Add(s.idle).Sub(now))
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+	defer cancel()
+	return s.db.Put(ctx, t, sess, keep)
+}
+
+func (s *redisStore) Refresh(ctx context.Context, w http.ResponseWriter, r *http.Request, e *Entry, now time.Time, spend Spend) (*Entry, error) {
+	renewed, err := s.refresh(w, r, e, now, func() (*Session, error) { return s.refreshShared(ctx, e, now, spend) })
+	if err != nil {
+		return nil, err
+	}
+	return &Entry{Session: renewed, name: e.name, ticket: e.ticket}, nil
+}
+
+// refreshShared is one replica's flight: one replica at a time spends a
+// session's refresh token (a lock in Redis), and the others take its
+// outcome from the record.
+func (s *redisStore) refreshShared(ctx context.Context, e *Entry, now time.Time, spend Spend) (*Session, error) {
+	name := e.name
+	ttl := 30 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		ttl = time.Until(d) + 5*time.Second
+	}
+	unlock, locked, err := s.db.Lock(ctx, name, ttl)
+	if err != nil {
+		return nil, err
+	}
+	if locked {
+		defer unlock()
+	} else if err := s.db.WaitUnlocked(ctx, name); err != nil {
+		return nil, err
+	}
+	cur, err := s.db.Get(ctx, *e.ticket)
+	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrInvalid):
+		return nil, fmt.Errorf("%w: the session ended meanwhile", ErrRefreshRefused)
+	case err != nil:
+		return nil, err
+	case cur.RefreshToken != e.Session.RefreshToken || now.Unix() < cur.RefreshAt:
+		return cur, nil // another request or replica renewed it
+	case !locked:
+		return nil, errors.New("another replica's refresh did not complete")
+	}
+	renewed, err := spend(ctx, cur)
+	if errors.Is(err, ErrRefreshRefused) {
+		if derr := s.db.Delete(ctx, name, cur); derr != nil {
+			s.log.Warn("refresh refused, and deleting the session failed", "err", derr)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.put(ctx, *e.ticket, renewed, now); err != nil {
+		// The provider rotated the refresh token: this process goes on with
+		// the new one, other replicas will find theirs refused.
+		s.log.Error("refresh: storing the renewed session failed", "err", err, "sub", renewed.Subject)
+	}
+	return renewed, nil
+}
+
+func (s *redisStore) End(ctx context.Context, e *Entry, _ time.Time) error {
+	s.dropCached(e.name)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+	defer cancel()
+	return s.db.Delete(ctx, e.name, e.Session)
+}
+
+// jtiRetention is how long a logout token id is remembered: twice the age
+// past which the proxy refuses a logout token anyway.
+const jtiRetention = 20 * time.Minute
+
+// Logout records the token id once for every replica (a replay is
+// refused), then ends every session of sub or sid. When the store fails
+// half way, the token id is forgotten again so that the provider's retry
+// is not taken for a replay.
+func (s *redisStore) Logout(ctx context.Context, jti, sub, sid string, _ time.Time) (int, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*s.timeout)
+	defer cancel()
+	first, err := s.db.FirstUse(ctx, jti, jtiRetention)
+	if err != nil {
+		return 0, err
+	}
+	if !first {
+		return 0, ErrReplay
+	}
+	n, err := s.db.Logout(ctx, sub, sid)
+	if err != nil {
+		s.db.Forget(ctx, jti)
+	}
+	return n, err
+}
+
+func (s *redisStore) Keep(ctx context.Context, kind, secret string, value []byte, ttl time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(s.timeout, time.Second))
+	defer cancel()
+	return s.db.PutSealed(ctx, kind, secret, value, ttl)
+}
+
+func (s *redisStore) Take(ctx context.Context, kind, secret string, once bool) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(s.timeout, time.Second))
+	defer cancel()
+	v, err := s.db.GetSealed(ctx, kind, secret, once)
+	if errors.Is(err, ErrInvalid) {
+		return nil, ErrNotFound
+	}
+	return v, err
+}
+
+// dropCached forgets the entries cached for the record name.
+func (s *redisStore) dropCached(name string) {
+	s.gen.Add(1)
+	s.cache.DeleteFunc(func(e *Entry) bool { return e.name == name })
+}
+
+// Run follows the announcements until ctx ends.
+func (s *redisStore) Run(ctx context.Context) {
+	s.db.Watch(ctx, s.dropCached, func(error) {
+		s.gen.Add(1)
+		s.cache.Clear()
+		s.live(true)
+		if !s.following.Swap(true) {
+			s.log.Info("session store: connected to Redis")
+		}
+	}, func(err error) {
+		s.gen.Add(1)
+		s.live(false)
+		if s.following.Swap(false) {
+			s.log.Warn("session store: lost Redis; sessions are read from it on every request until it is back", "err", err)
+		}
+	})
+}
+
+func (s *redisStore) Check(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := s.db.Ping(ctx); err != nil {
+		return "", err
+	}
+	return "session store: Redis answers", nil
+}
+
+func (s *redisStore) Close() error { return s.db.Close() }
