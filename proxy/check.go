@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-
-	"golang.org/x/oauth2"
 )
 
 // Check reaches the provider's discovery and the upstream once, as
@@ -15,20 +13,20 @@ import (
 func (p *Proxy) Check(ctx context.Context) ([]string, error) {
 	var found []string
 	var errs []error
-	op, err := p.discover(ctx)
+	issuer := p.oidc.Issuer()
+	op, err := p.oidc.Discover(ctx)
 	if err != nil {
-		errs = append(errs, fmt.Errorf("provider %s: %w", p.issuer, err))
+		errs = append(errs, fmt.Errorf("provider %s: %w", issuer, err))
 	} else {
-		ep := op.oauth.Endpoint
 		found = append(found,
-			"provider "+p.issuer+": discovery matches the issuer",
-			"  authorization endpoint "+ep.AuthURL,
-			"  token endpoint "+ep.TokenURL+" (client authentication: "+p.authMethodName()+")",
-			"  userinfo endpoint "+orNone(op.oidc.UserInfoEndpoint()),
-			"  end_session_endpoint "+orNone(op.endSession),
-			fmt.Sprintf("  iss on the callback (RFC 9207): %v", op.issParam),
+			"provider "+issuer+": discovery matches the issuer",
+			"  authorization endpoint "+op.AuthURL(),
+			"  token endpoint "+op.TokenURL()+" (client authentication: "+p.oidc.AuthMethod()+")",
+			"  userinfo endpoint "+orNone(op.UserinfoURL()),
+			"  end_session_endpoint "+orNone(op.EndSession()),
+			fmt.Sprintf("  iss on the callback (RFC 9207): %v", op.IssParameter()),
 		)
-		if op.endSession == "" && p.logoutURL == "" {
+		if op.EndSession() == "" && p.logoutURL == "" {
 			found = append(found, "  note: no end_session_endpoint and no oidc.logout_url: sign-out ends only the proxy's session")
 		}
 	}
@@ -59,11 +57,4 @@ func orNone(s string) string {
 		return "(none)"
 	}
 	return s
-}
-
-func (p *Proxy) authMethodName() string {
-	if p.authStyle == oauth2.AuthStyleInHeader {
-		return "client_secret_basic"
-	}
-	return "client_secret_post"
 }

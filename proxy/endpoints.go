@@ -39,12 +39,12 @@ func (p *Proxy) handleSignOut(w http.ResponseWriter, r *http.Request) {
 	rd := CleanReturnURL(r.FormValue("rd"))
 	back := p.external.String() + rd
 	dest := rd
-	op := p.provider.Load()
+	op := p.oidc.Provider()
 	switch {
-	case op != nil && op.endSession != "":
-		u, _ := url.Parse(op.endSession)
+	case op != nil && op.EndSession() != "":
+		u, _ := url.Parse(op.EndSession())
 		q := u.Query()
-		q.Set("client_id", p.clientID)
+		q.Set("client_id", p.oidc.ClientID())
 		q.Set("post_logout_redirect_uri", back)
 		if s != nil && s.IDToken != "" {
 			q.Set("id_token_hint", s.IDToken)

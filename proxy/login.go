@@ -68,7 +68,7 @@ func (p *Proxy) handleStart(w http.ResponseWriter, r *http.Request) {
 // startFlow sends the browser to the provider with a fresh state, nonce and
 // PKCE verifier, kept in a new login cookie. ret must already be clean.
 func (p *Proxy) startFlow(w http.ResponseWriter, r *http.Request, ret string) {
-	op := p.provider.Load()
+	op := p.oidc.Provider()
 	if op == nil {
 		w.Header().Set("Retry-After", "5")
 		p.errorPage(w, r, http.StatusServiceUnavailable, "Sign-in is not available yet",
@@ -89,12 +89,10 @@ func (p *Proxy) startFlow(w http.ResponseWriter, r *http.Request, ret string) {
 		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "The proxy could not start the sign-in.")
 		return
 	}
-	url := op.oauth.AuthCodeURL(f.State, oidcNonce(f.Nonce), oauth2.S256ChallengeOption(f.Verifier))
+	url := op.AuthCodeURL(f.State, f.Nonce, f.Verifier)
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, url, http.StatusFound)
 }
-
-func oidcNonce(n string) oauth2.AuthCodeOption { return oauth2.SetAuthURLParam("nonce", n) }
 
 // dropOldFlows keeps at most maxFlows-1 pending sign-ins in the browser,
 // so that a new one fits: unreadable ones and the oldest go first.

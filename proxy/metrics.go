@@ -1,11 +1,11 @@
 package proxy
 
 import (
-	"context"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/oidc-proxy/oidc-proxy/proxy/rp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -104,13 +104,6 @@ func (m *metrics) request(route, status int) {
 	m.requests[route][class].Inc()
 }
 
-type idpEndpointKey struct{}
-
-// withIdPEndpoint labels the requests made with ctx for the IdP metrics.
-func withIdPEndpoint(ctx context.Context, endpoint string) context.Context {
-	return context.WithValue(ctx, idpEndpointKey{}, endpoint)
-}
-
 // idpTransport times every request to the provider.
 type idpTransport struct {
 	next http.RoundTripper
@@ -118,7 +111,7 @@ type idpTransport struct {
 }
 
 func (t idpTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	endpoint, _ := r.Context().Value(idpEndpointKey{}).(string)
+	endpoint := rp.Endpoint(r.Context())
 	if endpoint == "" {
 		endpoint = "other"
 	}

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/oidc-proxy/oidc-proxy/config"
+	"github.com/oidc-proxy/oidc-proxy/proxy/rp"
 	"github.com/oidc-proxy/oidc-proxy/session"
-	"golang.org/x/oauth2"
 )
 
 // Prefix is the path prefix of the proxy's own endpoints. Every path under
@@ -30,7 +30,7 @@ const Prefix = "/oauth2/"
 type Options struct {
 	// Logger receives every log line. Nil means slog.Default().
 	Logger *slog.Logger
-	// IdPClient talks to the OpenID Provider. Nil means NewIdPClient with
+	// IdPClient talks to the OpenID Provider. Nil means rp.NewHTTPClient with
 	// the configured ca_file and timeout.
 	IdPClient *http.Client
 	// Transport carries requests to the upstream. Nil means NewTransport().
@@ -50,17 +50,10 @@ type Proxy struct {
 	external     *url.URL
 	upstream     *url.URL
 	preserveHost bool
-	callbackURL  string
 
-	issuer       string
-	clientID     string
-	clientSecret string
-	authStyle    oauth2.AuthStyle
-	scopes       []string
-	logoutURL    string
-	idpClient    *http.Client
-	idpTimeout   time.Duration
-	provider     atomic.Pointer[provider]
+	oidc       *rp.Client
+	logoutURL  string
+	idpTimeout time.Duration
 
 	lifetime    time.Duration
 	idle        time.Duration // 0: no idle timeout
@@ -101,12 +94,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	p := &Proxy{
 		log:          opts.Logger,
 		now:          opts.Now,
-		issuer:       cfg.OIDC.Issuer,
-		clientID:     cfg.OIDC.ClientID,
-		clientSecret: cfg.OIDC.ClientSecret,
-		scopes:       cfg.OIDC.Scopes,
 		logoutURL:    cfg.OIDC.LogoutURL,
-		idpClient:    opts.IdPClient,
 		idpTimeout:   cfg.OIDC.Timeout,
 		lifetime:     cfg.Session.Lifetime,
 		preserveHost: cfg.PreserveHost == nil || *cfg.PreserveHost,
@@ -122,30 +110,29 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		return nil, fmt.Errorf("proxy: external_url: %w", err)
 	}
 	p.external.Path, p.external.RawPath = "", ""
-	p.callbackURL = p.external.String() + Prefix + "callback"
 	if p.upstream, err = parseAbsolute(cfg.Upstream); err != nil {
 		return nil, fmt.Errorf("proxy: upstream: %w", err)
-	}
-	switch cfg.OIDC.ClientAuthMethod {
-	case "client_secret_post", "":
-		p.authStyle = oauth2.AuthStyleInParams
-	case "client_secret_basic":
-		p.authStyle = oauth2.AuthStyleInHeader
-	default:
-		return nil, fmt.Errorf("proxy: unsupported client_auth_method %q", cfg.OIDC.ClientAuthMethod)
 	}
 	if p.idpTimeout <= 0 {
 		p.idpTimeout = config.DefaultTimeout
 	}
-	if p.idpClient == nil {
-		if p.idpClient, err = NewIdPClient(cfg.OIDC.CAFile, p.idpTimeout); err != nil {
+	idpClient := opts.IdPClient
+	if idpClient == nil {
+		if idpClient, err = rp.NewHTTPClient(cfg.OIDC.CAFile, p.idpTimeout); err != nil {
 			return nil, err
 		}
 	}
 	p.metrics = newMetrics(opts.Version)
-	timed := *p.idpClient // a copy: the caller's client is not changed
-	timed.Transport = idpTransport{next: transportOf(p.idpClient), m: p.metrics}
-	p.idpClient = &timed
+	timed := *idpClient // a copy: the caller's client is not changed
+	timed.Transport = idpTransport{next: transportOf(idpClient), m: p.metrics}
+	if p.oidc, err = rp.New(rp.Config{
+		Issuer: cfg.OIDC.Issuer, ClientID: cfg.OIDC.ClientID, ClientSecret: cfg.OIDC.ClientSecret,
+		AuthMethod: cfg.OIDC.ClientAuthMethod, Scopes: cfg.OIDC.Scopes,
+		RedirectURL: p.external.String() + Prefix + "callback",
+		HTTPClient:  &timed, Timeout: p.idpTimeout, Now: p.now, Log: p.log,
+	}); err != nil {
+		return nil, err
+	}
 	if p.lifetime <= 0 {
 		p.lifetime = config.DefaultLifetime
 	}

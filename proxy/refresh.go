@@ -2,15 +2,13 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/oidc-proxy/oidc-proxy/proxy/rp"
 	"github.com/oidc-proxy/oidc-proxy/session"
-	"golang.org/x/oauth2"
 )
 
 // errRefreshRefused is a refresh the provider refused (invalid_grant): the
@@ -39,13 +37,13 @@ func (p *Proxy) renew(w http.ResponseWriter, r *http.Request, id *identity, now 
 	if s.RefreshToken == "" || now.Unix() < s.RefreshAt {
 		return id
 	}
-	op := p.provider.Load()
+	op := p.oidc.Provider()
 	if op == nil {
 		return id
 	}
 	// Not the request's context: a client that leaves must not cancel a
 	// refresh that others wait for.
-	ctx, cancel := context.WithTimeout(oidc.ClientContext(context.WithoutCancel(r.Context()), p.idpClient), 3*p.idpTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 3*p.idpTimeout)
 	defer cancel()
 	renewed, err := p.store.Refresh(ctx, w, r, id.entry, now, func(ctx context.Context, cur *session.Session) (*session.Session, error) {
 		return p.refresh(ctx, op, cur, now)
@@ -66,50 +64,25 @@ func (p *Proxy) renew(w http.ResponseWriter, r *http.Request, id *identity, now 
 
 // refresh spends s's refresh token and builds the renewed session: new
 // tokens, claims read again, the same subject, creation and expiry.
-func (p *Proxy) refresh(ctx context.Context, op *provider, s *session.Session, now time.Time) (*session.Session, error) {
-	src := op.oauth.TokenSource(withIdPEndpoint(ctx, "token"), &oauth2.Token{RefreshToken: s.RefreshToken, Expiry: time.Unix(1, 0)})
-	tok, err := src.Token()
+func (p *Proxy) refresh(ctx context.Context, op *rp.Provider, s *session.Session, now time.Time) (*session.Session, error) {
+	t, err := op.Refresh(ctx, s.RefreshToken, s.Subject)
+	if errors.Is(err, rp.ErrRefused) {
+		return nil, fmt.Errorf("%w: %w", errRefreshRefused, err)
+	}
 	if err != nil {
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) && (re.ErrorCode == "invalid_grant" || re.ErrorCode == "unauthorized_client" || re.ErrorCode == "invalid_client") {
-			return nil, fmt.Errorf("%w: %s", errRefreshRefused, re.ErrorCode)
-		}
-		if errors.As(err, &re) {
-			err = fmt.Errorf("token endpoint answered %d %s", re.Response.StatusCode, truncate(re.ErrorCode, 64))
-		}
-		return nil, err
-	}
-	claims := map[string]json.RawMessage{}
-	if raw, _ := tok.Extra("id_token").(string); raw != "" {
-		idt, err := op.verifier.Verify(ctx, raw)
-		if err != nil {
-			return nil, fmt.Errorf("renewed ID token: %w", err)
-		}
-		if idt.Subject != s.Subject {
-			return nil, fmt.Errorf("%w: the renewed ID token names another subject", errRefreshRefused)
-		}
-		if err := idt.Claims(&claims); err != nil {
-			return nil, err
-		}
-	}
-	if err := p.mergeUserinfo(ctx, op, tok.AccessToken, s.Subject, claims); err != nil {
-		var se *signInError
-		if errors.As(err, &se) && se.reason == "userinfo_subject" {
-			return nil, fmt.Errorf("%w: %v", errRefreshRefused, err)
-		}
 		return nil, err
 	}
 	renewed := *s
-	p.fillClaims(&renewed, claims)
-	if tok.RefreshToken != "" {
-		renewed.RefreshToken = tok.RefreshToken
+	p.fillClaims(&renewed, t.Claims)
+	if t.RefreshToken != "" {
+		renewed.RefreshToken = t.RefreshToken
 	}
-	renewed.RefreshAt = refreshAt(tok.Expiry, now)
+	renewed.RefreshAt = refreshAt(t.Expiry, now)
 	if p.idle > 0 {
 		renewed.Seen = now.Unix()
 	}
-	if raw, _ := tok.Extra("id_token").(string); raw != "" && op.endSession != "" {
-		renewed.IDToken = raw
+	if t.IDToken != "" && op.EndSession() != "" {
+		renewed.IDToken = t.IDToken
 	}
 	return &renewed, nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/oidc-proxy/oidc-proxy/config"
+	"github.com/oidc-proxy/oidc-proxy/proxy/rp"
 	"github.com/oidc-proxy/oidc-proxy/session"
 )
 
@@ -39,7 +40,7 @@ func openStore(cfg *config.Config, secure bool, lifetime time.Duration, p *Proxy
 		if c.TLS {
 			o.Redis.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 			if c.CAFile != "" {
-				pool, err := rootsWith(c.CAFile, "session.redis.ca_file")
+				pool, err := rp.CertPool(c.CAFile, "session.redis.ca_file")
 				if err != nil {
 					return nil, err
 				}
