@@ -84,13 +84,13 @@ func (a accessRules) fill(s *session.Session, claims map[string]json.RawMessage)
 func (p *Proxy) forbidden(w http.ResponseWriter, r *http.Request, s *session.Session) {
 	w.Header().Set("Cache-Control", "no-store")
 	if !wantsHTML(r) {
-		writeJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden", "message": "this user may not use this application", "user": userName(s)})
+		WriteJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden", "message": "this user may not use this application", "user": s.UserName()})
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
 	w.WriteHeader(http.StatusForbidden)
-	page(w, "Access denied", `<p>You are signed in as <strong id="user">`+html.EscapeString(userName(s))+`</strong>, but this application is not open to you.</p>
+	page(w, "Access denied", `<p>You are signed in as <strong id="user">`+html.EscapeString(s.UserName())+`</strong>, but this application is not open to you.</p>
 <form method="post" action="/oauth2/sign_out"><button id="signout" type="submit">Sign out</button></form>`)
 }

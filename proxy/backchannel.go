@@ -14,14 +14,14 @@ func (p *Proxy) handleBackchannelLogout(w http.ResponseWriter, r *http.Request) 
 	w.Header().Set("Cache-Control", "no-store")
 	op := p.oidc.Provider()
 	if op == nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
+		WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	raw := r.PostFormValue("logout_token")
 	refuse := func(err error) {
 		p.log.Warn("back-channel logout refused", "err", err, "client", p.trusted.clientIP(r))
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request"})
+		WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request"})
 	}
 	if raw == "" {
 		refuse(errors.New("no logout_token"))
@@ -39,7 +39,7 @@ func (p *Proxy) handleBackchannelLogout(w http.ResponseWriter, r *http.Request) 
 		return
 	case err != nil:
 		p.log.Error("back-channel logout: the session store failed", "err", err, "sub", lt.Subject, "sid", lt.SID)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
+		WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
 		return
 	case n >= 0:
 		p.log.Info("back-channel logout", "sub", lt.Subject, "sid", lt.SID, "sessions", n, "client", p.trusted.clientIP(r))

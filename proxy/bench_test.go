@@ -79,13 +79,13 @@ func BenchmarkAuthPath(b *testing.B) {
 	for b.Loop() {
 		clear(out)
 		maps.Copy(out, req.Header)
-		id, _ := p.loadIdentity(w, req)
+		id, _ := p.loadIdentity(w, req, p.route)
 		if id == nil {
 			b.Fatal("no session")
 		}
-		p.headers.strip(out)
+		p.route.headers.strip(out)
 		stripCookies(out, p.store.CookieName())
-		p.headers.inject(out, id)
+		p.route.headers.inject(out, id)
 	}
 }
 
@@ -142,7 +142,7 @@ func BenchmarkSessionLookup(b *testing.B) {
 	w := httptest.NewRecorder()
 	b.ReportAllocs()
 	for b.Loop() {
-		if id, _ := p.loadIdentity(w, req); id == nil {
+		if id, _ := p.loadIdentity(w, req, p.route); id == nil {
 			b.Fatal("no session")
 		}
 	}

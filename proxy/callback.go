@@ -84,15 +84,17 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	if size > largeCookie {
 		p.log.Warn("the session cookie is large: front proxies and servers often refuse request headers over 8 KB",
-			"bytes", size, "user", userName(s), "hint", "map fewer claims to headers (groups is usually the large one), or use session.store: redis (the cookie is then a 176-byte ticket)")
+			"bytes", size, "user", s.UserName(), "hint", "map fewer claims to headers (groups is usually the large one), or use session.store: redis (the cookie is then a 176-byte ticket)")
 	}
-	p.log.Info("sign-in", "user", userName(s), "sub", s.Subject, "client", p.trusted.clientIP(r))
+	p.log.Info("sign-in", "user", s.UserName(), "sub", s.Subject, "client", p.trusted.clientIP(r))
 	p.metrics.signIns.WithLabelValues("success", "").Inc()
 	dest := CleanReturnURL(f.Return)
-	if !p.access.allows(s) {
-		p.log.Warn("access denied by the access rules", "user", userName(s), "sub", s.Subject, "client", p.trusted.clientIP(r))
-	} else if p.bridge != nil {
-		dest = p.memosAfterSignIn(w, r, s, dest)
+	if rt := p.route; !rt.access.allows(s) {
+		p.log.Warn("access denied by the access rules", "user", s.UserName(), "sub", s.Subject, "client", p.trusted.clientIP(r))
+	} else {
+		for _, in := range rt.integrations {
+			dest = in.SignedIn(w, r, s, dest)
+		}
 	}
 	http.Redirect(w, r, dest, http.StatusFound)
 }
@@ -126,7 +128,7 @@ func (p *Proxy) newSession(op *rp.Provider, t *rp.Tokens) *session.Session {
 func (p *Proxy) fillClaims(s *session.Session, claims map[string]json.RawMessage) {
 	s.Claims = map[string]string{}
 	s.User, s.Email, s.Groups = "", "", nil
-	for _, name := range p.keptClaims {
+	for _, name := range p.route.claims() {
 		raw, present := claims[name]
 		if !present {
 			continue
@@ -139,7 +141,7 @@ func (p *Proxy) fillClaims(s *session.Session, claims map[string]json.RawMessage
 			p.log.Warn("claim refused: not a header-safe value", "claim", name, "sub", s.Subject)
 		}
 	}
-	p.access.fill(s, claims)
+	p.route.access.fill(s, claims)
 }
 
 // signInFailed logs why a sign-in failed and shows a generic page.
@@ -150,16 +152,6 @@ func (p *Proxy) signInFailed(w http.ResponseWriter, r *http.Request, reason stri
 		msg = "The sign-in could not be completed. Please try again."
 	}
 	p.errorPage(w, r, status, "Sign-in failed", msg)
-}
-
-func userName(s *session.Session) string {
-	if u := s.Claims["preferred_username"]; u != "" {
-		return u
-	}
-	if s.User != "" {
-		return s.User
-	}
-	return s.Subject
 }
 
 func truncate(s string, n int) string {

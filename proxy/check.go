@@ -30,24 +30,24 @@ func (p *Proxy) Check(ctx context.Context) ([]string, error) {
 			found = append(found, "  note: no end_session_endpoint and no oidc.logout_url: sign-out ends only the proxy's session")
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.upstream.String(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.route.upstream.String(), nil)
 	if err == nil {
 		var resp *http.Response
-		if resp, err = p.forward.Transport.RoundTrip(req); err == nil {
+		if resp, err = p.route.forward.Transport.RoundTrip(req); err == nil {
 			resp.Body.Close()
-			found = append(found, fmt.Sprintf("upstream %s: answers (%s)", p.upstream, resp.Status))
+			found = append(found, fmt.Sprintf("upstream %s: answers (%s)", p.route.upstream, resp.Status))
 		}
 	}
 	if err != nil {
-		errs = append(errs, fmt.Errorf("upstream %s: %w", p.upstream, err))
+		errs = append(errs, fmt.Errorf("upstream %s: %w", p.route.upstream, err))
 	}
 	if line, err := p.store.Check(ctx); err != nil {
 		errs = append(errs, err)
 	} else if line != "" {
 		found = append(found, line)
 	}
-	if p.bridge != nil {
-		found = append(found, "memos bridge: Memos reaches the token endpoint at "+p.bridge.tokenURL+" (not checked from here)")
+	for _, in := range p.route.integrations {
+		found = append(found, in.Check(ctx)...)
 	}
 	return found, errors.Join(errs...)
 }

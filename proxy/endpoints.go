@@ -1,9 +1,6 @@
 package proxy
 
 import (
-	"context"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -12,13 +9,34 @@ import (
 	"github.com/oidc-proxy/oidc-proxy/session"
 )
 
+// endpoints are the proxy's own, under /oauth2/: never forwarded.
+func (p *Proxy) endpoints() http.Handler {
+	m := http.NewServeMux()
+	m.HandleFunc("GET /oauth2/start", p.handleStart)
+	m.HandleFunc("GET /oauth2/callback", p.handleCallback)
+	m.HandleFunc("GET /oauth2/sign_out", p.handleSignOut)
+	m.HandleFunc("POST /oauth2/sign_out", p.handleSignOut)
+	m.HandleFunc("GET /oauth2/userinfo", p.handleUserinfo)
+	m.HandleFunc("GET /oauth2/auth", p.handleAuth)
+	m.HandleFunc("POST /oauth2/backchannel_logout", p.handleBackchannelLogout)
+	m.HandleFunc("GET /oauth2/healthz", p.handleHealthz)
+	m.HandleFunc("GET /oauth2/readyz", p.handleReadyz)
+	for _, in := range p.route.integrations {
+		in.Endpoints(m)
+	}
+	m.HandleFunc("/oauth2/", func(w http.ResponseWriter, r *http.Request) {
+		p.errorPage(w, r, http.StatusNotFound, "Not found", "The proxy has no such page.")
+	})
+	return m
+}
+
 // handleSignOut ends the session in this browser (and its pending
 // sign-ins), then sends the browser to the provider's logout when there is
 // one, and back to rd.
 func (p *Proxy) handleSignOut(w http.ResponseWriter, r *http.Request) {
 	// Looked up, not kept up: no refresh is spent on a session that ends.
 	var s *session.Session
-	id, err := p.lookupIdentity(w, r, p.now())
+	id, err := p.lookupIdentity(w, r, p.route, p.now())
 	if id != nil {
 		s = id.session
 		p.endSession(r, id) // a copy of the cookie is no good either
@@ -26,10 +44,8 @@ func (p *Proxy) handleSignOut(w http.ResponseWriter, r *http.Request) {
 		p.log.Error("sign-out: the session store is down; the session lasts until it expires, but this browser's cookie is gone", "err", err, "client", p.trusted.clientIP(r))
 	}
 	p.store.Clear(w, r)
-	if p.bridge != nil {
-		p.memosSignOut(r.Context(), r)
-		p.clearMemos(w)
-		p.clearOut(w)
+	for _, in := range p.route.integrations {
+		in.SigningOut(w, r)
 	}
 	for _, c := range r.Cookies() {
 		if strings.HasPrefix(c.Name, p.flowPrefix) {
@@ -59,24 +75,24 @@ func (p *Proxy) handleSignOut(w http.ResponseWriter, r *http.Request) {
 		dest = u.String()
 	}
 	if s != nil {
-		p.log.Info("sign-out", "user", userName(s), "sub", s.Subject, "client", p.trusted.clientIP(r))
+		p.log.Info("sign-out", "user", s.UserName(), "sub", s.Subject, "client", p.trusted.clientIP(r))
 	}
 	http.Redirect(w, r, dest, http.StatusFound)
 }
 
 // handleUserinfo shows the signed-in identity as JSON.
 func (p *Proxy) handleUserinfo(w http.ResponseWriter, r *http.Request) {
-	id, err := p.loadIdentity(w, r)
+	id, err := p.loadIdentity(w, r, p.route)
 	if err != nil {
 		p.storeUnavailable(w, r, err)
 		return
 	}
 	if id == nil {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated"})
+		WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated"})
 		return
 	}
 	s := id.session
-	writeJSON(w, http.StatusOK, map[string]any{
+	WriteJSON(w, http.StatusOK, map[string]any{
 		"sub":        s.Subject,
 		"claims":     s.Claims,
 		"expires_at": time.Unix(s.Expires, 0).UTC().Format(time.RFC3339),
@@ -101,39 +117,11 @@ func (p *Proxy) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("the session store does not answer\n"))
 		return
 	}
-	if err := p.upstreamReady(r.Context()); err != nil {
+	if err := p.route.upstreamReady(r.Context(), p.now); err != nil {
 		p.log.Warn("readiness: the upstream does not answer", "err", err)
 		w.WriteHeader(http.StatusServiceUnavailable)
 		w.Write([]byte("the upstream does not answer\n"))
 		return
 	}
 	w.Write([]byte("ready\n"))
-}
-
-// upstreamReady asks the upstream's ready path, if one is configured, at
-// most once every 2 s however often readyz is polled.
-func (p *Proxy) upstreamReady(ctx context.Context) error {
-	if p.readyURL == "" {
-		return nil
-	}
-	p.readyMu.Lock()
-	defer p.readyMu.Unlock()
-	if now := p.now(); now.Before(p.readyAt.Add(2 * time.Second)) {
-		return p.readyErr
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.readyURL, nil)
-	if err == nil {
-		var resp *http.Response
-		if resp, err = p.forward.Transport.RoundTrip(req); err == nil {
-			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-			resp.Body.Close()
-			if resp.StatusCode >= 500 {
-				err = fmt.Errorf("%s answered %s", p.readyURL, resp.Status)
-			}
-		}
-	}
-	p.readyAt, p.readyErr = p.now(), err
-	return err
 }

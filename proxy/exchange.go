@@ -15,7 +15,7 @@ type exchangeKey struct{}
 // keeps flushing and hijacking (SSE, WebSocket) working.
 type exchange struct {
 	http.ResponseWriter
-	id        *identity
+	id        *Identity
 	status    int
 	bytes     int64
 	forwarded time.Time
@@ -56,7 +56,7 @@ func (p *Proxy) logExchange(r *http.Request, x *exchange, d time.Duration) {
 	}
 	user := ""
 	if x.id != nil {
-		user = userName(x.id.session)
+		user = x.id.session.UserName()
 	}
 	p.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 		slog.String("method", r.Method),

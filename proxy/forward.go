@@ -1,12 +1,8 @@
 package proxy
 
 import (
-	"context"
-	"errors"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"strings"
 	"sync"
 	"time"
 )
@@ -24,74 +20,6 @@ func NewTransport() *http.Transport {
 	t.DisableCompression = true
 	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	return t
-}
-
-// rewrite builds the upstream request. ReverseProxy has already removed
-// hop-by-hop headers (including any named in Connection) and the client's
-// Forwarded and X-Forwarded-* headers, so stripping here also covers a
-// client that lists an identity header in Connection.
-func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
-	pr.SetURL(p.upstream)
-	if p.preserveHost {
-		pr.Out.Host = pr.In.Host
-	}
-	trusted := p.trusted.trustedPeer(pr.In)
-	if trusted { // a trusted front proxy's chain is kept and extended
-		if xff := pr.In.Header["X-Forwarded-For"]; len(xff) > 0 {
-			pr.Out.Header["X-Forwarded-For"] = []string{strings.Join(xff, ", ")}
-		}
-	}
-	pr.SetXForwarded()
-	if xfh := pr.In.Header.Get("X-Forwarded-Host"); trusted && xfh != "" {
-		pr.Out.Header.Set("X-Forwarded-Host", xfh)
-	}
-	// The scheme the browser used is that of external_url, whatever sits
-	// in front of the proxy.
-	pr.Out.Header["X-Forwarded-Proto"] = []string{p.external.Scheme}
-	p.headers.strip(pr.Out.Header)
-	if pr.Out.Trailer != nil {
-		p.headers.strip(pr.Out.Trailer)
-	}
-	stripCookies(pr.Out.Header, p.store.CookieName())
-	if x := exchangeFrom(pr.In.Context()); x != nil {
-		if x.id != nil {
-			p.headers.inject(pr.Out.Header, x.id)
-		}
-		x.forwarded = time.Now()
-	}
-}
-
-// upstreamAnswered notes how long the upstream took to answer.
-func (p *Proxy) upstreamAnswered(resp *http.Response) error {
-	x := exchangeFrom(resp.Request.Context())
-	if x == nil || x.forwarded.IsZero() {
-		return nil
-	}
-	x.upstream = time.Since(x.forwarded)
-	p.metrics.upstream.Observe(x.upstream.Seconds())
-	if resp.StatusCode == http.StatusSwitchingProtocols || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		x.stream = true
-		p.metrics.streams.Inc()
-	}
-	if p.bridge != nil && resp.StatusCode < 300 && isMemosSignOut(resp.Request) {
-		p.memosSignedOut(resp, x)
-	}
-	return nil
-}
-
-// upstreamError answers when the upstream cannot be reached.
-func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	if x := exchangeFrom(r.Context()); x != nil && !x.forwarded.IsZero() {
-		x.upstream = time.Since(x.forwarded)
-	}
-	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-		// The client went away; nobody is left to answer.
-		w.WriteHeader(499)
-		return
-	}
-	p.log.Warn("upstream request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	p.errorPage(w, r, http.StatusBadGateway, "The application is not answering",
-		"The proxy could not reach the application behind it. Please try again in a moment.")
 }
 
 // bufferPool lends 32 KiB copy buffers to the ReverseProxy.

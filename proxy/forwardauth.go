@@ -20,37 +20,38 @@ import (
 // must remove client-sent identity headers before adding the ones from
 // this answer.
 func (p *Proxy) handleAuth(w http.ResponseWriter, r *http.Request) {
-	id, err := p.loadIdentity(w, r)
-	if x, ok := w.(*exchange); ok {
+	rt := p.route
+	id, err := p.loadIdentity(w, r, rt)
+	if x := exchangeFrom(r.Context()); x != nil {
 		x.id = id
 	}
 	switch {
 	case err != nil:
 		p.storeUnavailable(w, r, err)
-	case id == nil && p.publicOriginal(r):
+	case id == nil && p.publicOriginal(rt, r):
 		w.WriteHeader(http.StatusAccepted) // public: passes, with no identity
 	case id == nil:
-		if r.URL.Query().Get("redirect") == "true" && isNavigation(forwardedRequest(r)) {
+		if r.URL.Query().Get("redirect") == "true" && IsNavigation(forwardedRequest(r)) {
 			p.startFlow(w, r, CleanReturnURL(p.originalURI(r)))
 			return
 		}
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated", "sign_in_url": p.external.String() + Prefix + "start"})
+		WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated", "sign_in_url": p.external.String() + Prefix + "start"})
 	case !id.allowed:
 		p.forbidden(w, r, id.session)
 	default:
-		p.headers.inject(w.Header(), id)
+		rt.headers.inject(w.Header(), id)
 		w.WriteHeader(http.StatusAccepted)
 	}
 }
 
 // publicOriginal reports whether the front proxy, if trusted, was asked
 // for a path in public_paths.
-func (p *Proxy) publicOriginal(r *http.Request) bool {
-	if len(p.public) == 0 || !p.trusted.trustedPeer(r) {
+func (p *Proxy) publicOriginal(rt *Route, r *http.Request) bool {
+	if len(rt.public) == 0 || !p.trusted.trustedPeer(r) {
 		return false
 	}
 	u, err := url.ParseRequestURI(r.Header.Get("X-Forwarded-Uri"))
-	return err == nil && p.public.matchURL(u)
+	return err == nil && rt.public.matchURL(u)
 }
 
 // originalURI is the path and query the front proxy was asked for, as it

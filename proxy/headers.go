@@ -83,8 +83,8 @@ func sameNormal(k, norm string) bool {
 }
 
 // identity works out the header values of a session once.
-func (h identityHeaders) identity(s *session.Session) *identity {
-	id := &identity{session: s, values: make([][]string, len(h.set))}
+func (h identityHeaders) identity(s *session.Session) *Identity {
+	id := &Identity{session: s, values: make([][]string, len(h.set))}
 	for i, c := range h.set {
 		if v := s.Claims[c.claim]; v != "" {
 			id.values[i] = []string{v}
@@ -95,7 +95,7 @@ func (h identityHeaders) identity(s *session.Session) *identity {
 
 // inject sets each managed header the identity has a value for. The value
 // slices are shared between requests: nothing may modify them.
-func (h identityHeaders) inject(hdr http.Header, id *identity) {
+func (h identityHeaders) inject(hdr http.Header, id *Identity) {
 	for i, v := range id.values {
 		if v != nil {
 			hdr[h.set[i].name] = v

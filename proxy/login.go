@@ -8,11 +8,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/oidc-proxy/oidc-proxy/config"
+	"github.com/oidc-proxy/oidc-proxy/session"
 	"golang.org/x/oauth2"
 )
 
@@ -33,6 +36,23 @@ type flow struct {
 	Verifier string `json:"v"`
 	Return   string `json:"r"`
 	Created  int64  `json:"t"`
+}
+
+// newFlowCodec is the codec of the login cookies and their name prefix.
+func newFlowCodec(cfg *config.Config, secure bool) (*session.Codec, string, error) {
+	var secrets [][]byte // the first encrypts, all decrypt
+	for _, s := range cfg.Session.Secret {
+		secrets = append(secrets, []byte(s))
+	}
+	c, err := session.NewCodec(secrets, "login", session.CookieOptions{Secure: secure, MaxAge: flowLifetime})
+	if err != nil {
+		return nil, "", fmt.Errorf("proxy: %w", err)
+	}
+	base := cfg.Session.CookieName
+	if base == "" {
+		base = config.DefaultCookieName
+	}
+	return c, c.CookieName(base + "_login_"), nil
 }
 
 func (p *Proxy) flowCookieName(state string) string {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/oidc-proxy/oidc-proxy/proxy/rp"
@@ -20,6 +21,16 @@ const (
 )
 
 var routeNames = [routeKinds]string{"proxied", "sign_in", "health"}
+
+func routeOf(path string) int {
+	switch {
+	case !strings.HasPrefix(path, Prefix):
+		return routeProxied
+	case path == Prefix+"healthz" || path == Prefix+"readyz":
+		return routeHealth
+	}
+	return routeSignIn
+}
 
 // metrics are the proxy's Prometheus metrics, in a registry of its own.
 // Counters used on every request are resolved once, so counting allocates

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"encoding/json"
 	"html"
 	"io"
 	"net/http"
@@ -29,7 +28,7 @@ h1{font-size:1.4rem}a{color:#0a58ca}</style></head>
 func (p *Proxy) errorPage(w http.ResponseWriter, r *http.Request, status int, title, msg string) {
 	w.Header().Set("Cache-Control", "no-store")
 	if !wantsHTML(r) {
-		writeJSON(w, status, map[string]string{"error": strings.ToLower(http.StatusText(status)), "message": title})
+		WriteJSON(w, status, map[string]string{"error": strings.ToLower(http.StatusText(status)), "message": title})
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -53,11 +52,4 @@ func acceptsHTML(r *http.Request) bool {
 		}
 	}
 	return false
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
 }

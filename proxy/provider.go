@@ -10,8 +10,8 @@ import (
 // With the Redis store it also follows the store's announcements until ctx
 // ends.
 func (p *Proxy) Start(ctx context.Context) {
-	if p.bridge != nil && p.bridge.adminToken != "" {
-		go p.registerInBackground(ctx)
+	for _, in := range p.route.integrations {
+		in.Start(ctx)
 	}
 	go p.store.Run(ctx)
 	p.oidc.Start(ctx)

@@ -1,6 +1,14 @@
-// Package proxy is the proxy's HTTP surface: the sign-in endpoints under
-// /oauth2/, the authentication middleware, the identity headers and the
-// forwarding to the upstream.
+// Package proxy is the proxy's HTTP surface and its request path: the
+// sign-in endpoints under /oauth2/, the route (an upstream with its
+// identity headers, access rules, public paths and integrations), the
+// steps every request takes (pipeline.go), the pages, the metrics and the
+// forwarding.
+//
+// It imports session and config, and its own packages proxy/rp (the
+// OpenID Connect relying party); an application integration such as
+// proxy/memos imports this package, never the other way round (see
+// Integration). Nothing here knows which session store runs: that is
+// decided in openStore only.
 package proxy
 
 import (
@@ -8,11 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
-	"slices"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +43,9 @@ type Options struct {
 	Now func() time.Time
 	// Version labels the build in the metrics.
 	Version string
+	// Integrations fit the proxy to the application (nil: none). New
+	// provisions each once; see Integration.
+	Integrations []Integration
 }
 
 // Proxy is the authenticating reverse proxy. Build it with New, call Start
@@ -47,10 +54,7 @@ type Proxy struct {
 	log *slog.Logger
 	now func() time.Time
 
-	external     *url.URL
-	upstream     *url.URL
-	preserveHost bool
-
+	external   *url.URL
 	oidc       *rp.Client
 	logoutURL  string
 	idpTimeout time.Duration
@@ -62,27 +66,11 @@ type Proxy struct {
 	flows       *session.Codec
 	flowPrefix  string
 
+	trusted   trustedProxies
+	route     *Route
 	accessLog bool
-
-	readyURL string // the upstream's ready path, or ""
-	readyMu  sync.Mutex
-	readyAt  time.Time
-	readyErr error
-
-	metrics *metrics
-
-	headers identityHeaders
-	access  accessRules
-	ids     *identities
-	trusted trustedProxies
-	public  publicPaths
-	bearers *bearerChecker // nil unless memos.pass_bearer_tokens
-	bridge  *memosBridge   // nil unless memos.bridge
-	// keptClaims are the claims a session keeps: those of the headers, and
-	// those the bridge tells Memos.
-	keptClaims []string
-	forward    *httputil.ReverseProxy
-	mux        *http.ServeMux
+	metrics   *metrics
+	handler   http.Handler // the request path
 }
 
 // New builds a Proxy from a loaded configuration. It does no I/O: discovery
@@ -92,12 +80,14 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		return nil, errors.New("proxy: no configuration")
 	}
 	p := &Proxy{
-		log:          opts.Logger,
-		now:          opts.Now,
-		logoutURL:    cfg.OIDC.LogoutURL,
-		idpTimeout:   cfg.OIDC.Timeout,
-		lifetime:     cfg.Session.Lifetime,
-		preserveHost: cfg.PreserveHost == nil || *cfg.PreserveHost,
+		log:        opts.Logger,
+		now:        opts.Now,
+		logoutURL:  cfg.OIDC.LogoutURL,
+		idpTimeout: cfg.OIDC.Timeout,
+		lifetime:   cfg.Session.Lifetime,
+		idle:       cfg.Session.IdleTimeout,
+		accessLog:  cfg.Log.Access == nil || *cfg.Log.Access,
+		metrics:    newMetrics(opts.Version),
 	}
 	if p.log == nil {
 		p.log = slog.Default()
@@ -105,66 +95,17 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	if p.now == nil {
 		p.now = time.Now
 	}
+	if p.idpTimeout <= 0 {
+		p.idpTimeout = config.DefaultTimeout
+	}
+	if p.lifetime <= 0 {
+		p.lifetime = config.DefaultLifetime
+	}
 	var err error
 	if p.external, err = parseAbsolute(cfg.ExternalURL); err != nil {
 		return nil, fmt.Errorf("proxy: external_url: %w", err)
 	}
 	p.external.Path, p.external.RawPath = "", ""
-	if p.upstream, err = parseAbsolute(cfg.Upstream); err != nil {
-		return nil, fmt.Errorf("proxy: upstream: %w", err)
-	}
-	if p.idpTimeout <= 0 {
-		p.idpTimeout = config.DefaultTimeout
-	}
-	idpClient := opts.IdPClient
-	if idpClient == nil {
-		if idpClient, err = rp.NewHTTPClient(cfg.OIDC.CAFile, p.idpTimeout); err != nil {
-			return nil, err
-		}
-	}
-	p.metrics = newMetrics(opts.Version)
-	timed := *idpClient // a copy: the caller's client is not changed
-	timed.Transport = idpTransport{next: transportOf(idpClient), m: p.metrics}
-	if p.oidc, err = rp.New(rp.Config{
-		Issuer: cfg.OIDC.Issuer, ClientID: cfg.OIDC.ClientID, ClientSecret: cfg.OIDC.ClientSecret,
-		AuthMethod: cfg.OIDC.ClientAuthMethod, Scopes: cfg.OIDC.Scopes,
-		RedirectURL: p.external.String() + Prefix + "callback",
-		HTTPClient:  &timed, Timeout: p.idpTimeout, Now: p.now, Log: p.log,
-	}); err != nil {
-		return nil, err
-	}
-	if p.lifetime <= 0 {
-		p.lifetime = config.DefaultLifetime
-	}
-	p.idle = cfg.Session.IdleTimeout
-	secure := p.external.Scheme == "https"
-	var secrets [][]byte // the first encrypts, all decrypt
-	for _, s := range cfg.Session.Secret {
-		secrets = append(secrets, []byte(s))
-	}
-	if p.store, err = openStore(cfg, secure, p.lifetime, p); err != nil {
-		return nil, err
-	}
-	if p.flows, err = session.NewCodec(secrets, "login", session.CookieOptions{Secure: secure, MaxAge: flowLifetime}); err != nil {
-		return nil, fmt.Errorf("proxy: %w", err)
-	}
-	base := cfg.Session.CookieName
-	if base == "" {
-		base = config.DefaultCookieName
-	}
-	p.flowPrefix = p.flows.CookieName(base + "_login_")
-	hm := cfg.Headers
-	if hm == nil {
-		hm = config.DefaultHeaders()
-	}
-	p.headers = newIdentityHeaders(hm)
-	p.access = newAccessRules(cfg.Access)
-	p.ids = &identities{headers: p.headers, access: p.access}
-	p.public = publicPaths(cfg.PublicPaths)
-	p.accessLog = cfg.Log.Access == nil || *cfg.Log.Access
-	if cfg.UpstreamReadyPath != "" {
-		p.readyURL = p.upstream.JoinPath(cfg.UpstreamReadyPath).String()
-	}
 	for _, tp := range cfg.TrustedProxies {
 		prefix, err := config.ParsePrefix(tp)
 		if err != nil {
@@ -172,39 +113,69 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		}
 		p.trusted = append(p.trusted, prefix)
 	}
-
+	if p.oidc, err = p.newRelyingParty(cfg, opts.IdPClient); err != nil {
+		return nil, err
+	}
+	secure := p.external.Scheme == "https"
+	if p.store, err = openStore(cfg, secure, p.lifetime, p); err != nil {
+		return nil, err
+	}
+	if p.flows, p.flowPrefix, err = newFlowCodec(cfg, secure); err != nil {
+		return nil, err
+	}
 	transport := opts.Transport
 	if transport == nil {
 		transport = NewTransport()
 	}
-	if cfg.Memos.PassBearerTokens {
-		memosURL := cfg.Memos.URL
-		if memosURL == "" {
-			memosURL = p.upstream.String()
-		}
-		p.bearers = newBearerChecker(memosURL, transport)
+	if p.route, err = p.newRoute(cfg, transport, opts.Integrations); err != nil {
+		return nil, err
 	}
-	p.keptClaims = p.headers.claims()
-	if cfg.Memos.Bridge {
-		if p.bridge, err = newMemosBridge(cfg, p, transport); err != nil {
+	for _, in := range p.route.integrations {
+		if err := in.Provision(p.kit(p.route, transport)); err != nil {
 			return nil, err
 		}
-		for _, c := range []string{cfg.Memos.UsernameClaim, "name", "email"} {
-			if !slices.Contains(p.keptClaims, c) {
-				p.keptClaims = append(p.keptClaims, c)
-			}
+	}
+	p.handler = p.requestPath()
+	return p, nil
+}
+
+// newRelyingParty builds the OpenID Connect client, its requests timed
+// for the metrics.
+func (p *Proxy) newRelyingParty(cfg *config.Config, client *http.Client) (*rp.Client, error) {
+	if client == nil {
+		var err error
+		if client, err = rp.NewHTTPClient(cfg.OIDC.CAFile, p.idpTimeout); err != nil {
+			return nil, err
 		}
 	}
-	p.forward = &httputil.ReverseProxy{
-		Rewrite:        p.rewrite,
-		Transport:      transport,
-		BufferPool:     newBufferPool(),
-		ErrorHandler:   p.upstreamError,
-		ModifyResponse: p.upstreamAnswered,
-		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+	timed := *client // a copy: the caller's client is not changed
+	timed.Transport = idpTransport{next: transportOf(client), m: p.metrics}
+	return rp.New(rp.Config{
+		Issuer: cfg.OIDC.Issuer, ClientID: cfg.OIDC.ClientID, ClientSecret: cfg.OIDC.ClientSecret,
+		AuthMethod: cfg.OIDC.ClientAuthMethod, Scopes: cfg.OIDC.Scopes,
+		RedirectURL: p.external.String() + Prefix + "callback",
+		HTTPClient:  &timed, Timeout: p.idpTimeout, Now: p.now, Log: p.log,
+	})
+}
+
+// kit is what the core lends the integrations of rt.
+func (p *Proxy) kit(rt *Route, transport http.RoundTripper) Kit {
+	return Kit{
+		Log: p.log, Now: p.now, External: p.external, Transport: transport, Upstream: rt.upstream,
+		Store: p.store, ClientIP: p.trusted.clientIP,
+		Identify: func(w http.ResponseWriter, r *http.Request) (*Identity, error) { return p.loadIdentity(w, r, rt) },
+		SignIn:   p.startFlow,
+		SignOut:  p.handleSignOut,
+		EndSession: func(w http.ResponseWriter, r *http.Request, id *Identity) {
+			if id != nil {
+				p.endSession(r, id)
+			}
+			p.store.Clear(w, r)
+		},
+		ErrorPage:        p.errorPage,
+		Forbidden:        p.forbidden,
+		StoreUnavailable: p.storeUnavailable,
 	}
-	p.routes()
-	return p, nil
 }
 
 // Close releases the connections to the session store. Call it once the
@@ -213,13 +184,11 @@ func (p *Proxy) Close() error {
 	return p.store.Close()
 }
 
-// BridgeHandler serves the token and userinfo endpoints Memos calls, for
-// memos.bridge_listen; nil when the bridge is off.
-func (p *Proxy) BridgeHandler() http.Handler {
-	if p.bridge == nil {
-		return nil
-	}
-	return p.bridgeHandler()
+// ServeHTTP answers the proxy's own endpoints under /oauth2/ and sends
+// everything else through the authentication check to the upstream. The
+// decision is made on the decoded path only. See requestPath.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.handler.ServeHTTP(w, r)
 }
 
 func transportOf(c *http.Client) http.RoundTripper {
@@ -238,53 +207,4 @@ func parseAbsolute(s string) (*url.URL, error) {
 		return nil, fmt.Errorf("%q is not an absolute URL", s)
 	}
 	return u, nil
-}
-
-func (p *Proxy) routes() {
-	m := http.NewServeMux()
-	m.HandleFunc("GET /oauth2/start", p.handleStart)
-	m.HandleFunc("GET /oauth2/callback", p.handleCallback)
-	m.HandleFunc("GET /oauth2/sign_out", p.handleSignOut)
-	m.HandleFunc("POST /oauth2/sign_out", p.handleSignOut)
-	m.HandleFunc("GET /oauth2/userinfo", p.handleUserinfo)
-	m.HandleFunc("GET /oauth2/auth", p.handleAuth)
-	m.HandleFunc("POST /oauth2/backchannel_logout", p.handleBackchannelLogout)
-	m.HandleFunc("GET /oauth2/memos/authorize", p.handleMemosAuthorize)
-	m.HandleFunc("GET /oauth2/healthz", p.handleHealthz)
-	m.HandleFunc("GET /oauth2/readyz", p.handleReadyz)
-	m.HandleFunc("/oauth2/", func(w http.ResponseWriter, r *http.Request) {
-		p.errorPage(w, r, http.StatusNotFound, "Not found", "The proxy has no such page.")
-	})
-	p.mux = m
-}
-
-func routeOf(path string) int {
-	switch {
-	case !strings.HasPrefix(path, Prefix):
-		return routeProxied
-	case path == Prefix+"healthz" || path == Prefix+"readyz":
-		return routeHealth
-	}
-	return routeSignIn
-}
-
-// ServeHTTP answers the proxy's own endpoints under /oauth2/ and sends
-// everything else through the authentication check to the upstream. The
-// decision is made on the decoded path only.
-func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	x := &exchange{ResponseWriter: w}
-	if strings.HasPrefix(r.URL.Path, Prefix) {
-		w.Header().Set("Cache-Control", "no-store")
-		p.mux.ServeHTTP(x, r)
-	} else {
-		p.serveProtected(x, r)
-	}
-	if x.stream {
-		p.metrics.streams.Dec()
-	}
-	p.metrics.request(routeOf(r.URL.Path), x.status)
-	if p.accessLog {
-		p.logExchange(r, x, time.Since(start))
-	}
 }

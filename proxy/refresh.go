@@ -32,7 +32,7 @@ func refreshAt(expiry, now time.Time) int64 {
 // identity to use: the renewed one (its cookie written to w), the current
 // one when the provider could not be reached, or nil when the provider
 // refused (the session is then over, its cookie cleared).
-func (p *Proxy) renew(w http.ResponseWriter, r *http.Request, id *identity, now time.Time) *identity {
+func (p *Proxy) renew(w http.ResponseWriter, r *http.Request, rt *Route, id *Identity, now time.Time) *Identity {
 	s := id.session
 	if s.RefreshToken == "" || now.Unix() < s.RefreshAt {
 		return id
@@ -51,15 +51,15 @@ func (p *Proxy) renew(w http.ResponseWriter, r *http.Request, id *identity, now 
 	switch {
 	case errors.Is(err, errRefreshRefused):
 		p.metrics.refresh.WithLabelValues("refused").Inc()
-		p.log.Warn("refresh refused: session ended", "user", userName(s), "sub", s.Subject, "err", err, "client", p.trusted.clientIP(r))
+		p.log.Warn("refresh refused: session ended", "user", s.UserName(), "sub", s.Subject, "err", err, "client", p.trusted.clientIP(r))
 		return nil
 	case err != nil:
 		p.metrics.refresh.WithLabelValues("failed").Inc()
-		p.log.Warn("refresh failed; the session goes on until it expires", "user", userName(s), "sub", s.Subject, "err", err)
+		p.log.Warn("refresh failed; the session goes on until it expires", "user", s.UserName(), "sub", s.Subject, "err", err)
 		return id
 	}
 	p.metrics.refresh.WithLabelValues("success").Inc()
-	return p.ids.of(renewed)
+	return rt.ids.of(renewed)
 }
 
 // refresh spends s's refresh token and builds the renewed session: new

@@ -20,6 +20,7 @@ import (
 	"github.com/oidc-proxy/oidc-proxy/config"
 	"github.com/oidc-proxy/oidc-proxy/examples/demo/testop"
 	"github.com/oidc-proxy/oidc-proxy/proxy"
+	"github.com/oidc-proxy/oidc-proxy/proxy/memos"
 )
 
 const (
@@ -34,7 +35,7 @@ type stand struct {
 	t        *testing.T
 	op       *testop.OP
 	alice    *testop.User
-	proxy    *proxy.Proxy
+	proxy    replica
 	url      string // the proxy's external URL
 	issuer   string
 	edit     func(*config.Config) // the configuration's edit, for replicas
@@ -153,7 +154,7 @@ func (s *stand) startProxy(proxyLn net.Listener, issuer string, edit func(*confi
 // serveProxy builds a proxy for external URL external, signing in at the
 // stand's OP and forwarding to its upstream, and serves it on ln until the
 // test ends. A second one with the same external URL is a replica.
-func (s *stand) serveProxy(proxyLn net.Listener, external string, edit func(*config.Config)) *proxy.Proxy {
+func (s *stand) serveProxy(proxyLn net.Listener, external string, edit func(*config.Config)) replica {
 	t := s.t
 	yaml := fmt.Sprintf(`
 listen: %q
@@ -180,7 +181,7 @@ session:
 		}
 	})
 	now := func() time.Time { return time.Now().Add(time.Duration(s.skew.Load())) }
-	p, err := proxy.New(cfg, proxy.Options{Logger: log, Now: now})
+	p, err := build(cfg, proxy.Options{Logger: log, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,10 +192,37 @@ session:
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Listener.Close()
 	srv.Listener = proxyLn
-	srv.Config = proxy.NewServer("", p, log)
+	srv.Config = proxy.NewServer("", p.Proxy, log)
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return p
+}
+
+// replica is a proxy as cmd/oidc-proxy wires it, with its Memos bridge
+// (nil unless memos.bridge).
+type replica struct {
+	*proxy.Proxy
+	bridge *memos.Bridge
+}
+
+// build wires a proxy as cmd/oidc-proxy does: the core and the Memos
+// integrations the configuration asks for.
+func build(cfg *config.Config, opts proxy.Options) (replica, error) {
+	ins, err := memos.Integrations(cfg)
+	if err != nil {
+		return replica{}, err
+	}
+	opts.Integrations = ins
+	p, err := proxy.New(cfg, opts)
+	return replica{p, memos.BridgeOf(ins)}, err
+}
+
+// BridgeHandler serves the bridge's token and userinfo endpoints.
+func (r replica) BridgeHandler() http.Handler { return r.bridge.Handler() }
+
+// RegisterWithMemos registers the bridge in Memos.
+func (r replica) RegisterWithMemos(ctx context.Context) (string, error) {
+	return r.bridge.Register(ctx)
 }
 
 func (s *stand) waitReady() {

@@ -70,7 +70,7 @@ func (p *Proxy) storeUnavailable(w http.ResponseWriter, r *http.Request, err err
 }
 
 // endSession ends the session of id for every copy of its cookie.
-func (p *Proxy) endSession(r *http.Request, id *identity) {
+func (p *Proxy) endSession(r *http.Request, id *Identity) {
 	if err := p.store.End(r.Context(), id.entry, p.now()); err != nil {
 		p.log.Error("sign-out: the session store did not delete the session; it lasts until it expires", "err", err, "sub", id.session.Subject)
 	}

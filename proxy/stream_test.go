@@ -256,13 +256,13 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	bufio.NewReader(resp.Body).ReadString('\n')
-	during := scrape(t, s.proxy)
+	during := scrape(t, s.proxy.Proxy)
 	close(release)
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	var after string
 	for range 100 { // the handler finishes just after the body ends
-		if after = scrape(t, s.proxy); strings.Contains(after, "oidc_proxy_streams_active 0") {
+		if after = scrape(t, s.proxy.Proxy); strings.Contains(after, "oidc_proxy_streams_active 0") {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)

@@ -53,6 +53,18 @@ func (s *Session) LastSeen() int64 {
 	return s.Created
 }
 
+// UserName names the user in logs and pages: the preferred_username
+// claim, else the user the access rules read, else the subject.
+func (s *Session) UserName() string {
+	if u := s.Claims["preferred_username"]; u != "" {
+		return u
+	}
+	if s.User != "" {
+		return s.User
+	}
+	return s.Subject
+}
+
 // Valid reports whether s is complete and unexpired at now.
 func (s *Session) Valid(now time.Time) bool {
 	return s.Subject != "" && now.Unix() < s.Expires

@@ -22,6 +22,7 @@ import (
 
 	"github.com/oidc-proxy/oidc-proxy/config"
 	"github.com/oidc-proxy/oidc-proxy/proxy"
+	"github.com/oidc-proxy/oidc-proxy/proxy/memos"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -83,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // exit 0 when both answer as they should, 3 when one does not.
 func checkPeers(ctx context.Context, cfg *config.Config, path string, log *slog.Logger, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "%s: configuration is valid\n", path)
-	p, err := proxy.New(cfg, proxy.Options{Logger: log})
+	p, _, err := build(cfg, proxy.Options{Logger: log})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -107,7 +108,7 @@ func setupMemos(ctx context.Context, cfg *config.Config, log *slog.Logger, stdou
 		fmt.Fprintln(stderr, "memos-setup: set memos.bridge: true first")
 		return 1
 	}
-	p, err := proxy.New(cfg, proxy.Options{Logger: log})
+	p, bridge, err := build(cfg, proxy.Options{Logger: log})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -115,13 +116,29 @@ func setupMemos(ctx context.Context, cfg *config.Config, log *slog.Logger, stdou
 	defer p.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	did, err := p.RegisterWithMemos(ctx)
+	did, err := bridge.Register(ctx)
 	if err != nil {
 		fmt.Fprintln(stderr, "memos-setup:", err)
 		return 3
 	}
 	fmt.Fprintf(stdout, "memos-setup: %s (sign-in button %q)\n", did, cfg.Memos.IdPTitle)
 	return 0
+}
+
+// build wires the proxy of a configuration: the core, with the
+// integrations the configuration asks for. It returns the Memos bridge
+// too, nil unless memos.bridge is on.
+func build(cfg *config.Config, opts proxy.Options) (*proxy.Proxy, *memos.Bridge, error) {
+	ins, err := memos.Integrations(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts.Integrations = ins
+	p, err := proxy.New(cfg, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, memos.BridgeOf(ins), nil
 }
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
@@ -137,7 +154,7 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 // serve runs the proxy until ctx ends, then lets in-flight requests finish
 // for up to 30 s.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	p, err := proxy.New(cfg, proxy.Options{Logger: log, Version: version})
+	p, bridge, err := build(cfg, proxy.Options{Logger: log, Version: version})
 	if err != nil {
 		return err
 	}
@@ -154,12 +171,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		go msrv.Serve(mln)
 		defer msrv.Close()
 	}
-	if h := p.BridgeHandler(); h != nil {
+	if bridge != nil {
 		bln, err := net.Listen("tcp", cfg.Memos.BridgeListen)
 		if err != nil {
 			return err
 		}
-		bsrv := proxy.NewServer(cfg.Memos.BridgeListen, h, log)
+		bsrv := proxy.NewServer(cfg.Memos.BridgeListen, bridge.Handler(), log)
 		go bsrv.Serve(bln)
 		defer bsrv.Close()
 	}

@@ -1,4 +1,4 @@
-package proxy
+package memos
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/oidc-proxy/oidc-proxy/proxy"
 	"github.com/oidc-proxy/oidc-proxy/session"
 )
 
@@ -18,40 +19,39 @@ import (
 
 // memosIntercept answers what the bridge takes over from Memos, and
 // reports whether it did. id is the request's identity, or nil.
-func (p *Proxy) memosIntercept(x *exchange, r *http.Request, id *identity) bool {
-	b := p.bridge
+func (b *Bridge) memosIntercept(w http.ResponseWriter, r *http.Request, id *proxy.Identity) bool {
 	path := r.URL.Path
 	switch {
-	case path == "/auth" && isNavigation(r):
+	case path == "/auth" && proxy.IsNavigation(r):
 		if id == nil {
 			if c, err := r.Cookie(b.outCookie); err == nil && c.Value != "" {
 				// The user pressed Memos's sign-out: on to the provider's.
-				p.handleSignOut(x, r)
+				b.k.SignOut(w, r)
 				return true
 			}
 			return false // signs in, then comes back here
 		}
-		if !id.allowed {
+		if !id.Allowed() {
 			return false
 		}
-		err := p.handOverMemos(x, r, id.session)
+		err := b.handOverMemos(w, r, id.Session())
 		if err == nil {
-			http.Redirect(x, r, CleanReturnURL(r.URL.Query().Get("redirect")), http.StatusFound)
+			http.Redirect(w, r, proxy.CleanReturnURL(r.URL.Query().Get("redirect")), http.StatusFound)
 			return true
 		}
 		if b.allowPassword {
 			// Memos's own page, for the admin setting Memos up.
-			p.log.Warn("memos bridge: Memos refused the sign-in; showing its own sign-in page (allow_password_sign_in)", "err", err)
+			b.k.Log.Warn("memos bridge: Memos refused the sign-in; showing its own sign-in page (allow_password_sign_in)", "err", err)
 			return false
 		}
-		p.memosFailed(x, r, err)
+		b.memosFailed(w, r, err)
 		return true
-	case !b.allowPassword && (path == "/auth/admin" || path == "/auth/signup") && isNavigation(r):
-		http.Redirect(x, r, "/auth", http.StatusFound)
+	case !b.allowPassword && (path == "/auth/admin" || path == "/auth/signup") && proxy.IsNavigation(r):
+		http.Redirect(w, r, "/auth", http.StatusFound)
 		return true
 	case !b.allowPassword && r.Method == http.MethodPost && isMemosAuthCall(path) && passwordSignIn(r):
-		p.log.Warn("memos bridge: password sign-in refused (memos.allow_password_sign_in is off)", "path", path, "client", p.trusted.clientIP(r))
-		writeJSON(x, http.StatusForbidden, map[string]string{"code": "permission_denied", "message": "password sign-in is off: use single sign-on"})
+		b.k.Log.Warn("memos bridge: password sign-in refused (memos.allow_password_sign_in is off)", "path", path, "client", b.k.ClientIP(r))
+		proxy.WriteJSON(w, http.StatusForbidden, map[string]string{"code": "permission_denied", "message": "password sign-in is off: use single sign-on"})
 		return true
 	}
 	return false
@@ -100,19 +100,19 @@ func passwordSignIn(r *http.Request) bool {
 // in w: its cookie set, and every trace of an earlier Memos user in the
 // browser's storage cleared. When Memos refuses it writes nothing and
 // returns why.
-func (p *Proxy) handOverMemos(w http.ResponseWriter, r *http.Request, s *session.Session) error {
-	u, ok := p.bridge.userOf(s)
+func (b *Bridge) handOverMemos(w http.ResponseWriter, r *http.Request, s *session.Session) error {
+	u, ok := b.userOf(s)
 	if !ok {
-		return errMissingUsername(p.bridge.usernameClaim)
+		return errMissingUsername(b.usernameClaim)
 	}
-	cookies, err := p.memosSignIn(r.Context(), u, r)
+	cookies, err := b.memosSignIn(r.Context(), u, r)
 	if err != nil {
 		return err
 	}
 	for _, c := range cookies {
 		w.Header().Add("Set-Cookie", c)
 	}
-	p.clearOut(w)
+	b.clearOut(w)
 	w.Header().Set("Clear-Site-Data", `"storage"`)
 	w.Header().Set("Cache-Control", "no-store")
 	return nil
@@ -125,23 +125,22 @@ func (e errMissingUsername) Error() string {
 }
 
 // clearOut drops the mark of Memos's sign-out button.
-func (p *Proxy) clearOut(w http.ResponseWriter) {
-	c := &http.Cookie{Name: p.bridge.outCookie, Path: "/", MaxAge: -1, HttpOnly: true, Secure: p.bridge.https, SameSite: http.SameSiteLaxMode}
+func (b *Bridge) clearOut(w http.ResponseWriter) {
+	c := &http.Cookie{Name: b.outCookie, Path: "/", MaxAge: -1, HttpOnly: true, Secure: b.https, SameSite: http.SameSiteLaxMode}
 	w.Header().Add("Set-Cookie", c.String())
 }
 
 // memosSignedOut runs when Memos answered its sign-out through the proxy:
 // the proxy session ends too, and the browser is marked so that the
 // sign-in page it goes to next sends it to the provider's sign-out.
-func (p *Proxy) memosSignedOut(resp *http.Response, x *exchange) {
+func (b *Bridge) memosSignedOut(resp *http.Response) {
 	r := resp.Request
-	h := headerOnly{resp.Header}
-	if x.id != nil {
-		p.endSession(r, x.id)
-		p.log.Info("sign-out (Memos's button)", "user", userName(x.id.session), "sub", x.id.session.Subject, "client", p.trusted.clientIP(r))
+	id := proxy.IdentityFrom(r.Context())
+	b.k.EndSession(headerOnly{resp.Header}, r, id)
+	if id != nil {
+		b.k.Log.Info("sign-out (Memos's button)", "user", id.Session().UserName(), "sub", id.Session().Subject, "client", b.k.ClientIP(r))
 	}
-	p.store.Clear(h, r)
-	c := &http.Cookie{Name: p.bridge.outCookie, Value: "1", Path: "/", MaxAge: 300, HttpOnly: true, Secure: p.bridge.https, SameSite: http.SameSiteLaxMode}
+	c := &http.Cookie{Name: b.outCookie, Value: "1", Path: "/", MaxAge: 300, HttpOnly: true, Secure: b.https, SameSite: http.SameSiteLaxMode}
 	resp.Header.Add("Set-Cookie", c.String())
 }
 
@@ -157,15 +156,15 @@ func (w headerOnly) WriteHeader(int)             {}
 // Memos, in the response that sends them on, and returns where to send
 // them: Memos's sign-in page is no destination any more. When Memos
 // refuses, the user goes on (Memos's page will try again and explain).
-func (p *Proxy) memosAfterSignIn(w http.ResponseWriter, r *http.Request, s *session.Session, dest string) string {
+func (b *Bridge) memosAfterSignIn(w http.ResponseWriter, r *http.Request, s *session.Session, dest string) string {
 	if path, query, _ := strings.Cut(dest, "?"); path == "/auth" {
 		dest = "/"
 		if q, err := url.ParseQuery(query); err == nil && q.Get("redirect") != "" {
-			dest = CleanReturnURL(q.Get("redirect"))
+			dest = proxy.CleanReturnURL(q.Get("redirect"))
 		}
 	}
-	if err := p.handOverMemos(w, r, s); err != nil {
-		p.log.Error("memos bridge: signing the user into Memos failed", "err", err, "user", userName(s))
+	if err := b.handOverMemos(w, r, s); err != nil {
+		b.k.Log.Error("memos bridge: signing the user into Memos failed", "err", err, "user", s.UserName())
 	}
 	return dest
 }

@@ -1,8 +1,9 @@
-package proxy
+package memos
 
 import (
 	"context"
 	"crypto/hkdf"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/oidc-proxy/oidc-proxy/config"
+	"github.com/oidc-proxy/oidc-proxy/proxy"
 	"github.com/oidc-proxy/oidc-proxy/session"
 )
 
@@ -38,10 +40,13 @@ type memosUser struct {
 	Email      string `json:"email,omitempty"`
 }
 
-// memosBridge holds the bridge's registration and the codes and tokens it
-// issued (in this process, or with the Redis store in Redis).
-type memosBridge struct {
-	memosURL      string
+// Bridge makes the proxy Memos's OAuth2 identity provider, backed by the
+// proxy's own session (memos.bridge): it holds the registration and the
+// codes and tokens it issued (in the session store, so that with a shared
+// store any replica redeems what another issued).
+type Bridge struct {
+	k             proxy.Kit
+	memosURL      string       // "": the route's upstream
 	client        *http.Client // to Memos
 	clientID      string
 	secrets       []string // the first is registered; all are accepted
@@ -58,29 +63,21 @@ type memosBridge struct {
 	grants        grants
 }
 
-func newMemosBridge(cfg *config.Config, p *Proxy, transport http.RoundTripper) (*memosBridge, error) {
+func newBridge(cfg *config.Config) (*Bridge, error) {
 	m := cfg.Memos
-	b := &memosBridge{
+	b := &Bridge{
 		memosURL:      strings.TrimSuffix(m.URL, "/"),
-		client:        &http.Client{Transport: transport, Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		clientID:      m.IdPID,
 		title:         m.IdPTitle,
-		authURL:       p.external.String() + Prefix + "memos/authorize",
 		tokenURL:      strings.TrimSuffix(m.BridgeURL, "/") + "/token",
 		userinfoURL:   strings.TrimSuffix(m.BridgeURL, "/") + "/userinfo",
-		callbackURL:   p.external.String() + "/auth/callback",
 		usernameClaim: m.UsernameClaim,
 		allowPassword: m.AllowPasswordSignIn,
 		adminToken:    m.AdminToken,
-		https:         p.external.Scheme == "https",
 		outCookie:     cfg.Session.CookieName + "_memos_out",
-		grants:        grants{p.store},
-	}
-	if b.memosURL == "" {
-		b.memosURL = strings.TrimSuffix(p.upstream.String(), "/")
 	}
 	if b.clientID == "" {
-		return nil, errors.New("proxy: memos.idp_id is empty")
+		return nil, errors.New("memos: memos.idp_id is empty")
 	}
 	for _, s := range cfg.Session.Secret {
 		// The client secret is derived from the session secret: nothing
@@ -94,32 +91,46 @@ func newMemosBridge(cfg *config.Config, p *Proxy, transport http.RoundTripper) (
 	return b, nil
 }
 
+// Provision implements proxy.Integration.
+func (b *Bridge) Provision(k proxy.Kit) error {
+	b.k = k
+	b.client = &http.Client{Transport: k.Transport, Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	b.authURL = k.External.String() + proxy.Prefix + "memos/authorize"
+	b.callbackURL = k.External.String() + "/auth/callback"
+	b.https = k.External.Scheme == "https"
+	b.grants = grants{k.Store}
+	if b.memosURL == "" {
+		b.memosURL = strings.TrimSuffix(k.Upstream.String(), "/")
+	}
+	return nil
+}
+
 // userOf is the Memos user of a proxy session, or false when the session
 // lacks the username claim.
-func (b *memosBridge) userOf(s *session.Session) (memosUser, bool) {
+func (b *Bridge) userOf(s *session.Session) (memosUser, bool) {
 	u := memosUser{Identifier: s.Claims[b.usernameClaim], Name: s.Claims["name"], Email: s.Claims["email"]}
 	return u, u.Identifier != ""
 }
 
 // code issues a code for u, to be redeemed with redirectURI (and the PKCE
 // verifier of challenge, when not empty) within a minute.
-func (b *memosBridge) code(ctx context.Context, u memosUser, redirectURI, challenge string, now time.Time) (string, error) {
+func (b *Bridge) code(ctx context.Context, u memosUser, redirectURI, challenge string, now time.Time) (string, error) {
 	code := randomToken()
 	g := &grant{User: u, RedirectURI: redirectURI, Challenge: challenge, Expires: now.Add(bridgeCodeLifetime).UnixMilli()}
 	return code, b.keep(ctx, "code", code, g, now)
 }
 
-func (b *memosBridge) keep(ctx context.Context, kind, secret string, g *grant, now time.Time) error {
+func (b *Bridge) keep(ctx context.Context, kind, secret string, g *grant, now time.Time) error {
 	return b.grants.put(ctx, kind, secret, g, now)
 }
 
-func (b *memosBridge) find(ctx context.Context, kind, secret string, take bool, now time.Time) (*grant, error) {
+func (b *Bridge) find(ctx context.Context, kind, secret string, take bool, now time.Time) (*grant, error) {
 	return b.grants.get(ctx, kind, secret, take, now)
 }
 
 // authenticate checks Memos's client credentials: HTTP Basic or the form,
 // never both.
-func (b *memosBridge) authenticate(r *http.Request) bool {
+func (b *Bridge) authenticate(r *http.Request) bool {
 	id, secret, basic := r.BasicAuth()
 	if basic {
 		if r.PostForm.Has("client_secret") {
@@ -139,13 +150,14 @@ func (b *memosBridge) authenticate(r *http.Request) bool {
 	return ok && match == 1
 }
 
-// bridgeHandler serves Memos's token and userinfo endpoints.
-func (p *Proxy) bridgeHandler() http.Handler {
+// Handler serves Memos's token and userinfo endpoints, for
+// memos.bridge_listen: a listener only Memos should reach.
+func (b *Bridge) Handler() http.Handler {
 	m := http.NewServeMux()
-	m.HandleFunc("POST /token", p.bridgeToken)
-	m.HandleFunc("GET /userinfo", p.bridgeUserinfo)
+	m.HandleFunc("POST /token", b.bridgeToken)
+	m.HandleFunc("GET /userinfo", b.bridgeUserinfo)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found"})
+		proxy.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "not_found"})
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
@@ -153,15 +165,14 @@ func (p *Proxy) bridgeHandler() http.Handler {
 	})
 }
 
-func (p *Proxy) bridgeToken(w http.ResponseWriter, r *http.Request) {
-	b := p.bridge
+func (b *Bridge) bridgeToken(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	refuse := func(status int, code, why string) {
-		p.log.Warn("memos bridge: token request refused", "error", code, "why", why, "client", r.RemoteAddr)
+		b.k.Log.Warn("memos bridge: token request refused", "error", code, "why", why, "client", r.RemoteAddr)
 		if status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Basic realm="oidc-proxy memos bridge"`)
 		}
-		writeJSON(w, status, map[string]string{"error": code})
+		proxy.WriteJSON(w, status, map[string]string{"error": code})
 	}
 	if err := r.ParseForm(); err != nil {
 		refuse(http.StatusBadRequest, "invalid_request", "unreadable form")
@@ -177,7 +188,7 @@ func (p *Proxy) bridgeToken(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusBadRequest, "unsupported_grant_type", "grant_type is not authorization_code")
 		return
 	}
-	now := p.now()
+	now := b.k.Now()
 	g, err := b.find(r.Context(), "code", r.PostForm.Get("code"), true, now)
 	switch {
 	case err != nil:
@@ -198,8 +209,8 @@ func (p *Proxy) bridgeToken(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusServiceUnavailable, "temporarily_unavailable", err.Error())
 		return
 	}
-	p.log.Info("memos bridge: code redeemed", "user", g.User.Identifier)
-	writeJSON(w, http.StatusOK, map[string]any{
+	b.k.Log.Info("memos bridge: code redeemed", "user", g.User.Identifier)
+	proxy.WriteJSON(w, http.StatusOK, map[string]any{
 		"access_token": token, "token_type": "Bearer", "expires_in": int(bridgeTokenLifetime.Seconds()),
 	})
 }
@@ -218,24 +229,23 @@ func pkceMatches(challenge, verifier string) bool {
 	return subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(challenge)) == 1
 }
 
-func (p *Proxy) bridgeUserinfo(w http.ResponseWriter, r *http.Request) {
-	b := p.bridge
+func (b *Bridge) bridgeUserinfo(w http.ResponseWriter, r *http.Request) {
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	var g *grant
 	if ok && token != "" {
 		var err error
-		if g, err = b.find(r.Context(), "token", token, false, p.now()); err != nil {
-			p.log.Warn("memos bridge: userinfo: the session store failed", "err", err)
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
+		if g, err = b.find(r.Context(), "token", token, false, b.k.Now()); err != nil {
+			b.k.Log.Warn("memos bridge: userinfo: the session store failed", "err", err)
+			proxy.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
 			return
 		}
 	}
 	if g == nil {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token"})
+		proxy.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{
+	proxy.WriteJSON(w, http.StatusOK, map[string]string{
 		"sub": g.User.Identifier, "preferred_username": g.User.Identifier, "name": g.User.Name, "email": g.User.Email,
 	})
 }
@@ -243,16 +253,11 @@ func (p *Proxy) bridgeUserinfo(w http.ResponseWriter, r *http.Request) {
 // handleMemosAuthorize is the authUrl Memos's sign-in button sends the
 // browser to: with a proxy session it completes Memos's flow at once;
 // without one it signs the user in at the provider first.
-func (p *Proxy) handleMemosAuthorize(w http.ResponseWriter, r *http.Request) {
-	b := p.bridge
-	if b == nil {
-		p.errorPage(w, r, http.StatusNotFound, "Not found", "The proxy has no such page.")
-		return
-	}
+func (b *Bridge) handleMemosAuthorize(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	bad := func(why string) {
-		p.log.Warn("memos bridge: authorization request refused", "why", why, "client", p.trusted.clientIP(r))
-		p.errorPage(w, r, http.StatusBadRequest, "Sign-in request refused", "Memos sent a sign-in request the proxy cannot accept.")
+		b.k.Log.Warn("memos bridge: authorization request refused", "why", why, "client", b.k.ClientIP(r))
+		b.k.ErrorPage(w, r, http.StatusBadRequest, "Sign-in request refused", "Memos sent a sign-in request the proxy cannot accept.")
 	}
 	switch {
 	case q.Get("client_id") != b.clientID:
@@ -271,29 +276,36 @@ func (p *Proxy) handleMemosAuthorize(w http.ResponseWriter, r *http.Request) {
 		bad("state missing, or a parameter too long")
 		return
 	}
-	id, err := p.loadIdentity(w, r)
+	id, err := b.k.Identify(w, r)
 	switch {
 	case err != nil:
-		p.storeUnavailable(w, r, err)
+		b.k.StoreUnavailable(w, r, err)
 		return
 	case id == nil:
-		p.startFlow(w, r, CleanReturnURL(r.URL.RequestURI()))
+		b.k.SignIn(w, r, proxy.CleanReturnURL(r.URL.RequestURI()))
 		return
-	case !id.allowed:
-		p.forbidden(w, r, id.session)
+	case !id.Allowed():
+		b.k.Forbidden(w, r, id.Session())
 		return
 	}
-	u, ok := b.userOf(id.session)
+	u, ok := b.userOf(id.Session())
 	if !ok {
-		p.memosFailed(w, r, errors.New("the session has no "+b.usernameClaim+" claim"))
+		b.memosFailed(w, r, errors.New("the session has no "+b.usernameClaim+" claim"))
 		return
 	}
-	code, err := b.code(r.Context(), u, b.callbackURL, q.Get("code_challenge"), p.now())
+	code, err := b.code(r.Context(), u, b.callbackURL, q.Get("code_challenge"), b.k.Now())
 	if err != nil {
-		p.memosFailed(w, r, err)
+		b.memosFailed(w, r, err)
 		return
 	}
 	back, _ := url.Parse(b.callbackURL)
 	back.RawQuery = url.Values{"code": {code}, "state": {q.Get("state")}}.Encode()
 	http.Redirect(w, r, back.String(), http.StatusFound)
+}
+
+// randomToken is 32 random bytes, base64url: a code or an access token.
+func randomToken() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
 }

@@ -1,4 +1,4 @@
-package proxy
+package memos
 
 import (
 	"bytes"
@@ -34,7 +34,7 @@ func (e *memosError) Error() string {
 
 // call POSTs body as JSON to method, with extra headers, decodes a 200
 // answer into out (when not nil) and returns the response (body read).
-func (b *memosBridge) call(ctx context.Context, method string, body any, header http.Header, out any) (*http.Response, error) {
+func (b *Bridge) call(ctx context.Context, method string, body any, header http.Header, out any) (*http.Response, error) {
 	data, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
@@ -75,7 +75,7 @@ func (b *memosBridge) call(ctx context.Context, method string, body any, header 
 
 // refreshCookies returns the Set-Cookie lines of resp that set Memos's
 // refresh cookie.
-func (b *memosBridge) refreshCookies(resp *http.Response) []string {
+func (b *Bridge) refreshCookies(resp *http.Response) []string {
 	var out []string
 	for _, line := range resp.Header.Values("Set-Cookie") {
 		if name, _, _ := strings.Cut(line, "="); strings.TrimSpace(name) == memosRefreshCookie {
@@ -91,9 +91,8 @@ func (b *memosBridge) refreshCookies(resp *http.Response) []string {
 // browser's own cookies are not sent (Memos must not link the sign-in to
 // whoever the browser was before); its User-Agent and address are, so
 // that Memos's list of sessions names the right device.
-func (p *Proxy) memosSignIn(ctx context.Context, u memosUser, r *http.Request) ([]string, error) {
-	b := p.bridge
-	code, err := b.code(ctx, u, b.callbackURL, "", p.now())
+func (b *Bridge) memosSignIn(ctx context.Context, u memosUser, r *http.Request) ([]string, error) {
+	code, err := b.code(ctx, u, b.callbackURL, "", b.k.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +103,7 @@ func (p *Proxy) memosSignIn(ctx context.Context, u memosUser, r *http.Request) (
 			Username string `json:"username"`
 		} `json:"user"`
 	}
-	client := http.Header{"User-Agent": {r.UserAgent()}, "X-Forwarded-For": {p.trusted.clientIP(r)}, "X-Real-Ip": {p.trusted.clientIP(r)}}
+	client := http.Header{"User-Agent": {r.UserAgent()}, "X-Forwarded-For": {b.k.ClientIP(r)}, "X-Real-Ip": {b.k.ClientIP(r)}}
 	resp, err := b.call(ctx, "AuthService/SignIn", map[string]any{
 		"ssoCredentials": map[string]string{"idpName": "identity-providers/" + b.clientID, "code": code, "redirectUri": b.callbackURL},
 	}, client, &answer)
@@ -116,7 +115,7 @@ func (p *Proxy) memosSignIn(ctx context.Context, u memosUser, r *http.Request) (
 		return nil, errors.New("memos SignIn set no " + memosRefreshCookie + " cookie")
 	}
 	if answer.User.Username != "" && answer.User.Username != u.Identifier {
-		p.log.Info("memos bridge: Memos gave the user another username", "user", u.Identifier, "memos_username", answer.User.Username,
+		b.k.Log.Info("memos bridge: Memos gave the user another username", "user", u.Identifier, "memos_username", answer.User.Username,
 			"why", "Memos usernames are 1-36 of a-z A-Z 0-9 -, not all digits, not reserved")
 	}
 	return cookies, nil
@@ -125,8 +124,7 @@ func (p *Proxy) memosSignIn(ctx context.Context, u memosUser, r *http.Request) (
 // memosSignOut ends the browser's Memos session, if it has one: Memos
 // needs an access token for SignOut, so the refresh cookie is spent once
 // (it rotates) and the new pair signs out.
-func (p *Proxy) memosSignOut(ctx context.Context, r *http.Request) {
-	b := p.bridge
+func (b *Bridge) memosSignOut(ctx context.Context, r *http.Request) {
 	c, err := r.Cookie(memosRefreshCookie)
 	if err != nil || c.Value == "" {
 		return
@@ -156,28 +154,27 @@ func (p *Proxy) memosSignOut(ctx context.Context, r *http.Request) {
 		if errors.As(err, &me) && me.status == http.StatusUnauthorized {
 			return // already over
 		}
-		p.log.Warn("memos bridge: ending the Memos session failed; its cookie is cleared anyway", "err", err)
+		b.k.Log.Warn("memos bridge: ending the Memos session failed; its cookie is cleared anyway", "err", err)
 	}
 }
 
 // clearMemos makes the browser forget its Memos session: the refresh
 // cookie, and the access token Memos's web app keeps in local storage.
-func (p *Proxy) clearMemos(w http.ResponseWriter) {
-	b := p.bridge
+func (b *Bridge) clearMemos(w http.ResponseWriter) {
 	c := &http.Cookie{Name: memosRefreshCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: b.https, SameSite: http.SameSiteLaxMode}
 	w.Header().Add("Set-Cookie", c.String())
 	w.Header().Set("Clear-Site-Data", `"storage"`)
 }
 
 // memosFailed answers when Memos did not take the bridge's sign-in.
-func (p *Proxy) memosFailed(w http.ResponseWriter, r *http.Request, err error) {
-	p.log.Error("memos bridge: signing the user into Memos failed", "err", err, "client", p.trusted.clientIP(r))
-	p.errorPage(w, r, http.StatusBadGateway, "Memos did not accept the sign-in",
+func (b *Bridge) memosFailed(w http.ResponseWriter, r *http.Request, err error) {
+	b.k.Log.Error("memos bridge: signing the user into Memos failed", "err", err, "client", b.k.ClientIP(r))
+	b.k.ErrorPage(w, r, http.StatusBadGateway, "Memos did not accept the sign-in",
 		"You are signed in, but Memos refused the single sign-on. Ask the administrator to look at the proxy's log.")
 }
 
 // memosIdP is the identity provider the proxy registers in Memos.
-func (b *memosBridge) memosIdP() map[string]any {
+func (b *Bridge) memosIdP() map[string]any {
 	return map[string]any{
 		"name":  "identity-providers/" + b.clientID,
 		"type":  "OAUTH2",
@@ -191,12 +188,11 @@ func (b *memosBridge) memosIdP() map[string]any {
 	}
 }
 
-// RegisterWithMemos makes the proxy Memos's identity provider, or brings
+// Register makes the proxy Memos's identity provider, or brings
 // the registration up to date: listed first (anonymously), then updated
 // or created with the admin's token. It is safe to run any number of
 // times. It reports what it did.
-func (p *Proxy) RegisterWithMemos(ctx context.Context) (string, error) {
-	b := p.bridge
+func (b *Bridge) Register(ctx context.Context) (string, error) {
 	if b == nil {
 		return "", errors.New("memos.bridge is off")
 	}
@@ -233,21 +229,28 @@ func (p *Proxy) RegisterWithMemos(ctx context.Context) (string, error) {
 	return "created " + idp["name"].(string), nil
 }
 
-// registerInBackground keeps trying RegisterWithMemos until it succeeds
+// registerInBackground keeps trying Register until it succeeds
 // or ctx ends (Memos may start after the proxy).
-func (p *Proxy) registerInBackground(ctx context.Context) {
+func (b *Bridge) registerInBackground(ctx context.Context) {
 	for delay := time.Second; ctx.Err() == nil; delay = min(delay*2, time.Minute) {
 		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		did, err := p.RegisterWithMemos(cctx)
+		did, err := b.Register(cctx)
 		cancel()
 		if err == nil {
-			p.log.Info("memos bridge: registered as Memos's identity provider", "result", did)
+			b.k.Log.Info("memos bridge: registered as Memos's identity provider", "result", did)
 			return
 		}
-		p.log.Warn("memos bridge: registering with Memos failed; retrying", "in", delay, "err", err)
+		b.k.Log.Warn("memos bridge: registering with Memos failed; retrying", "in", delay, "err", err)
 		select {
 		case <-ctx.Done():
 		case <-time.After(delay):
 		}
 	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }

@@ -1,4 +1,4 @@
-package proxy
+package memos
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oidc-proxy/oidc-proxy/proxy"
 	"github.com/oidc-proxy/oidc-proxy/session"
 )
 
@@ -93,19 +94,45 @@ func (b *bearerChecker) valid(ctx context.Context, token string, now time.Time) 
 	return ok, nil
 }
 
-// serveBearer handles a request without a session that carries a bearer
-// token: it passes, without identity headers, only if Memos confirms the
-// token.
-func (p *Proxy) serveBearer(x *exchange, r *http.Request, token string) {
-	ok, err := p.bearers.valid(r.Context(), token, p.now())
+// Bearers lets a request without a proxy session pass when it carries a
+// bearer token that Memos confirms (a personal access token, say), without
+// identity headers (memos.pass_bearer_tokens). Memos counts an unknown
+// token as anonymous, so nothing passes unconfirmed.
+type Bearers struct {
+	proxy.NoOps
+	memosURL string // "": the route's upstream
+	k        proxy.Kit
+	check    *bearerChecker
+}
+
+// Provision implements proxy.Integration.
+func (b *Bearers) Provision(k proxy.Kit) error {
+	b.k = k
+	u := b.memosURL
+	if u == "" {
+		u = k.Upstream.String()
+	}
+	b.check = newBearerChecker(u, k.Transport)
+	return nil
+}
+
+// Anonymous implements proxy.Integration: a request with a bearer token
+// passes, without identity, only if Memos confirms the token.
+func (b *Bearers) Anonymous(w http.ResponseWriter, r *http.Request, forward http.Handler) bool {
+	token := bearerToken(r)
+	if token == "" {
+		return false
+	}
+	ok, err := b.check.valid(r.Context(), token, b.k.Now())
 	switch {
 	case err != nil:
-		p.log.Warn("memos: could not check a bearer token", "err", err)
-		writeJSON(x, http.StatusBadGateway, map[string]string{"error": "bad_gateway", "message": "the application is not answering"})
+		b.k.Log.Warn("memos: could not check a bearer token", "err", err)
+		proxy.WriteJSON(w, http.StatusBadGateway, map[string]string{"error": "bad_gateway", "message": "the application is not answering"})
 	case !ok:
-		p.log.Info("memos: bearer token refused", "client", p.trusted.clientIP(r))
-		writeJSON(x, http.StatusUnauthorized, map[string]string{"error": "unauthenticated", "message": "the bearer token is not valid"})
+		b.k.Log.Info("memos: bearer token refused", "client", b.k.ClientIP(r))
+		proxy.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated", "message": "the bearer token is not valid"})
 	default:
-		p.forward.ServeHTTP(x, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
+		forward.ServeHTTP(w, r)
 	}
+	return true
 }
