@@ -128,7 +128,7 @@ func (p *Proxy) newSession(op *rp.Provider, t *rp.Tokens) *session.Session {
 func (p *Proxy) fillClaims(s *session.Session, claims map[string]json.RawMessage) {
 	s.Claims = map[string]string{}
 	s.User, s.Email, s.Groups = "", "", nil
-	for _, name := range p.route.claims() {
+	for _, name := range p.route.kept {
 		raw, present := claims[name]
 		if !present {
 			continue

@@ -1,8 +1,12 @@
 package proxy
 
 import (
+	"context"
+	"errors"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"strings"
 	"sync"
 	"time"
 )
@@ -20,6 +24,74 @@ func NewTransport() *http.Transport {
 	t.DisableCompression = true
 	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	return t
+}
+
+// rewrite builds the upstream request for rt. ReverseProxy has already
+// removed hop-by-hop headers (including any named in Connection) and the
+// client's Forwarded and X-Forwarded-* headers; the strip step removed
+// every spelling of the identity headers before, so a client that lists
+// one in Connection cannot hide it either.
+func (p *Proxy) rewrite(rt *Route, pr *httputil.ProxyRequest) {
+	pr.SetURL(rt.upstream)
+	if rt.preserveHost {
+		pr.Out.Host = pr.In.Host
+	}
+	trusted := p.trusted.trustedPeer(pr.In)
+	if trusted { // a trusted front proxy's chain is kept and extended
+		if xff := pr.In.Header["X-Forwarded-For"]; len(xff) > 0 {
+			pr.Out.Header["X-Forwarded-For"] = []string{strings.Join(xff, ", ")}
+		}
+	}
+	pr.SetXForwarded()
+	if xfh := pr.In.Header.Get("X-Forwarded-Host"); trusted && xfh != "" {
+		pr.Out.Header.Set("X-Forwarded-Host", xfh)
+	}
+	// The scheme the browser used is that of external_url, whatever sits
+	// in front of the proxy.
+	pr.Out.Header["X-Forwarded-Proto"] = []string{p.external.Scheme}
+	if pr.Out.Trailer != nil { // (the headers were stripped on the way in)
+		rt.headers.strip(pr.Out.Trailer)
+	}
+	stripCookies(pr.Out.Header, p.store.CookieName())
+	if x := exchangeFrom(pr.In.Context()); x != nil {
+		if x.id != nil {
+			rt.headers.inject(pr.Out.Header, x.id)
+		}
+		x.forwarded = time.Now()
+	}
+}
+
+// upstreamAnswered notes how long the upstream took to answer.
+func (p *Proxy) upstreamAnswered(rt *Route, resp *http.Response) error {
+	x := exchangeFrom(resp.Request.Context())
+	if x == nil || x.forwarded.IsZero() {
+		return nil
+	}
+	x.upstream = time.Since(x.forwarded)
+	p.metrics.upstream.Observe(x.upstream.Seconds())
+	if resp.StatusCode == http.StatusSwitchingProtocols || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		x.stream = true
+		p.metrics.streams.Inc()
+	}
+	for _, in := range rt.integrations {
+		in.Answered(resp)
+	}
+	return nil
+}
+
+// upstreamError answers when the upstream cannot be reached.
+func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	if x := exchangeFrom(r.Context()); x != nil && !x.forwarded.IsZero() {
+		x.upstream = time.Since(x.forwarded)
+	}
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client went away; nobody is left to answer.
+		w.WriteHeader(499)
+		return
+	}
+	p.log.Warn("upstream request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	p.errorPage(w, r, http.StatusBadGateway, "The application is not answering",
+		"The proxy could not reach the application behind it. Please try again in a moment.")
 }
 
 // bufferPool lends 32 KiB copy buffers to the ReverseProxy.

@@ -1,5 +1,9 @@
-// Package session holds a signed-in user's session and the cookie codec
-// that carries it: encrypted, signed, chunked, with key rotation.
+// Package session holds a signed-in user's session, the cookie codec that
+// carries it (encrypted, signed, chunked, with key rotation), and the
+// Store that keeps sessions: in the cookie itself, or in Redis behind a
+// ticket cookie (see Store and Open). Only Open decides which store runs.
+//
+// It imports no package of this project.
 package session
 
 import (

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -113,7 +114,8 @@ type Entry struct {
 	ticket *Ticket // the Redis record's ticket; nil in the cookie store
 	raw    string  // the cookie value it came from ("" when renewed)
 
-	derived sync.Map // Deriver → what it made
+	first atomic.Pointer[derived] // the first deriver and what it made
+	more  sync.Map                // every other Deriver → what it made
 }
 
 // Derived returns what d made of the entry, making it on first use: work
@@ -121,11 +123,26 @@ type Entry struct {
 // once per request. d is the key, so it must be comparable (a pointer),
 // and what it returns must not be modified.
 func (e *Entry) Derived(d Deriver) any {
-	if v, ok := e.derived.Load(d); ok {
+	if f := e.first.Load(); f != nil && f.d == d {
+		return f.v // the common case: one deriver, no map lookup
+	}
+	if v, ok := e.more.Load(d); ok {
 		return v
 	}
-	v, _ := e.derived.LoadOrStore(d, d.Derive(e))
+	v := d.Derive(e)
+	if e.first.CompareAndSwap(nil, &derived{d, v}) {
+		return v
+	}
+	if f := e.first.Load(); f.d == d {
+		return f.v
+	}
+	v, _ = e.more.LoadOrStore(d, v)
 	return v
+}
+
+type derived struct {
+	d Deriver
+	v any
 }
 
 // A Deriver makes something of a session entry once; see Entry.Derived.

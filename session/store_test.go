@@ -37,3 +37,22 @@ func BenchmarkSessionLookupUncached(b *testing.B) {
 		}
 	}
 }
+
+type countingDeriver struct{ n int }
+
+func (c *countingDeriver) Derive(e *Entry) any { c.n++; return e.Session.Subject + "!" }
+
+// TestDerivedOncePerDeriver: each deriver builds once per entry, and two
+// derivers never see each other's result.
+func TestDerivedOncePerDeriver(t *testing.T) {
+	e := &Entry{Session: &Session{Subject: "alice"}}
+	a, b := &countingDeriver{}, &countingDeriver{}
+	for range 3 {
+		if e.Derived(a) != "alice!" || e.Derived(b) != "alice!" {
+			t.Fatal("wrong value")
+		}
+	}
+	if a.n != 1 || b.n != 1 {
+		t.Fatalf("built %d and %d times, want once each", a.n, b.n)
+	}
+}
