@@ -5,6 +5,7 @@
 package config
 
 import (
+	"net/url"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -45,6 +46,12 @@ type Config struct {
 
 	Access Access `yaml:"access"`
 
+	// IdentityJWT, when set, also sends the upstream the identity as a
+	// short-lived JWT signed by the proxy, verifiable with its key set at
+	// /oauth2/jwks.json. Default: off (client copies of the header are
+	// removed all the same).
+	IdentityJWT *IdentityJWT `yaml:"identity_jwt"`
+
 	// Memos holds what the proxy does for Memos in particular.
 	Memos Memos `yaml:"memos"`
 
@@ -77,6 +84,41 @@ type Access struct {
 	// "mail.example.com" or "badexample.com". An email the provider marks
 	// email_verified: false matches nothing.
 	AllowedEmailDomains []string `yaml:"allowed_email_domains"`
+}
+
+// IdentityJWT configures the signed identity for the upstream.
+type IdentityJWT struct {
+	// Header carries the token. Default "X-Oidc-Proxy-Assertion".
+	Header string `yaml:"header"`
+	// Audience is the token's aud, what the application checks it was
+	// made for. Default: the origin of external_url.
+	Audience string `yaml:"audience"`
+	// Lifetime of a token, 30s to 1h. Default 5m. A token is reused for
+	// the same session until half of it has passed.
+	Lifetime time.Duration `yaml:"lifetime"`
+	// Algorithm is ES256 (default; P-256 keys) or EdDSA (Ed25519 keys).
+	Algorithm string `yaml:"algorithm"`
+	// KeyFiles are PEM private keys: the first signs, every one is
+	// published, so keys rotate without a gap. Required.
+	KeyFiles []string `yaml:"key_files"`
+	// Claims maps a claim of the token to the session claim that fills
+	// it; groups is sent as a list, every other claim as a string.
+	// Default DefaultIdentityJWTClaims.
+	Claims map[string]string `yaml:"claims"`
+}
+
+// Identity JWT defaults and bounds.
+const (
+	DefaultIdentityJWTHeader   = "X-Oidc-Proxy-Assertion"
+	DefaultIdentityJWTLifetime = 5 * time.Minute
+	MinIdentityJWTLifetime     = 30 * time.Second
+	MaxIdentityJWTLifetime     = time.Hour
+)
+
+// DefaultIdentityJWTClaims is the identity JWT's claim mapping when its
+// claims block is omitted.
+func DefaultIdentityJWTClaims() map[string]string {
+	return map[string]string{"preferred_username": "preferred_username", "email": "email", "name": "name", "groups": "groups"}
 }
 
 // TLS names the certificate and key the proxy serves. Both files are
@@ -330,6 +372,25 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Headers == nil {
 		c.Headers = DefaultHeaders()
+	}
+	if j := c.IdentityJWT; j != nil {
+		if j.Header == "" {
+			j.Header = DefaultIdentityJWTHeader
+		}
+		if j.Lifetime == 0 {
+			j.Lifetime = DefaultIdentityJWTLifetime
+		}
+		if j.Algorithm == "" {
+			j.Algorithm = "ES256"
+		}
+		if j.Claims == nil {
+			j.Claims = DefaultIdentityJWTClaims()
+		}
+		if j.Audience == "" {
+			if u, err := url.Parse(c.ExternalURL); err == nil && u.Host != "" {
+				j.Audience = u.Scheme + "://" + u.Host
+			}
+		}
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"

@@ -353,3 +353,41 @@ func TestMemosBridge(t *testing.T) {
 		}
 	}
 }
+
+func TestIdentityJWT(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "k.pem")
+	os.WriteFile(key, []byte("-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n"), 0o600)
+	c, err := Parse("t.yaml", []byte(minimal+"identity_jwt: {key_files: ["+key+"]}\n"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := c.IdentityJWT
+	if j.Header != "X-Oidc-Proxy-Assertion" || j.Audience != "https://memos.example.com" || j.Lifetime != 5*time.Minute ||
+		j.Algorithm != "ES256" || !reflect.DeepEqual(j.Claims, DefaultIdentityJWTClaims()) {
+		t.Errorf("defaults: %+v", j)
+	}
+	if c, _ := Parse("t.yaml", []byte(minimal), noEnv); c.IdentityJWT != nil {
+		t.Error("identity_jwt on without being asked")
+	}
+	for _, tt := range []struct{ yaml, want string }{
+		{"identity_jwt: {}", "needs at least one PEM private key"},
+		{"identity_jwt: {key_files: [/nonexistent/k.pem]}", "no such file"},
+		{"identity_jwt: {key_files: [" + key + "], algorithm: HS256}", "never an HMAC or none"},
+		{"identity_jwt: {key_files: [" + key + "], algorithm: none}", "never an HMAC or none"},
+		{"identity_jwt: {key_files: [" + key + "], lifetime: 10s}", "between 30s and 1h0m0s"},
+		{"identity_jwt: {key_files: [" + key + "], lifetime: 2h}", "between 30s and 1h0m0s"},
+		{"identity_jwt: {key_files: [" + key + "], header: Remote-User}", "already an identity header"},
+		{"identity_jwt: {key_files: [" + key + "], header: remote_user}", "already an identity header"},
+		{"identity_jwt: {key_files: [" + key + "], header: Host}", "cannot carry the token"},
+		{"identity_jwt: {key_files: [" + key + "], header: \"a b\"}", "not a valid header name"},
+		{"identity_jwt: {key_files: [" + key + "], audience: \"a b\"}", "without spaces"},
+		{"identity_jwt: {key_files: [" + key + "], claims: {sub: email}}", "set by the proxy itself"},
+		{"identity_jwt: {key_files: [" + key + "], claims: {exp: email}}", "set by the proxy itself"},
+		{"identity_jwt: {key_files: [" + key + "], claims: {user: \"\"}}", "needs a session claim"},
+	} {
+		_, err := Parse("t.yaml", []byte(minimal+tt.yaml+"\n"), noEnv)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want %q", tt.yaml, err, tt.want)
+		}
+	}
+}

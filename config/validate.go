@@ -52,6 +52,9 @@ func (l *loader) validate(c *Config) {
 	l.validateSession(&c.Session)
 	l.validateHeaders(c.Headers)
 	l.validateAccess(&c.Access)
+	if c.IdentityJWT != nil {
+		l.validateIdentityJWT(c.IdentityJWT, c.Headers)
+	}
 	for _, pp := range c.PublicPaths {
 		if _, err := path.Match(pp, "/"); err != nil || !strings.HasPrefix(pp, "/") || strings.HasPrefix(pp, "/oauth2/") {
 			l.add("public_paths", "%q is not a path pattern starting with / (and outside /oauth2/)", pp)
@@ -349,5 +352,51 @@ func (l *loader) validateMemos(c *Config) {
 	}
 	if m.AdminToken != "" && strings.ContainsAny(m.AdminToken, " \t\r\n") {
 		l.add("memos.admin_token_file", "holds more than one token")
+	}
+}
+
+// registeredClaims are set by the proxy in every identity JWT.
+var registeredClaims = map[string]bool{"iss": true, "sub": true, "aud": true, "exp": true, "nbf": true, "iat": true, "jti": true}
+
+func (l *loader) validateIdentityJWT(j *IdentityJWT, headers map[string]string) {
+	if !validHeaderName(j.Header) {
+		l.add("identity_jwt.header", "%q is not a valid header name", j.Header)
+	} else if reservedHeaders[NormalizeHeaderName(j.Header)] {
+		l.add("identity_jwt.header", "%s cannot carry the token", http.CanonicalHeaderKey(j.Header))
+	} else {
+		for name := range headers {
+			if NormalizeHeaderName(name) == NormalizeHeaderName(j.Header) {
+				l.add("identity_jwt.header", "%s is already an identity header (headers)", name)
+			}
+		}
+	}
+	if j.Audience == "" || strings.ContainsAny(j.Audience, " \t\r\n\"\\") {
+		l.add("identity_jwt.audience", "must be a URL or name without spaces or quotes")
+	}
+	if j.Lifetime < MinIdentityJWTLifetime || j.Lifetime > MaxIdentityJWTLifetime {
+		l.add("identity_jwt.lifetime", "must be between %s and %s, not %s", MinIdentityJWTLifetime, MaxIdentityJWTLifetime, j.Lifetime)
+	}
+	switch j.Algorithm {
+	case "ES256", "EdDSA":
+	default:
+		l.add("identity_jwt.algorithm", "must be ES256 or EdDSA, not %q (never an HMAC or none)", j.Algorithm)
+	}
+	if len(j.KeyFiles) == 0 {
+		l.add("identity_jwt.key_files", "needs at least one PEM private key (the first signs)")
+	}
+	for _, f := range j.KeyFiles {
+		if _, err := l.readFile(f); err != nil {
+			l.add("identity_jwt.key_files", "%v", err)
+		}
+	}
+	for name, claim := range j.Claims {
+		switch {
+		case name == "" || strings.ContainsAny(name, " \t\r\n\""):
+			l.add("identity_jwt.claims", "%q is not a claim name", name)
+		case registeredClaims[name]:
+			l.add("identity_jwt.claims."+name, "is set by the proxy itself")
+		case claim == "":
+			l.add("identity_jwt.claims."+name, "needs a session claim")
+		}
 	}
 }

@@ -68,16 +68,22 @@ func (a accessRules) fill(s *session.Session, claims map[string]json.RawMessage)
 		}
 	}
 	if a.groups != nil {
-		var list []string
-		if json.Unmarshal(claims["groups"], &list) == nil {
-			s.Groups = list
-		} else {
-			var one string
-			if json.Unmarshal(claims["groups"], &one) == nil && one != "" {
-				s.Groups = []string{one}
-			}
-		}
+		s.Groups = groupsOf(claims["groups"])
 	}
+}
+
+// groupsOf reads a groups claim: a list of strings, or one string as one
+// group; anything else is no groups.
+func groupsOf(raw json.RawMessage) []string {
+	var list []string
+	if json.Unmarshal(raw, &list) == nil {
+		return list
+	}
+	var one string
+	if json.Unmarshal(raw, &one) == nil && one != "" {
+		return []string{one}
+	}
+	return nil
 }
 
 // forbidden answers a signed-in user whom the access rules keep out.

@@ -15,7 +15,8 @@ type Identity struct {
 	entry   *session.Entry
 	session *session.Session
 	values  [][]string
-	allowed bool // by the access rules
+	allowed bool      // by the access rules
+	token   tokenSlot // the signed identity, when the route signs one
 }
 
 // identities make the identity of a session entry: the header values and

@@ -2,11 +2,19 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"io"
 	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,14 +25,14 @@ import (
 
 // benchProxy is a proxy whose upstream is an in-memory 2 KB page, and a
 // request carrying a typical signed-in session (the Authelia claims).
-func benchProxy(b *testing.B) (*Proxy, *http.Request) {
+func benchProxy(b *testing.B, extra ...string) (*Proxy, *http.Request) {
 	b.Helper()
 	cfg, err := config.Parse("bench.yaml", []byte(`
 external_url: https://memos.example.com
 upstream: http://127.0.0.1:5230
 oidc: {issuer: "https://auth.example.com", client_id: memos, client_secret: s3cret}
 session: {secret: "0123456789abcdef0123456789abcdef0123"}
-`), nil)
+`+strings.Join(extra, "\n")), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -71,8 +79,24 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 // cookies, on the headers of a typical browser request. The outgoing header
 // map is refilled in place each time; ReverseProxy's own copy of it is
 // BenchmarkHeaderClone.
-func BenchmarkAuthPath(b *testing.B) {
-	p, req := benchProxy(b)
+func BenchmarkAuthPath(b *testing.B) { benchAuthPath(b) }
+
+// BenchmarkAuthPathJWT is BenchmarkAuthPath with the signed identity on:
+// the token is signed once per session and reused (the target: at most
+// 0.5 µs and 2 allocations over BenchmarkAuthPath).
+func BenchmarkAuthPathJWT(b *testing.B) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(k)
+	f := filepath.Join(b.TempDir(), "jwt.pem")
+	os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	benchAuthPath(b, "identity_jwt: {key_files: ["+strconv.Quote(f)+"]}")
+}
+
+func benchAuthPath(b *testing.B, extra ...string) {
+	p, req := benchProxy(b, extra...)
 	w := httptest.NewRecorder()
 	out := http.Header{}
 	b.ReportAllocs()
@@ -85,7 +109,9 @@ func BenchmarkAuthPath(b *testing.B) {
 		}
 		p.route.headers.strip(out)
 		stripCookies(out, p.store.CookieName())
-		p.route.headers.inject(out, id)
+		for _, s := range p.route.setters {
+			s.fill(out, id)
+		}
 	}
 }
 

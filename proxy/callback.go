@@ -142,6 +142,9 @@ func (p *Proxy) fillClaims(s *session.Session, claims map[string]json.RawMessage
 		}
 	}
 	p.route.access.fill(s, claims)
+	if p.route.listGroups && s.Groups == nil {
+		s.Groups = groupsOf(claims["groups"])
+	}
 }
 
 // signInFailed logs why a sign-in failed and shows a generic page.

@@ -21,6 +21,9 @@ func (p *Proxy) endpoints() http.Handler {
 	m.HandleFunc("POST /oauth2/backchannel_logout", p.handleBackchannelLogout)
 	m.HandleFunc("GET /oauth2/healthz", p.handleHealthz)
 	m.HandleFunc("GET /oauth2/readyz", p.handleReadyz)
+	for _, si := range p.route.signed {
+		m.Handle("GET /oauth2/jwks.json", si.signer)
+	}
 	for _, in := range p.route.integrations {
 		in.Endpoints(m)
 	}

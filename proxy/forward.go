@@ -55,7 +55,9 @@ func (p *Proxy) rewrite(rt *Route, pr *httputil.ProxyRequest) {
 	stripCookies(pr.Out.Header, p.store.CookieName())
 	if x := exchangeFrom(pr.In.Context()); x != nil {
 		if x.id != nil {
-			rt.headers.inject(pr.Out.Header, x.id)
+			for _, s := range rt.setters {
+				s.fill(pr.Out.Header, x.id)
+			}
 		}
 		x.forwarded = time.Now()
 	}

@@ -39,7 +39,9 @@ func (p *Proxy) handleAuth(w http.ResponseWriter, r *http.Request) {
 	case !id.allowed:
 		p.forbidden(w, r, id.session)
 	default:
-		rt.headers.inject(w.Header(), id)
+		for _, s := range rt.setters {
+			s.fill(w.Header(), id)
+		}
 		w.WriteHeader(http.StatusAccepted)
 	}
 }

@@ -33,6 +33,11 @@ func newIdentityHeaders(m map[string]string) identityHeaders {
 	return h
 }
 
+// alsoStrip makes strip delete every spelling of the header name too.
+func (h *identityHeaders) alsoStrip(name string) {
+	h.norm = append(h.norm, config.NormalizeHeaderName(name))
+}
+
 // claims lists the claims the headers need.
 func (h identityHeaders) claims() []string {
 	out := make([]string, len(h.set))

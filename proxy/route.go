@@ -27,7 +27,10 @@ type Route struct {
 	ids          *identities
 	public       publicPaths
 	integrations []Integration
-	kept         []string // the claims its sessions keep: see claims
+	signed       []*signedIdentity // identity_jwt: one, or none
+	setters      []setter          // fill the outgoing identity: headers, then the JWT
+	kept         []string          // the claims its sessions keep: see claims
+	listGroups   bool              // sessions keep the groups list (the JWT sends it)
 	forward      *httputil.ReverseProxy
 	handler      http.Handler // the route's part of the request path
 	ready        readiness
@@ -49,6 +52,19 @@ func (p *Proxy) newRoute(cfg *config.Config, transport http.RoundTripper, integr
 		hm = config.DefaultHeaders()
 	}
 	rt.headers = newIdentityHeaders(hm)
+	rt.setters = []setter{rt.headers}
+	if j := cfg.IdentityJWT; j != nil {
+		si, err := newSignedIdentity(j, p.external.String(), p.now, p.log)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: identity_jwt: %w", err)
+		}
+		rt.signed = append(rt.signed, si)
+		rt.setters = append(rt.setters, si)
+		rt.listGroups = si.listsGroups()
+		rt.headers.alsoStrip(j.Header)
+	} else {
+		rt.headers.alsoStrip(config.DefaultIdentityJWTHeader) // never from a client, on or off
+	}
 	rt.access = newAccessRules(cfg.Access)
 	rt.ids = &identities{headers: rt.headers, access: rt.access}
 	rt.kept = rt.claims()
@@ -73,6 +89,13 @@ func (p *Proxy) newRoute(cfg *config.Config, transport http.RoundTripper, integr
 // and those its integrations read.
 func (rt *Route) claims() []string {
 	out := rt.headers.claims()
+	for _, si := range rt.signed {
+		for _, c := range si.sessionClaims() {
+			if c != "groups" && !slices.Contains(out, c) {
+				out = append(out, c)
+			}
+		}
+	}
 	for _, in := range rt.integrations {
 		for _, c := range in.Claims() {
 			if !slices.Contains(out, c) {
