@@ -239,9 +239,22 @@ type Memos struct {
 	Bridge bool `yaml:"bridge"`
 	// AdminTokenFile holds a Memos admin's personal access token; with it
 	// the proxy registers itself as Memos's identity provider at start
-	// (idempotently). Without it, run `oidc-proxy memos-setup` once.
+	// (idempotently) and keeps roles and profiles in step. When the file
+	// does not exist and Memos has no users yet, the proxy sets Memos up
+	// and writes it (mode 0600). Without it, run `oidc-proxy memos-setup`.
 	AdminTokenFile string `yaml:"admin_token_file"`
 	AdminToken     string `yaml:"-"`
+	// AdminUsername is the account the proxy creates as Memos's first
+	// admin on a fresh instance. Default "oidc-proxy-admin".
+	AdminUsername string `yaml:"admin_username"`
+	// AdminPasswordFile holds that account's password (break-glass);
+	// created with a long random password, mode 0600, when missing.
+	// Default: admin_token_file + ".password".
+	AdminPasswordFile string `yaml:"admin_password_file"`
+	// AdminGroups, when set, make a user in one of these groups a Memos
+	// admin and a user in none of them a plain user, at each sign-in
+	// through the bridge. Default none: roles are left alone.
+	AdminGroups []string `yaml:"admin_groups"`
 	// IdPID is the identity provider's id in Memos. Default "oidc-proxy".
 	// Users are linked to it: keep it stable.
 	IdPID string `yaml:"idp_id"`
@@ -313,7 +326,10 @@ const (
 	DefaultTimeout          = 10 * time.Second
 	DefaultLifetime         = 168 * time.Hour
 	DefaultCookieName       = "oidc_proxy"
-	MinSecretLength         = 32
+	// DefaultMemosAdminUsername is the setup account the proxy creates in
+	// a fresh Memos: a name Memos accepts, and not a person's.
+	DefaultMemosAdminUsername = "oidc-proxy-admin"
+	MinSecretLength           = 32
 )
 
 // DefaultScopes is the scope list used when oidc.scopes is omitted.
@@ -365,6 +381,12 @@ func (c *Config) applyDefaults() {
 		}
 		if c.Memos.UsernameClaim == "" {
 			c.Memos.UsernameClaim = "preferred_username"
+		}
+		if c.Memos.AdminUsername == "" {
+			c.Memos.AdminUsername = DefaultMemosAdminUsername
+		}
+		if c.Memos.AdminPasswordFile == "" && c.Memos.AdminTokenFile != "" {
+			c.Memos.AdminPasswordFile = c.Memos.AdminTokenFile + ".password"
 		}
 	}
 	if c.Session.CookieName == "" {

@@ -19,7 +19,7 @@ import (
 func TestExamples(t *testing.T) {
 	// Secret files named in the examples do not exist here: serve them.
 	fakeFiles := func(path string) ([]byte, error) {
-		if strings.HasPrefix(path, "/run/secrets/") {
+		if strings.HasPrefix(path, "/run/secrets/") || strings.HasPrefix(path, "/var/lib/oidc-proxy/") {
 			return []byte("example-secret-0123456789abcdef0123456789\n"), nil
 		}
 		return readBounded(path)

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -254,7 +256,9 @@ func (l *loader) expand(n *yaml.Node, path string) {
 func (l *loader) readSecretFiles(c *Config) {
 	l.secretFile("oidc.client_secret", &c.OIDC.ClientSecret, c.OIDC.ClientSecretFile)
 	l.secretFile("session.redis.password", &c.Session.Redis.Password, c.Session.Redis.PasswordFile)
-	l.secretFile("memos.admin_token", &c.Memos.AdminToken, c.Memos.AdminTokenFile)
+	if f := c.Memos.AdminTokenFile; f != "" && !missingFile(f) {
+		l.secretFile("memos.admin_token", &c.Memos.AdminToken, f)
+	}
 	if len(c.Session.SecretFile) > 0 && len(c.Session.Secret) > 0 {
 		l.add("session.secret_file", "set either session.secret or session.secret_file, not both")
 		return
@@ -304,4 +308,14 @@ func readBounded(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than %d bytes", path, MaxFileSize)
 	}
 	return data, nil
+}
+
+// missingFile reports whether path does not exist while its directory
+// does: a file the proxy will create (Memos's first run).
+func missingFile(path string) bool {
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	fi, err := os.Stat(filepath.Dir(path))
+	return err == nil && fi.IsDir()
 }

@@ -330,10 +330,16 @@ func IsLoopback(host string) bool {
 
 var memosIDP = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,30}[a-z0-9]$`)
 
+// memosUsername and memosReserved are Memos 0.30's rules for usernames.
+var (
+	memosUsername = regexp.MustCompile(`^[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,34}[a-zA-Z0-9])?$`)
+	memosReserved = map[string]bool{"admin": true, "administrator": true, "api": true, "memos": true, "root": true, "support": true, "system": true}
+)
+
 func (l *loader) validateMemos(c *Config) {
 	m := &c.Memos
 	if !m.Bridge {
-		if m.AdminTokenFile != "" || m.IdPID != "" || m.IdPTitle != "" || m.BridgeListen != "" || m.BridgeURL != "" || m.UsernameClaim != "" || m.AllowPasswordSignIn {
+		if m.AdminTokenFile != "" || m.AdminUsername != "" || m.AdminPasswordFile != "" || len(m.AdminGroups) > 0 || m.IdPID != "" || m.IdPTitle != "" || m.BridgeListen != "" || m.BridgeURL != "" || m.UsernameClaim != "" || m.AllowPasswordSignIn {
 			l.add("memos", "bridge settings are set but memos.bridge is false")
 		}
 		return
@@ -349,6 +355,19 @@ func (l *loader) validateMemos(c *Config) {
 	l.url("memos.bridge_url", m.BridgeURL, false)
 	if m.UsernameClaim == "" || strings.ContainsAny(m.UsernameClaim, " \t\r\n") {
 		l.add("memos.username_claim", "must be a claim name")
+	}
+	if m.AdminUsername != "" && (!memosUsername.MatchString(m.AdminUsername) || strings.Trim(m.AdminUsername, "0123456789") == "" || memosReserved[strings.ToLower(m.AdminUsername)]) {
+		l.add("memos.admin_username", "%q is not a name Memos accepts (1-36 of a-z A-Z 0-9 -, not all digits, not reserved)", m.AdminUsername)
+	}
+	if m.AdminPasswordFile != "" && !missingFile(m.AdminPasswordFile) {
+		if _, err := l.readFile(m.AdminPasswordFile); err != nil {
+			l.add("memos.admin_password_file", "%v", err)
+		}
+	}
+	for _, g := range m.AdminGroups {
+		if g == "" {
+			l.add("memos.admin_groups", "an empty group name")
+		}
 	}
 	if m.AdminToken != "" && strings.ContainsAny(m.AdminToken, " \t\r\n") {
 		l.add("memos.admin_token_file", "holds more than one token")

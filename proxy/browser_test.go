@@ -124,3 +124,27 @@ func TestBrowserMemosBridge(t *testing.T) {
 		t.Errorf("bob sees %q", notes)
 	}
 }
+
+// TestBrowserMemosFirstRun: Chromium against a Memos that has just been
+// started, with no users: one sign-in at the provider, and the person
+// lands on their notes, never on Memos's "Set up your instance" page
+// (the stand-in's app goes there whenever Memos has no admin).
+func TestBrowserMemosFirstRun(t *testing.T) {
+	fm := newEmptyMemos()
+	s := memosStand(t, fm, firstRun, t.TempDir())
+	ctx := newBrowser(t)
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(s.url+"/"),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), "alice"),
+		chromedp.SendKeys(chromedp.ID("password"), alicePassword),
+		chromedp.Click(chromedp.ID("submit")),
+		chromedp.WaitVisible(chromedp.ID("notes")),
+	); err != nil {
+		page, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+		t.Fatalf("first sign-in in the browser: %v (page: %q)", err, page)
+	}
+	if notes, _ := chromedp.Run(ctx, chromedp.Text(chromedp.ID("notes"))); notes != "Notes of alice" {
+		t.Errorf("alice sees %q", notes)
+	}
+}

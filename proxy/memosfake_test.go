@@ -24,8 +24,13 @@ import (
 // creates them with the identifier as username only when it is a valid,
 // unreserved, free name; identity providers registered by an admin's
 // token, a duplicate id answering 500; an invalid bearer counted as
-// anonymous. Its web app ("/") is a page whose script does what Memos's
-// does at start: RefreshToken with the cookie, then GetCurrentUser.
+// anonymous. Users have roles: on an empty instance the first CreateUser,
+// even anonymous, makes an ADMIN; later ones make USERs (anonymously while
+// registration is open); only an admin changes a role (UpdateUser with a
+// mask); personal access tokens are made by their user only. Its web app
+// ("/") is a page whose script does what Memos's does at start: with no
+// admin yet it shows the setup page; else RefreshToken with the cookie,
+// then GetCurrentUser.
 type fakeMemos struct {
 	mu         sync.Mutex
 	users      map[string]*fakeUser // by username
@@ -43,11 +48,19 @@ type fakeMemos struct {
 	// signInClients records the User-Agent and X-Forwarded-For of each SSO
 	// SignIn.
 	signInClients []string
-	client        *http.Client
+	// owner is the admin an existing instance was set up with ("" for an
+	// empty instance); userCount leaves it out.
+	owner string
+	// pats counts the personal access tokens created; updates records
+	// every UpdateUser as "user:mask".
+	pats    int
+	updates []string
+	client  *http.Client
 }
 
 type fakeUser struct {
 	Username, DisplayName, Email, Password string
+	Role                                   string // ADMIN or USER
 }
 
 type fakeRefresh struct {
@@ -57,12 +70,36 @@ type fakeRefresh struct {
 
 const memosAdminPAT = "memos_pat_admin0123456789abcdef0123456789ab"
 
+// newFakeMemos is an existing instance: set up by its admin "steven",
+// whose personal access token is memosAdminPAT.
 func newFakeMemos() *fakeMemos {
+	m := newEmptyMemos()
+	m.owner, m.adminPAT = "steven", memosAdminPAT
+	m.users["steven"] = &fakeUser{Username: "steven", Password: "steven-password", Role: "ADMIN"}
+	m.access[memosAdminPAT] = "steven"
+	return m
+}
+
+// newEmptyMemos is a Memos that has just been started: no users at all.
+func newEmptyMemos() *fakeMemos {
 	return &fakeMemos{
 		users: map[string]*fakeUser{}, identities: map[string]string{}, idps: map[string]json.RawMessage{},
-		access: map[string]string{}, refresh: map[string]*fakeRefresh{}, adminPAT: memosAdminPAT,
+		access: map[string]string{}, refresh: map[string]*fakeRefresh{},
 		client: &http.Client{Timeout: 10 * time.Second},
 	}
+}
+
+// admin is the instance's admin, or "" while it has none (m.mu held).
+func (m *fakeMemos) admin() string {
+	if m.owner != "" {
+		return m.owner
+	}
+	for _, u := range m.users {
+		if u.Role == "ADMIN" {
+			return u.Username
+		}
+	}
+	return ""
 }
 
 func randomHex() string {
@@ -103,6 +140,9 @@ func (m *fakeMemos) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		http.ServeContent(w, r, "video.mp4", time.Unix(0, 0), bytes.NewReader(attachment))
+	case r.URL.Path == "/auth/signup":
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, `<!doctype html><title>Memos</title><h1 id="setup">Set up your instance — Create admin account</h1>`)
 	default:
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		io.WriteString(w, memosApp)
@@ -123,6 +163,8 @@ var attachment = func() []byte {
 const memosApp = `<!doctype html><title>Memos</title><div id="app">loading</div><script>
 (async () => {
   const post = (m, h) => fetch("/memos.api.v1." + m, {method: "POST", headers: Object.assign({"Content-Type": "application/json"}, h || {}), body: "{}"});
+  const profile = await post("InstanceService/GetInstanceProfile");
+  if (profile.ok && !(await profile.json()).admin) { location.href = "/auth/signup"; return; }
   let token = localStorage.getItem("memos_access_token");
   if (!token) {
     const r = await post("AuthService/RefreshToken");
@@ -178,7 +220,11 @@ func (m *fakeMemos) userJSON(name string) map[string]any {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	u := m.users[name]
-	return map[string]any{"name": "users/" + u.Username, "username": u.Username, "displayName": u.DisplayName, "email": u.Email, "state": "NORMAL"}
+	role := u.Role
+	if role == "" {
+		role = "USER"
+	}
+	return map[string]any{"name": "users/" + u.Username, "username": u.Username, "displayName": u.DisplayName, "email": u.Email, "state": "NORMAL", "role": role}
 }
 
 func (m *fakeMemos) connect(w http.ResponseWriter, r *http.Request, method string) {
@@ -233,6 +279,33 @@ func (m *fakeMemos) connect(w http.ResponseWriter, r *http.Request, method strin
 		}
 		http.SetCookie(w, &http.Cookie{Name: "memos_refresh", Path: "/", MaxAge: -1, HttpOnly: true})
 		io.WriteString(w, "{}")
+	case "InstanceService/GetInstanceProfile":
+		m.mu.Lock()
+		admin := m.admin()
+		m.mu.Unlock()
+		profile := map[string]any{"version": "0.30.0"}
+		if admin != "" {
+			profile["admin"] = m.userJSON(admin)
+		}
+		json.NewEncoder(w).Encode(profile)
+	case "UserService/CreateUser":
+		m.createUser(w, r, body)
+	case "UserService/UpdateUser":
+		m.updateUser(w, r, body)
+	case "UserService/CreatePersonalAccessToken":
+		var parent string
+		json.Unmarshal(body["parent"], &parent)
+		caller := m.caller(r)
+		if caller == "" || "users/"+caller != parent {
+			connectError(w, http.StatusForbidden, "permission_denied", "permission denied")
+			return
+		}
+		token := "memos_pat_" + randomHex()
+		m.mu.Lock()
+		m.access[token] = caller
+		m.pats++
+		m.mu.Unlock()
+		json.NewEncoder(w).Encode(map[string]any{"personalAccessToken": map[string]string{"name": parent + "/personalAccessTokens/" + randomHex()[:8]}, "token": token})
 	case "IdentityProviderService/ListIdentityProviders":
 		m.mu.Lock()
 		var list []json.RawMessage
@@ -246,7 +319,7 @@ func (m *fakeMemos) connect(w http.ResponseWriter, r *http.Request, method strin
 		m.mu.Unlock()
 		json.NewEncoder(w).Encode(map[string]any{"identityProviders": list})
 	case "IdentityProviderService/CreateIdentityProvider", "IdentityProviderService/UpdateIdentityProvider":
-		if r.Header.Get("Authorization") != "Bearer "+m.adminPAT {
+		if m.role(m.caller(r)) != "ADMIN" {
 			connectError(w, http.StatusUnauthorized, "unauthenticated", "user not found")
 			return
 		}
@@ -367,7 +440,7 @@ func (m *fakeMemos) signIn(w http.ResponseWriter, r *http.Request, body map[stri
 		if !memosUsername.MatchString(user) || allDigits || reserved[strings.ToLower(user)] || m.users[user] != nil {
 			user = "u-" + randomHex()[:12]
 		}
-		m.users[user] = &fakeUser{Username: user, DisplayName: display, Email: email}
+		m.users[user] = &fakeUser{Username: user, DisplayName: display, Email: email, Role: "USER"}
 		m.identities[uid+"\x00"+identifier] = user
 	}
 	m.mu.Unlock()
@@ -427,10 +500,15 @@ func (m *fakeMemos) sse(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// userCount counts the users besides the instance's own admin.
 func (m *fakeMemos) userCount() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.users)
+	n := len(m.users)
+	if m.owner != "" {
+		n--
+	}
+	return n
 }
 
 // clientSecret is the client secret the proxy registered.
@@ -444,4 +522,94 @@ func (m *fakeMemos) clientSecret() string {
 	}
 	json.Unmarshal(m.idps["identity-providers/oidc-proxy"], &idp)
 	return idp.Config.OAuth2Config.ClientSecret
+}
+
+func (m *fakeMemos) role(user string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if u := m.users[user]; u != nil {
+		return u.Role
+	}
+	return ""
+}
+
+// createUser is UserService/CreateUser: on an empty instance the first
+// user is an ADMIN, whoever asks; later, a USER for an admin, or for
+// anyone while registration is open (an invalid bearer is anonymous).
+func (m *fakeMemos) createUser(w http.ResponseWriter, r *http.Request, body map[string]json.RawMessage) {
+	var u struct{ Username, Password, DisplayName, Email string }
+	json.Unmarshal(body["user"], &u)
+	callerRole := m.role(m.caller(r))
+	m.mu.Lock()
+	role, status, code, msg := "USER", 0, "", ""
+	switch {
+	case !memosUsername.MatchString(u.Username):
+		status, code, msg = http.StatusBadRequest, "invalid_argument", "invalid username"
+	case m.users[u.Username] != nil:
+		status, code, msg = http.StatusConflict, "already_exists", "user already exists"
+	case m.admin() == "":
+		role = "ADMIN"
+	case callerRole == "ADMIN":
+	case m.closedRegistration:
+		status, code, msg = http.StatusForbidden, "permission_denied", "user registration is not allowed"
+	}
+	if status == 0 {
+		m.users[u.Username] = &fakeUser{Username: u.Username, Password: u.Password, DisplayName: u.DisplayName, Email: u.Email, Role: role}
+	}
+	m.mu.Unlock()
+	if status != 0 {
+		connectError(w, status, code, msg)
+		return
+	}
+	json.NewEncoder(w).Encode(m.userJSON(u.Username))
+}
+
+// updateUser is UserService/UpdateUser with a mask: an admin changes
+// anyone's role, display name and email; a user their own name and email.
+func (m *fakeMemos) updateUser(w http.ResponseWriter, r *http.Request, body map[string]json.RawMessage) {
+	var req struct {
+		User struct {
+			Name, Role, DisplayName, Email string
+		}
+		UpdateMask string
+	}
+	raw, _ := json.Marshal(body)
+	json.Unmarshal(raw, &req)
+	caller := m.caller(r)
+	admin := m.role(caller) == "ADMIN"
+	name := strings.TrimPrefix(req.User.Name, "users/")
+	m.mu.Lock()
+	u := m.users[name]
+	if u == nil {
+		m.mu.Unlock()
+		connectError(w, http.StatusNotFound, "not_found", "user not found")
+		return
+	}
+	if caller == "" || (!admin && caller != name) {
+		m.mu.Unlock()
+		connectError(w, http.StatusForbidden, "permission_denied", "permission denied")
+		return
+	}
+	for _, f := range strings.Split(req.UpdateMask, ",") {
+		switch strings.TrimSpace(f) {
+		case "role":
+			if !admin {
+				m.mu.Unlock()
+				connectError(w, http.StatusForbidden, "permission_denied", "only an admin changes a role")
+				return
+			}
+			u.Role = req.User.Role
+		case "displayName", "display_name":
+			u.DisplayName = req.User.DisplayName
+		case "email":
+			u.Email = req.User.Email
+		default:
+			m.mu.Unlock()
+			connectError(w, http.StatusBadRequest, "invalid_argument", "unsupported update mask: "+f)
+			return
+		}
+	}
+	m.updates = append(m.updates, name+":"+req.UpdateMask)
+	m.mu.Unlock()
+	json.NewEncoder(w).Encode(m.userJSON(name))
 }

@@ -30,7 +30,7 @@ type Route struct {
 	signed       []*signedIdentity // identity_jwt: one, or none
 	setters      []setter          // fill the outgoing identity: headers, then the JWT
 	kept         []string          // the claims its sessions keep: see claims
-	listGroups   bool              // sessions keep the groups list (the JWT sends it)
+	listGroups   bool              // sessions keep the groups list (the JWT or an integration reads it)
 	forward      *httputil.ReverseProxy
 	handler      http.Handler // the route's part of the request path
 	ready        readiness
@@ -68,6 +68,9 @@ func (p *Proxy) newRoute(cfg *config.Config, transport http.RoundTripper, integr
 	rt.access = newAccessRules(cfg.Access)
 	rt.ids = &identities{headers: rt.headers, access: rt.access}
 	rt.kept = rt.claims()
+	for _, in := range integrations {
+		rt.listGroups = rt.listGroups || slices.Contains(in.Claims(), "groups")
+	}
 	if cfg.UpstreamReadyPath != "" {
 		rt.ready.url = rt.upstream.JoinPath(cfg.UpstreamReadyPath).String()
 	}

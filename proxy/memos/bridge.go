@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oidc-proxy/oidc-proxy/config"
@@ -57,11 +59,28 @@ type Bridge struct {
 	callbackURL   string // Memos's /auth/callback
 	usernameClaim string
 	allowPassword bool
-	adminToken    string
-	https         bool   // the external URL is https
-	outCookie     string // marks a browser that pressed Memos's sign-out
+	tokenFile     string // "": the proxy cannot set Memos up
+	passwordFile  string
+	adminUsername string
+	adminGroups   map[string]bool // none: roles are left alone
+	https         bool            // the external URL is https
+	outCookie     string          // marks a browser that pressed Memos's sign-out
 	grants        grants
+
+	adminToken atomic.Pointer[string] // a Memos admin's token, once known
+	ready      atomic.Bool            // Memos has an admin
+	checkMu    sync.Mutex             // one "has Memos an admin?" at a time
+	admins     *session.Cache[bool]   // bearer hash → Memos confirmed an admin
 }
+
+func (b *Bridge) token() string {
+	if t := b.adminToken.Load(); t != nil {
+		return *t
+	}
+	return ""
+}
+
+func (b *Bridge) setToken(t string) { b.adminToken.Store(&t) }
 
 func newBridge(cfg *config.Config) (*Bridge, error) {
 	m := cfg.Memos
@@ -73,8 +92,20 @@ func newBridge(cfg *config.Config) (*Bridge, error) {
 		userinfoURL:   strings.TrimSuffix(m.BridgeURL, "/") + "/userinfo",
 		usernameClaim: m.UsernameClaim,
 		allowPassword: m.AllowPasswordSignIn,
-		adminToken:    m.AdminToken,
+		tokenFile:     m.AdminTokenFile,
+		passwordFile:  m.AdminPasswordFile,
+		adminUsername: m.AdminUsername,
 		outCookie:     cfg.Session.CookieName + "_memos_out",
+		admins:        session.NewCache[bool](0),
+	}
+	if m.AdminToken != "" {
+		b.setToken(m.AdminToken)
+	}
+	if len(m.AdminGroups) > 0 {
+		b.adminGroups = map[string]bool{}
+		for _, g := range m.AdminGroups {
+			b.adminGroups[g] = true
+		}
 	}
 	if b.clientID == "" {
 		return nil, errors.New("memos: memos.idp_id is empty")

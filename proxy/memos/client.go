@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/oidc-proxy/oidc-proxy/session"
 )
 
 // What the proxy asks of Memos itself (Connect JSON, POST
@@ -91,7 +93,7 @@ func (b *Bridge) refreshCookies(resp *http.Response) []string {
 // browser's own cookies are not sent (Memos must not link the sign-in to
 // whoever the browser was before); its User-Agent and address are, so
 // that Memos's list of sessions names the right device.
-func (b *Bridge) memosSignIn(ctx context.Context, u memosUser, r *http.Request) ([]string, error) {
+func (b *Bridge) memosSignIn(ctx context.Context, s *session.Session, u memosUser, r *http.Request) ([]string, error) {
 	code, err := b.code(ctx, u, b.callbackURL, "", b.k.Now())
 	if err != nil {
 		return nil, err
@@ -99,9 +101,7 @@ func (b *Bridge) memosSignIn(ctx context.Context, u memosUser, r *http.Request) 
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	var answer struct {
-		User struct {
-			Username string `json:"username"`
-		} `json:"user"`
+		User memosAccount `json:"user"`
 	}
 	client := http.Header{"User-Agent": {r.UserAgent()}, "X-Forwarded-For": {b.k.ClientIP(r)}, "X-Real-Ip": {b.k.ClientIP(r)}}
 	resp, err := b.call(ctx, "AuthService/SignIn", map[string]any{
@@ -118,6 +118,7 @@ func (b *Bridge) memosSignIn(ctx context.Context, u memosUser, r *http.Request) 
 		b.k.Log.Info("memos bridge: Memos gave the user another username", "user", u.Identifier, "memos_username", answer.User.Username,
 			"why", "Memos usernames are 1-36 of a-z A-Z 0-9 -, not all digits, not reserved")
 	}
+	b.keepInStep(ctx, s, answer.User)
 	return cookies, nil
 }
 
@@ -196,8 +197,8 @@ func (b *Bridge) Register(ctx context.Context) (string, error) {
 	if b == nil {
 		return "", errors.New("memos.bridge is off")
 	}
-	if b.adminToken == "" {
-		return "", errors.New("memos.admin_token_file is not set")
+	if b.token() == "" {
+		return "", errors.New("no Memos admin token: set memos.admin_token_file")
 	}
 	var list struct {
 		IdentityProviders []struct {
@@ -207,7 +208,7 @@ func (b *Bridge) Register(ctx context.Context) (string, error) {
 	if _, err := b.call(ctx, "IdentityProviderService/ListIdentityProviders", map[string]any{}, nil, &list); err != nil {
 		return "", err
 	}
-	admin := http.Header{"Authorization": {"Bearer " + b.adminToken}}
+	admin := http.Header{"Authorization": {"Bearer " + b.token()}}
 	idp := b.memosIdP()
 	for _, existing := range list.IdentityProviders {
 		if existing.Name == idp["name"] {
@@ -227,25 +228,6 @@ func (b *Bridge) Register(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return "created " + idp["name"].(string), nil
-}
-
-// registerInBackground keeps trying Register until it succeeds
-// or ctx ends (Memos may start after the proxy).
-func (b *Bridge) registerInBackground(ctx context.Context) {
-	for delay := time.Second; ctx.Err() == nil; delay = min(delay*2, time.Minute) {
-		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		did, err := b.Register(cctx)
-		cancel()
-		if err == nil {
-			b.k.Log.Info("memos bridge: registered as Memos's identity provider", "result", did)
-			return
-		}
-		b.k.Log.Warn("memos bridge: registering with Memos failed; retrying", "in", delay, "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(delay):
-		}
-	}
 }
 
 func truncate(s string, n int) string {

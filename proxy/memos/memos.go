@@ -51,7 +51,12 @@ var (
 )
 
 // Claims implements proxy.Integration: what the bridge tells Memos.
-func (b *Bridge) Claims() []string { return []string{b.usernameClaim, "name", "email"} }
+func (b *Bridge) Claims() []string {
+	if len(b.adminGroups) > 0 {
+		return []string{b.usernameClaim, "name", "email", "groups"}
+	}
+	return []string{b.usernameClaim, "name", "email"}
+}
 
 // Endpoints implements proxy.Integration: the authUrl of Memos's sign-in
 // button.
@@ -65,6 +70,10 @@ func (b *Bridge) Endpoints(mux *http.ServeMux) {
 // the provider's.
 func (b *Bridge) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !b.setUpDone(r.Context()) {
+			b.settingUp(w, r)
+			return
+		}
 		if !b.memosIntercept(w, r, proxy.IdentityFrom(r.Context())) {
 			next.ServeHTTP(w, r)
 		}
@@ -96,12 +105,11 @@ func (b *Bridge) Answered(resp *http.Response) {
 	}
 }
 
-// Start implements proxy.Integration: with an admin token, the bridge
-// registers itself in Memos in the background (Memos may start later).
+// Start implements proxy.Integration: in the background (Memos may start
+// later) the bridge sets a fresh Memos up, and registers itself with an
+// admin token.
 func (b *Bridge) Start(ctx context.Context) {
-	if b.adminToken != "" {
-		go b.registerInBackground(ctx)
-	}
+	go b.setUpInBackground(ctx)
 }
 
 // Check implements proxy.Integration.

@@ -49,6 +49,10 @@ func (b *Bridge) memosIntercept(w http.ResponseWriter, r *http.Request, id *prox
 	case !b.allowPassword && (path == "/auth/admin" || path == "/auth/signup") && proxy.IsNavigation(r):
 		http.Redirect(w, r, "/auth", http.StatusFound)
 		return true
+	case !b.allowPassword && isCreateUser(r) && !b.adminCaller(r):
+		b.k.Log.Warn("memos bridge: sign-up refused (memos.allow_password_sign_in is off)", "path", path, "client", b.k.ClientIP(r))
+		proxy.WriteJSON(w, http.StatusForbidden, map[string]string{"code": "permission_denied", "message": "sign-up is off: use single sign-on"})
+		return true
 	case !b.allowPassword && r.Method == http.MethodPost && isMemosAuthCall(path) && passwordSignIn(r):
 		b.k.Log.Warn("memos bridge: password sign-in refused (memos.allow_password_sign_in is off)", "path", path, "client", b.k.ClientIP(r))
 		proxy.WriteJSON(w, http.StatusForbidden, map[string]string{"code": "permission_denied", "message": "password sign-in is off: use single sign-on"})
@@ -105,7 +109,7 @@ func (b *Bridge) handOverMemos(w http.ResponseWriter, r *http.Request, s *sessio
 	if !ok {
 		return errMissingUsername(b.usernameClaim)
 	}
-	cookies, err := b.memosSignIn(r.Context(), u, r)
+	cookies, err := b.memosSignIn(r.Context(), s, u, r)
 	if err != nil {
 		return err
 	}
