@@ -33,6 +33,21 @@ func newAccessRules(c config.Access) accessRules {
 	return accessRules{set(c.AllowedUsers, false), set(c.AllowedGroups, false), set(c.AllowedEmailDomains, true)}
 }
 
+// claims lists the claims the rules read.
+func (a accessRules) claims() []string {
+	var out []string
+	if a.users != nil {
+		out = append(out, "preferred_username")
+	}
+	if a.domains != nil {
+		out = append(out, "email", "email_verified")
+	}
+	if a.groups != nil {
+		out = append(out, "groups")
+	}
+	return out
+}
+
 // open reports whether every signed-in user is allowed.
 func (a accessRules) open() bool { return a.users == nil && a.groups == nil && a.domains == nil }
 

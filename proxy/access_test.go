@@ -60,32 +60,39 @@ func TestAccessRules(t *testing.T) {
 }
 
 // TestAccessOddClaims: an unverified email matches no domain, and a group
-// claim that is one string holding a comma is one group, not two.
+// claim that is one string holding a comma is one group, not two (403);
+// claims the rules read in a form the proxy cannot use refuse the sign-in
+// (502, see TestUnusableClaims). Nothing reaches the upstream.
 func TestAccessOddClaims(t *testing.T) {
 	tests := []struct {
 		name   string
 		claims func(*hostileOP, map[string]any)
 		access config.Access
+		status int
 	}{
 		{"unverified email", func(_ *hostileOP, c map[string]any) {
 			c["email"] = "mallory@example.com"
 			c["email_verified"] = false
-		}, config.Access{AllowedEmailDomains: []string{"example.com"}}},
+		}, config.Access{AllowedEmailDomains: []string{"example.com"}}, 403},
 		{"group name with a comma", func(_ *hostileOP, c map[string]any) { c["groups"] = "staff,admins" },
-			config.Access{AllowedGroups: []string{"admins"}}},
+			config.Access{AllowedGroups: []string{"admins"}}, 403},
 		{"groups as an object", func(_ *hostileOP, c map[string]any) { c["groups"] = map[string]any{"admins": true} },
-			config.Access{AllowedGroups: []string{"admins"}}},
+			config.Access{AllowedGroups: []string{"admins"}}, 502},
 		{"username as a list", func(_ *hostileOP, c map[string]any) { c["preferred_username"] = []string{"alice"} },
-			config.Access{AllowedUsers: []string{"alice"}}},
+			config.Access{AllowedUsers: []string{"alice"}}, 502},
+		{"email_verified as a string", func(_ *hostileOP, c map[string]any) {
+			c["email"] = "mallory@example.com"
+			c["email_verified"] = "false"
+		}, config.Access{AllowedEmailDomains: []string{"example.com"}}, 502},
 		{"email with a second @", func(_ *hostileOP, c map[string]any) { c["email"] = "x@example.com@evil.com" },
-			config.Access{AllowedEmailDomains: []string{"example.com"}}},
+			config.Access{AllowedEmailDomains: []string{"example.com"}}, 403},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s, _ := hostileStand(t, behaviour{userinfoClaims: tt.claims}, func(c *config.Config) { c.Access = tt.access })
 			s.waitReady()
 			resp, _ := navigate(t, s.browser(), s.url+"/")
-			if resp.StatusCode != http.StatusForbidden || s.seenCount() != 0 {
+			if resp.StatusCode != tt.status || s.seenCount() != 0 {
 				t.Errorf("status %d, upstream reached %v", resp.StatusCode, s.seenCount() != 0)
 			}
 		})

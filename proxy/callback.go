@@ -70,7 +70,16 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 		p.signInFailed(w, r, rp.Reason(err), err, http.StatusBadGateway, "")
 		return
 	}
-	s := p.newSession(op, t)
+	s, err := p.newSession(op, t)
+	var ce *claimError
+	if errors.As(err, &ce) {
+		p.log.Warn("sign-in refused: the provider sent a claim the identity needs in a form the proxy cannot use",
+			"claim", ce.claim, "why", ce.why, "client", p.trusted.clientIP(r))
+		p.metrics.signIns.WithLabelValues("failure", "unusable_claim").Inc()
+		p.errorPage(w, r, http.StatusBadGateway, "Sign-in failed",
+			"The identity provider sent an identity the proxy cannot use. Ask the administrator to look at the proxy's log.")
+		return
+	}
 	size, err := p.store.Save(r.Context(), w, r, nil, s, p.now())
 	if errors.Is(err, session.ErrStoreDown) {
 		p.signInFailed(w, r, "store_down", err, http.StatusServiceUnavailable,
@@ -100,7 +109,7 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 }
 
 // newSession is the session of a user the provider just vouched for.
-func (p *Proxy) newSession(op *rp.Provider, t *rp.Tokens) *session.Session {
+func (p *Proxy) newSession(op *rp.Provider, t *rp.Tokens) (*session.Session, error) {
 	now := p.now()
 	s := &session.Session{
 		Subject: t.Subject,
@@ -109,7 +118,9 @@ func (p *Proxy) newSession(op *rp.Provider, t *rp.Tokens) *session.Session {
 		Expires: now.Add(p.lifetime).Unix(),
 		Born:    now.UnixMilli(),
 	}
-	p.fillClaims(s, t.Claims)
+	if err := p.fillClaims(s, t.Claims); err != nil {
+		return nil, err
+	}
 	if p.idle > 0 {
 		s.Seen = now.Unix()
 	}
@@ -120,31 +131,35 @@ func (p *Proxy) newSession(op *rp.Provider, t *rp.Tokens) *session.Session {
 	if op.EndSession() != "" {
 		s.IDToken = t.IDToken
 	}
-	return s
+	return s, nil
 }
 
-// fillClaims keeps in s what the headers and the access rules need of
-// claims, replacing what s held.
-func (p *Proxy) fillClaims(s *session.Session, claims map[string]json.RawMessage) {
+// fillClaims keeps in s what the headers, the access rules, the signed
+// identity and the integrations need of claims, replacing what s held. A
+// claim they need that is present but unusable is an error (a
+// *claimError): the identity would silently lack it. Claims nothing uses
+// are ignored.
+func (p *Proxy) fillClaims(s *session.Session, claims map[string]json.RawMessage) error {
+	rt := p.route
+	for _, name := range rt.used {
+		if raw, present := claims[name]; present {
+			if why := claimProblem(name, raw); why != "" {
+				return &claimError{name, why}
+			}
+		}
+	}
 	s.Claims = map[string]string{}
 	s.User, s.Email, s.Groups = "", "", nil
-	for _, name := range p.route.kept {
-		raw, present := claims[name]
-		if !present {
-			continue
-		}
-		if v, ok := flattenClaim(raw); ok {
-			if v != "" {
-				s.Claims[name] = v
-			}
-		} else {
-			p.log.Warn("claim refused: not a header-safe value", "claim", name, "sub", s.Subject)
+	for _, name := range rt.kept {
+		if v, ok := flattenClaim(claims[name]); ok && v != "" {
+			s.Claims[name] = v
 		}
 	}
-	p.route.access.fill(s, claims)
-	if p.route.listGroups && s.Groups == nil {
+	rt.access.fill(s, claims)
+	if rt.listGroups && s.Groups == nil {
 		s.Groups = groupsOf(claims["groups"])
 	}
+	return nil
 }
 
 // signInFailed logs why a sign-in failed and shows a generic page.

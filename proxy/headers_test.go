@@ -123,3 +123,74 @@ func FuzzNormalizeAndStrip(f *testing.F) {
 		}
 	})
 }
+
+// TestClaimProblem is the rule for claims the identity needs, one row
+// per kind (the README's table).
+func TestClaimProblem(t *testing.T) {
+	for _, tt := range []struct {
+		name, raw string
+		ok        bool
+	}{
+		{"email", `"a@example.com"`, true},
+		{"email", `12345`, false},
+		{"email", `["a@example.com"]`, false},
+		{"email", `null`, true}, // as if absent
+		{"preferred_username", `true`, false},
+		{"name", `"Eve\r\nX: y"`, false},
+		{"name", "\"\xff\xfe\"", true}, // JSON decoding makes it U+FFFD: valid
+		{"name", `"` + strings.Repeat("x", 17<<10) + `"`, false},
+		{"email_verified", `true`, true},
+		{"email_verified", `"true"`, false},
+		{"groups", `["a","b,c"]`, true},
+		{"groups", `"admins"`, true},
+		{"groups", `[]`, true},
+		{"groups", `["a",1]`, false},
+		{"groups", `{"a":1}`, false},
+		{"groups", `7`, false},
+		{"department", `7`, true},
+		{"department", `["a",7,false]`, true},
+		{"department", `{"a":1}`, false},
+		{"department", `[["a"]]`, false},
+		{"department", `"a\u0000"`, false},
+		{"department", `{`, false},
+	} {
+		if why := claimProblem(tt.name, json.RawMessage(tt.raw)); (why == "") != tt.ok {
+			t.Errorf("%s = %.40s: %q, want ok=%v", tt.name, tt.raw, why, tt.ok)
+		}
+	}
+}
+
+// FuzzClaimProblem: a claim the rule accepts is always usable: it
+// flattens to a header-safe value, a standard string claim is a string,
+// and groups read as a list of header-safe names.
+func FuzzClaimProblem(f *testing.F) {
+	for _, s := range []string{`"a"`, `12`, `["a",1]`, `{"a":1}`, `"a\r\nb"`, `[["x"]]`, `null`, `true`, "\"\xff\""} {
+		f.Add("email", s)
+		f.Add("groups", s)
+		f.Add("department", s)
+	}
+	f.Fuzz(func(t *testing.T, name, raw string) {
+		var any0 any
+		if claimProblem(name, json.RawMessage(raw)) != "" || json.Unmarshal([]byte(raw), &any0) != nil || any0 == nil {
+			return // refused, or null: as if absent
+		}
+		v, ok := flattenClaim(json.RawMessage(raw))
+		if !ok && name != "groups" {
+			t.Fatalf("%s = %q accepted but does not flatten", name, raw)
+		}
+		if ok && !safeHeaderValue(v) {
+			t.Fatalf("%s = %q accepted but flattens to an unsafe value", name, raw)
+		}
+		var s string
+		if stringClaims[name] && json.Unmarshal([]byte(raw), &s) != nil {
+			t.Fatalf("%s = %q accepted but is not a string", name, raw)
+		}
+		if name == "groups" {
+			for _, g := range groupsOf(json.RawMessage(raw)) {
+				if !safeHeaderValue(g) {
+					t.Fatalf("groups = %q accepted with an unsafe name", raw)
+				}
+			}
+		}
+	})
+}

@@ -371,36 +371,96 @@ func TestDiscoveryIssuerMismatch(t *testing.T) {
 	}
 }
 
-// TestOddClaims signs in with claims of unexpected types: no crash, and
-// the documented result (see flattenClaim and the README).
-func TestOddClaims(t *testing.T) {
+// TestUnusableClaims: a claim the identity needs (a header maps it, the
+// access rules or the signed identity read it) that the provider sent in
+// a form the proxy cannot use refuses the sign-in with a page that says
+// so, and a log line that names the claim and why, never its value;
+// nothing reaches the upstream. One case per kind.
+func TestUnusableClaims(t *testing.T) {
+	headers := map[string]string{"Remote-User": "preferred_username", "Remote-Email": "email", "Remote-Name": "name",
+		"Remote-Groups": "groups", "X-Department": "department"}
+	tests := []struct {
+		name, claim string
+		value       any
+	}{
+		{"email as a number", "email", 12345},
+		{"username as a list", "preferred_username", []any{"mallory", 7}},
+		{"name with CR LF", "name", "Eve\r\nRemote-User: admin"},
+		{"name with a NUL", "name", "Eve\x00"},
+		{"name over 16 KiB", "name", strings.Repeat("e", 17<<10)},
+		{"name as an object", "name", map[string]any{"first": "Eve"}},
+		{"groups as an object", "groups", map[string]any{"admins": true}},
+		{"groups holding a number", "groups", []any{"admins", 7}},
+		{"groups holding a control character", "groups", []any{"admins\n"}},
+		{"a mapped custom claim as an object", "department", map[string]any{"a": 1}},
+		{"a mapped custom claim as a nested list", "department", []any{[]any{"a"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := hostileStand(t, behaviour{userinfoClaims: func(_ *hostileOP, c map[string]any) { c[tt.claim] = tt.value }},
+				func(c *config.Config) { c.Headers = headers })
+			s.waitReady()
+			resp, body := navigate(t, s.browser(), s.url+"/")
+			if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "an identity the proxy cannot use") || s.seenCount() != 0 {
+				t.Fatalf("%d, upstream reached %v: %s", resp.StatusCode, s.seenCount() != 0, body)
+			}
+			logs := s.logs.String()
+			if !strings.Contains(logs, "claim="+tt.claim) || !strings.Contains(logs, "reason=unusable_claim") && !strings.Contains(logs, "sign-in refused") {
+				t.Errorf("the log does not name the claim:\n%s", logs)
+			}
+			if strings.Contains(logs, "Eve") || strings.Contains(logs, "mallory") {
+				t.Errorf("the log holds the claim's value")
+			}
+		})
+	}
+}
+
+// TestOddClaimsThatPass: a claim nothing uses is ignored whatever its
+// type; a mapped custom claim follows the flattening rules (numbers and
+// booleans as JSON writes them, lists joined).
+func TestOddClaimsThatPass(t *testing.T) {
 	s, _ := hostileStand(t, behaviour{userinfoClaims: func(_ *hostileOP, c map[string]any) {
-		c["email"] = 42
-		c["groups"] = map[string]any{"admins": true}
-		c["name"] = "Eve\r\nRemote-User: admin"
-		c["preferred_username"] = []any{"mallory", 7, true}
-	}})
+		c["website"] = 42                             // standard, a string by 5.1, but unused
+		c["address"] = "not an object"                // unused
+		c["department"] = []any{"r&d", 7, true}       // mapped, custom
+		c["unused"] = map[string]any{"deep": []any{}} // unused
+	}}, func(c *config.Config) {
+		c.Headers = map[string]string{"Remote-User": "preferred_username", "X-Department": "department"}
+	})
 	s.waitReady()
-	c := s.browser()
-	resp, body := navigate(t, c, s.url+"/")
+	resp, body := navigate(t, s.browser(), s.url+"/")
 	if resp.StatusCode != 200 {
 		t.Fatalf("sign-in: %d %s", resp.StatusCode, body)
 	}
-	h := s.lastSeen().Header
-	if got := h.Values("Remote-User"); len(got) != 1 || got[0] != "mallory,7,true" {
-		t.Errorf("Remote-User = %q", got)
+	if got := s.lastSeen().Header.Get("X-Department"); got != "r&d,7,true" {
+		t.Errorf("X-Department = %q", got)
 	}
-	if got := h.Get("Remote-Email"); got != "42" {
-		t.Errorf("Remote-Email = %q", got)
+}
+
+// TestRefreshWithAnUnusableClaimEndsTheSession: a refresh that brings a
+// claim the identity needs in an unusable form ends the session, as a new
+// sign-in would be refused.
+func TestRefreshWithAnUnusableClaimEndsTheSession(t *testing.T) {
+	s := newStand(t, func(c *cfg) {
+		c.OIDC.Scopes = []string{"openid", "profile", "email", "groups", "offline_access"}
+		c.Headers = map[string]string{"Remote-User": "preferred_username", "X-Department": "department"}
+	}, nil)
+	s.alice.ExtraClaims = map[string]any{"department": "research"}
+	c := s.signIn("/")
+	if got := s.lastSeen().Header.Get("X-Department"); got != "research" {
+		t.Fatalf("X-Department = %q", got)
 	}
-	if _, ok := h["Remote-Groups"]; ok {
-		t.Errorf("an object claim set Remote-Groups: %q", h["Remote-Groups"])
+	s.alice.ExtraClaims = map[string]any{"department": map[string]any{"evil": true}}
+	s.skew.Store(int64(4*time.Minute + 30*time.Second))
+	before := s.seenCount()
+	req := mustReq(http.MethodGet, s.url+"/x")
+	req.Header.Set("Accept", "application/json")
+	resp, _ := do(t, noRedirect(c), req)
+	if resp.StatusCode != http.StatusUnauthorized || s.seenCount() != before {
+		t.Errorf("after the refresh: %d, upstream reached %v", resp.StatusCode, s.seenCount() != before)
 	}
-	if _, ok := h["Remote-Name"]; ok {
-		t.Errorf("a claim with CR/LF set Remote-Name: %q", h["Remote-Name"])
-	}
-	if !strings.Contains(s.logs.String(), "claim refused") {
-		t.Errorf("no warning about the refused claims")
+	if !strings.Contains(s.logs.String(), "refresh refused: session ended") || !strings.Contains(s.logs.String(), "claim department") {
+		t.Errorf("no log of the ended session")
 	}
 }
 

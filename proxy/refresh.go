@@ -73,7 +73,11 @@ func (p *Proxy) refresh(ctx context.Context, op *rp.Provider, s *session.Session
 		return nil, err
 	}
 	renewed := *s
-	p.fillClaims(&renewed, t.Claims)
+	if err := p.fillClaims(&renewed, t.Claims); err != nil {
+		// The provider now describes the user in a form the proxy cannot
+		// use: the session ends, as a new sign-in would be refused.
+		return nil, fmt.Errorf("%w: %v", errRefreshRefused, err)
+	}
 	if t.RefreshToken != "" {
 		renewed.RefreshToken = t.RefreshToken
 	}

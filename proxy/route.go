@@ -30,6 +30,7 @@ type Route struct {
 	signed       []*signedIdentity // identity_jwt: one, or none
 	setters      []setter          // fill the outgoing identity: headers, then the JWT
 	kept         []string          // the claims its sessions keep: see claims
+	used         []string          // every claim its identity reads: checked at sign-in
 	listGroups   bool              // sessions keep the groups list (the JWT or an integration reads it)
 	forward      *httputil.ReverseProxy
 	handler      http.Handler // the route's part of the request path
@@ -70,6 +71,10 @@ func (p *Proxy) newRoute(cfg *config.Config, transport http.RoundTripper, integr
 	rt.kept = rt.claims()
 	for _, in := range integrations {
 		rt.listGroups = rt.listGroups || slices.Contains(in.Claims(), "groups")
+	}
+	rt.used = append(slices.Clone(rt.kept), rt.access.claims()...)
+	if rt.listGroups {
+		rt.used = append(rt.used, "groups")
 	}
 	if cfg.UpstreamReadyPath != "" {
 		rt.ready.url = rt.upstream.JoinPath(cfg.UpstreamReadyPath).String()
