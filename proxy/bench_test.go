@@ -173,3 +173,20 @@ func BenchmarkSessionLookup(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkForwardAuth is the proxy's own work answering /oauth2/auth for
+// a signed-in user (nginx auth_request), without the HTTP server's.
+func BenchmarkForwardAuth(b *testing.B) {
+	p, req := benchProxy(b)
+	req = req.Clone(req.Context())
+	req.URL.Path, req.RequestURI = "/oauth2/auth", "/oauth2/auth"
+	req.Header.Set("X-Forwarded-Uri", "/api/v1/memos?pageSize=10")
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		p.ServeHTTP(w, req)
+		if w.Code != http.StatusAccepted {
+			b.Fatal(w.Code)
+		}
+	}
+}

@@ -8,6 +8,9 @@
 //	go run ./cmd/loadbench                 # about 3 minutes
 //	go run ./cmd/loadbench -d 5s -rounds 1 # quicker, noisier
 //
+// The forward-auth row puts nginx (Debian: nginx-light) with auth_request
+// to /oauth2/auth in front of the upstream, beside plain nginx.
+//
 // It needs wrk (Debian: apt-get install wrk). Every target listens on
 // 127.0.0.1 only; each run is bounded by -d.
 package main
@@ -44,6 +47,7 @@ func main() {
 	flag.IntVar(&o.idle, "idle", 10000, "idle keep-alive connections to hold open against oidc-proxy (0: skip)")
 	flag.IntVar(&o.sse, "sse", 2000, "Server-Sent Events streams to hold through oidc-proxy (0: skip)")
 	flag.DurationVar(&o.sseTime, "sse-time", time.Minute, "how long to hold the streams")
+	flag.BoolVar(&o.forwardAuth, "forward-auth", true, "also measure nginx with auth_request to oidc-proxy against plain nginx (needs nginx)")
 	flag.Parse()
 	if *role != "" {
 		if err := serveRole(*role, *addr, *target); err != nil {
@@ -136,6 +140,7 @@ type options struct {
 	duration, soak, sseTime time.Duration
 	rounds, idle, sse       int
 	conns                   string
+	forwardAuth             bool
 }
 
 func run(o options) error {
@@ -169,6 +174,9 @@ func run(o options) error {
 	defer cleanup()
 	defer px.Process.Kill()
 
+	// Before any load: what each process holds just for being started.
+	pxStart, _ := rss(px.Process.Pid)
+	bareStart, _ := rss(bare.Process.Pid)
 	targets := []*result{
 		{name: "direct to upstream", url: upstream + "/", pid: up.Process.Pid},
 		{name: "bare ReverseProxy, tuned transport", url: "http://" + bareAddr + "/", pid: bare.Process.Pid},
@@ -205,7 +213,16 @@ func run(o options) error {
 	for _, c := range counts {
 		printTable(byConn[c])
 	}
-	return memory(ctx, o, targets[3], targets[1])
+	if o.forwardAuth {
+		var proxied *result
+		if rs := byConn[64]; rs != nil {
+			proxied = rs[3]
+		}
+		if err := forwardAuth(ctx, o, upAddr, pxAddr, cookie, px.Process.Pid, proxied); err != nil {
+			return err
+		}
+	}
+	return memory(ctx, o, targets[3], targets[1], pxStart, bareStart)
 }
 
 // memory runs the memory checks of oidc-proxy, beside the bare tuned
@@ -213,7 +230,12 @@ func run(o options) error {
 // loaded at once, so each gets about half the CPU), with many idle
 // keep-alive connections, and (oidc-proxy only) with many Server-Sent
 // Events streams over time.
-func memory(ctx context.Context, o options, px, bare *result) error {
+//
+// The soak row also gives what each process grew by over the RSS it had
+// at start, per connection in flight (both hold 256): memory per request
+// in flight, the comparison that does not count the binary and the
+// libraries each starts with.
+func memory(ctx context.Context, o options, px, bare *result, pxStart, bareStart int64) error {
 	fmt.Printf("\nmemory\n\n| condition | oidc-proxy RSS | bare ReverseProxy RSS |\n|---|---:|---:|\n")
 	if o.soak > 0 {
 		soaks := []*result{px, bare}
@@ -232,6 +254,11 @@ func memory(ctx context.Context, o options, px, bare *result) error {
 		}
 		fmt.Printf("| after %s at 256 connections (%.0f and %.0f req/s) | %s | %s |\n", o.soak,
 			soaks[0].rps(), soaks[1].rps(), mb(soaks[0].rssKB), mb(soaks[1].rssKB))
+		pxGrow, bareGrow := soaks[0].rssKB-pxStart, soaks[1].rssKB-bareStart
+		fmt.Printf("| at start, before any load | %s | %s |\n", mb(pxStart), mb(bareStart))
+		fmt.Printf("| grown by, per request in flight (256) | %.1f KB | %.1f KB |\n", float64(pxGrow)/256, float64(bareGrow)/256)
+		fmt.Printf("\nmemory per request in flight: oidc-proxy %.2f× the bare tuned proxy; whole RSS %.2f×\n",
+			float64(pxGrow)/float64(bareGrow), float64(soaks[0].rssKB)/float64(soaks[1].rssKB))
 	}
 	addr := strings.TrimPrefix(strings.TrimSuffix(px.url, "/"), "http://")
 	cookie := strings.TrimPrefix(px.header, "Cookie: ")
