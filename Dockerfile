@@ -1,20 +1,33 @@
 # oidc-proxy in a FROM scratch image: the static binary, the CA bundle, a
-# non-root user, nothing else. Base images are not pulled: the binary is
-# built beforehand, as release tooling does. .ci/image does every step:
+# non-root user, nothing else.
 #
-#   CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o build/oidc-proxy ./cmd/oidc-proxy
-#   cp /etc/ssl/certs/ca-certificates.crt build/
-#   mkdir -p build/state
-#   buildah bud --format docker -t oidc-proxy .     # or: docker build -t oidc-proxy .
+#   docker build -t oidc-proxy .                  # or: podman build -t oidc-proxy .
+#   docker build --build-arg VERSION=v1.2.3 -t oidc-proxy .
 #
-# Run it with the configuration at /etc/oidc-proxy/oidc-proxy.yaml and the
-# secrets as files (for example under /run/secrets).
+# The build stage is the official Go image; GO_IMAGE names another one
+# with the same Go (CI, which cannot pull images, makes one from its own
+# toolchain: see .ci/image). Run the image with the configuration at
+# /etc/oidc-proxy/oidc-proxy.yaml and the secrets as files (for example
+# under /run/secrets).
+ARG GO_IMAGE=docker.io/library/golang:1.26.8-bookworm
+
+FROM ${GO_IMAGE} AS build
+WORKDIR /src
+ENV CGO_ENABLED=0
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
+COPY . .
+ARG VERSION=dev
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/oidc-proxy ./cmd/oidc-proxy && \
+    mkdir -p /out/state && cp /etc/ssl/certs/ca-certificates.crt /out/
+
 FROM scratch
-COPY build/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
-COPY build/oidc-proxy /oidc-proxy
+COPY --from=build /out/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY --from=build /out/oidc-proxy /oidc-proxy
 # Where the Memos bridge keeps the admin token it creates on Memos's first
 # run: mount a volume here (a named volume takes this owner).
-COPY --chown=65532:65532 build/state/ /var/lib/oidc-proxy/
+COPY --from=build --chown=65532:65532 /out/state/ /var/lib/oidc-proxy/
 USER 65532:65532
 EXPOSE 4180
 HEALTHCHECK --interval=30s --timeout=5s CMD ["/oidc-proxy", "-healthcheck", "http://127.0.0.1:4180/oauth2/healthz"]
