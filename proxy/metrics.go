@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +38,7 @@ func routeOf(path string) int {
 // nothing.
 type metrics struct {
 	registry *prometheus.Registry
+	own      []prometheus.Collector // the proxy's own metrics, for MetricNames
 	requests [routeKinds][6]prometheus.Counter // by status class 0 (none: hijacked), 1xx..5xx
 	upstream prometheus.Observer
 	signIns  *prometheus.CounterVec
@@ -93,10 +95,30 @@ func newMetrics(version string) *metrics {
 		Name: "oidc_proxy_build_info", Help: "Always 1; the labels name the build.", ConstLabels: prometheus.Labels{"version": version},
 	})
 	build.Set(1)
-	m.registry.MustRegister(requests, upstream, m.signIns, m.refresh, m.idp, m.idpErrs, m.streams, m.store, m.storeErr, build,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.own = []prometheus.Collector{requests, upstream, m.signIns, m.refresh, m.idp, m.idpErrs, m.streams, m.store, m.storeErr, build}
+	m.registry.MustRegister(m.own...)
+	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
+
+// MetricNames lists the names of the proxy's own metrics (histograms
+// also export _bucket, _sum and _count series), whether or not any has
+// been observed yet.
+func (p *Proxy) MetricNames() []string {
+	var out []string
+	for _, c := range p.metrics.own {
+		ch := make(chan *prometheus.Desc, 16)
+		go func() { c.Describe(ch); close(ch) }()
+		for d := range ch {
+			if m := fqName.FindStringSubmatch(d.String()); m != nil {
+				out = append(out, m[1])
+			}
+		}
+	}
+	return out
+}
+
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
 
 // Handler serves the metrics in the Prometheus text format.
 func (m *metrics) Handler() http.Handler {
