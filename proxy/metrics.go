@@ -38,7 +38,7 @@ func routeOf(path string) int {
 // nothing.
 type metrics struct {
 	registry *prometheus.Registry
-	own      []prometheus.Collector // the proxy's own metrics, for MetricNames
+	own      []prometheus.Collector            // the proxy's own metrics, for MetricNames
 	requests [routeKinds][6]prometheus.Counter // by status class 0 (none: hijacked), 1xx..5xx
 	upstream prometheus.Observer
 	signIns  *prometheus.CounterVec
