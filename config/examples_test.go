@@ -2,13 +2,21 @@ package config
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
 	"io/fs"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -17,13 +25,7 @@ import (
 // real loader, and parses every other YAML file there, so the examples
 // stay true to the code.
 func TestExamples(t *testing.T) {
-	// Secret files named in the examples do not exist here: serve them.
-	fakeFiles := func(path string) ([]byte, error) {
-		if strings.HasPrefix(path, "/run/secrets/") || strings.HasPrefix(path, "/var/lib/oidc-proxy/") {
-			return []byte("example-secret-0123456789abcdef0123456789\n"), nil
-		}
-		return readBounded(path)
-	}
+	fakeFiles := exampleFiles(t)
 	env := func(k string) (string, bool) { return "example-value-0123456789abcdef0123456789", true }
 	proxyConfigs := 0
 	err := filepath.WalkDir("../examples", func(path string, d fs.DirEntry, err error) error {
@@ -74,6 +76,32 @@ func TestExamples(t *testing.T) {
 	}
 	if proxyConfigs < 3 {
 		t.Errorf("found %d proxy configurations in examples/", proxyConfigs)
+	}
+}
+
+// exampleFiles serves the files the examples name that do not exist here:
+// secrets, the Memos bridge's state, and Caddy's local CA.
+func exampleFiles(t *testing.T) func(string) ([]byte, error) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "example CA"}, IsCA: true,
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return func(path string) ([]byte, error) {
+		switch {
+		case strings.HasPrefix(path, "/caddy-ca/"):
+			return ca, nil
+		case strings.HasPrefix(path, "/run/secrets/"), strings.HasPrefix(path, "/var/lib/oidc-proxy/"):
+			return []byte("example-secret-0123456789abcdef0123456789\n"), nil
+		}
+		return readBounded(path)
 	}
 }
 
