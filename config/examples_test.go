@@ -32,6 +32,9 @@ func TestExamples(t *testing.T) {
 		if err != nil || d.IsDir() || !(strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
 			return err
 		}
+		if strings.Contains(filepath.ToSlash(path), "/helm/oidc-proxy/templates/") {
+			return nil // Helm templates: TestHelmChart renders and checks them
+		}
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return err
