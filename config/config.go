@@ -67,7 +67,18 @@ type Config struct {
 	// any other peer those headers are replaced. Default: none.
 	TrustedProxies []string `yaml:"trusted_proxies"`
 
+	// Pages replaces the proxy's own pages with an operator's.
+	Pages Pages `yaml:"pages"`
+
 	Log Log `yaml:"log"`
+}
+
+// Pages configures the proxy's own HTML pages.
+type Pages struct {
+	// Dir holds replacements: error.html, forbidden.html, signed_out.html,
+	// each with {{placeholders}} (README, "Pages"). Default: the built-in
+	// pages.
+	Dir string `yaml:"dir"`
 }
 
 // Access restricts which signed-in users may reach the upstream. With no

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"path"
 	"reflect"
 	"regexp"
@@ -63,6 +64,11 @@ func (l *loader) validate(c *Config) {
 	for _, tp := range c.TrustedProxies {
 		if _, err := ParsePrefix(tp); err != nil {
 			l.add("trusted_proxies", "%q is neither a CIDR nor an IP address", tp)
+		}
+	}
+	if c.Pages.Dir != "" {
+		if fi, err := os.Stat(c.Pages.Dir); err != nil || !fi.IsDir() {
+			l.add("pages.dir", "%q is not a directory", c.Pages.Dir)
 		}
 	}
 	switch c.Log.Format {

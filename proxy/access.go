@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"encoding/json"
-	"html"
 	"net/http"
 	"strings"
 
@@ -108,10 +107,5 @@ func (p *Proxy) forbidden(w http.ResponseWriter, r *http.Request, s *session.Ses
 		WriteJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden", "message": "this user may not use this application", "user": s.UserName()})
 		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
-	w.WriteHeader(http.StatusForbidden)
-	page(w, "Access denied", `<p>You are signed in as <strong id="user">`+html.EscapeString(s.UserName())+`</strong>, but this application is not open to you.</p>
-<form method="post" action="/oauth2/sign_out"><button id="signout" type="submit">Sign out</button></form>`)
+	p.htmlPage(w, http.StatusForbidden, "forbidden", map[string]string{"title": "Access denied", "user": s.UserName(), "sign_out_url": Prefix + "sign_out"})
 }

@@ -6,9 +6,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/oidc-proxy/oidc-proxy/config"
 )
@@ -146,5 +149,57 @@ func TestBrowserMemosFirstRun(t *testing.T) {
 	}
 	if notes, _ := chromedp.Run(ctx, chromedp.Text(chromedp.ID("notes"))); notes != "Notes of alice" {
 		t.Errorf("alice sees %q", notes)
+	}
+}
+
+// TestBrowserPagesScreenshots renders the proxy's own pages in Chromium,
+// light and dark, and keeps the screenshots (PAGES_SCREENSHOTS=dir keeps
+// them there, to look at). Each page must show its heading without
+// JavaScript, from no external asset.
+func TestBrowserPagesScreenshots(t *testing.T) {
+	s := newStand(t, func(c *config.Config) { c.Access = config.Access{AllowedUsers: []string{"bob"}} }, nil)
+	out := os.Getenv("PAGES_SCREENSHOTS")
+	if out == "" {
+		out = t.TempDir()
+	}
+	ctx := newBrowser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(s.url+"/"), chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), "alice"), chromedp.SendKeys(chromedp.ID("password"), alicePassword),
+		chromedp.Click(chromedp.ID("submit")), chromedp.WaitVisible(chromedp.ID("signout"))); err != nil {
+		t.Fatalf("to the access-denied page: %v", err)
+	}
+	pages := []struct{ name, url, heading string }{
+		{"forbidden", "", "Access denied"}, // where the sign-in landed
+		{"not-found", s.url + "/oauth2/nope", "Not found"},
+		{"signed-out", s.url + "/oauth2/signed_out", "Signed out"},
+		{"sign-in-failed", s.url + "/oauth2/callback?state=" + strings.Repeat("a", 43) + "&code=x", "Sign-in failed"},
+	}
+	for _, pg := range pages {
+		name, u := pg.name, pg.url
+		for _, scheme := range []string{"light", "dark"} {
+			if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+				Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}}); err != nil {
+				t.Fatal(err)
+			}
+			var actions []chromedp.Action[chromedp.Void]
+			if u != "" {
+				actions = append(actions, chromedp.Navigate(u))
+			}
+			actions = append(actions, chromedp.WaitVisible(chromedp.CSS("h1")))
+			if err := chromedp.Do(ctx, actions...); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if h1, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("h1"))); h1 != pg.heading {
+				t.Errorf("%s (%s) shows %q", name, scheme, h1)
+			}
+			png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(png) < 1000 {
+				t.Errorf("%s (%s): an empty screenshot", name, scheme)
+			}
+			os.WriteFile(filepath.Join(out, name+"-"+scheme+".png"), png, 0o644)
+		}
 	}
 }

@@ -19,6 +19,7 @@ func (p *Proxy) endpoints() http.Handler {
 	m.HandleFunc("GET /oauth2/userinfo", p.handleUserinfo)
 	m.HandleFunc("GET /oauth2/auth", p.handleAuth)
 	m.HandleFunc("POST /oauth2/backchannel_logout", p.handleBackchannelLogout)
+	m.HandleFunc("GET /oauth2/signed_out", p.handleSignedOut)
 	m.HandleFunc("GET /oauth2/healthz", p.handleHealthz)
 	m.HandleFunc("GET /oauth2/readyz", p.handleReadyz)
 	for _, si := range p.route.signed {

@@ -70,6 +70,7 @@ type Proxy struct {
 	route     *Route
 	accessLog bool
 	metrics   *metrics
+	pages     pageSet
 	handler   http.Handler // the request path
 }
 
@@ -112,6 +113,9 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 			return nil, fmt.Errorf("proxy: trusted_proxies: %w", err)
 		}
 		p.trusted = append(p.trusted, prefix)
+	}
+	if p.pages, err = loadPages(cfg.Pages.Dir); err != nil {
+		return nil, err
 	}
 	if p.oidc, err = p.newRelyingParty(cfg, opts.IdPClient); err != nil {
 		return nil, err
