@@ -60,14 +60,7 @@ func TestBrowserSignIn(t *testing.T) {
 	ctx := newBrowser(t)
 
 	// An unauthenticated page load lands on the OP's login form.
-	if err := chromedp.Do(ctx,
-		chromedp.Navigate(s.url+"/memos/1?tab=all"),
-		chromedp.WaitVisible(chromedp.ID("username")),
-		chromedp.SendKeys(chromedp.ID("username"), "alice"),
-		chromedp.SendKeys(chromedp.ID("password"), alicePassword),
-		chromedp.Click(chromedp.ID("submit")),
-		chromedp.WaitVisible(chromedp.ID("hello")),
-	); err != nil {
+	if err := browserSignIn(ctx, s.url+"/memos/1?tab=all", "alice", alicePassword, "hello"); err != nil {
 		t.Fatalf("sign-in in the browser: %v", err)
 	}
 	hello, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("hello")))
@@ -136,14 +129,7 @@ func TestBrowserMemosFirstRun(t *testing.T) {
 	fm := newEmptyMemos()
 	s := memosStand(t, fm, firstRun, t.TempDir())
 	ctx := newBrowser(t)
-	if err := chromedp.Do(ctx,
-		chromedp.Navigate(s.url+"/"),
-		chromedp.WaitVisible(chromedp.ID("username")),
-		chromedp.SendKeys(chromedp.ID("username"), "alice"),
-		chromedp.SendKeys(chromedp.ID("password"), alicePassword),
-		chromedp.Click(chromedp.ID("submit")),
-		chromedp.WaitVisible(chromedp.ID("notes")),
-	); err != nil {
+	if err := browserSignIn(ctx, s.url+"/", "alice", alicePassword, "notes"); err != nil {
 		page, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
 		t.Fatalf("first sign-in in the browser: %v (page: %q)", err, page)
 	}
@@ -163,9 +149,7 @@ func TestBrowserPagesScreenshots(t *testing.T) {
 		out = t.TempDir()
 	}
 	ctx := newBrowser(t)
-	if err := chromedp.Do(ctx, chromedp.Navigate(s.url+"/"), chromedp.WaitVisible(chromedp.ID("username")),
-		chromedp.SendKeys(chromedp.ID("username"), "alice"), chromedp.SendKeys(chromedp.ID("password"), alicePassword),
-		chromedp.Click(chromedp.ID("submit")), chromedp.WaitVisible(chromedp.ID("signout"))); err != nil {
+	if err := browserSignIn(ctx, s.url+"/", "alice", alicePassword, "signout"); err != nil {
 		t.Fatalf("to the access-denied page: %v", err)
 	}
 	pages := []struct{ name, url, heading string }{
@@ -202,4 +186,17 @@ func TestBrowserPagesScreenshots(t *testing.T) {
 			os.WriteFile(filepath.Join(out, name+"-"+scheme+".png"), png, 0o644)
 		}
 	}
+}
+
+// browserSignIn navigates to u, fills in the OP's login form as user and
+// waits until the element with id landed shows.
+func browserSignIn(ctx context.Context, u, user, password string, landed chromedp.ID) error {
+	return chromedp.Do(ctx,
+		chromedp.Navigate(u),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), user),
+		chromedp.SendKeys(chromedp.ID("password"), password),
+		chromedp.Click(chromedp.ID("submit")),
+		chromedp.WaitVisible(landed),
+	)
 }
