@@ -111,5 +111,5 @@ func (s *signedIdentity) claimsOf(ses *session.Session) assertion.Claims {
 	return out
 }
 
-// token is the signed identity made for an Identity, when the route signs.
+// tokenSlot holds the signed identity made for an Identity, when the route signs.
 type tokenSlot = atomic.Pointer[signedToken]
