@@ -55,6 +55,14 @@ type Config struct {
 	// Memos holds what the proxy does for Memos in particular.
 	Memos Memos `yaml:"memos"`
 
+	// Routes serve several applications, each on its own host (and path
+	// prefix) with its own upstream and policy, behind one sign-in. With
+	// routes, upstream, upstream_ready_path, preserve_host, public_paths,
+	// identity_jwt and memos belong to each route; headers and access at
+	// the top level are the defaults of routes that set none. Default: no
+	// routes, the top-level upstream serves every host.
+	Routes []Route `yaml:"routes"`
+
 	// PublicPaths are path patterns (path.Match syntax: "*" is one path
 	// segment or part of one) that pass without sign-in, such as Memos's
 	// "/explore" or "/memos/shares/*". A request is public only when its
@@ -377,58 +385,71 @@ func (c *Config) applyDefaults() {
 			c.Session.Redis.Timeout = 2 * time.Second
 		}
 	}
-	if c.Memos.Bridge {
-		if c.Memos.IdPID == "" {
-			c.Memos.IdPID = "oidc-proxy"
-		}
-		if c.Memos.IdPTitle == "" {
-			c.Memos.IdPTitle = "Single sign-on"
-		}
-		if c.Memos.BridgeListen == "" {
-			c.Memos.BridgeListen = "127.0.0.1:4181"
-		}
-		if c.Memos.BridgeURL == "" {
-			c.Memos.BridgeURL = "http://" + c.Memos.BridgeListen
-		}
-		if c.Memos.UsernameClaim == "" {
-			c.Memos.UsernameClaim = "preferred_username"
-		}
-		if c.Memos.AdminUsername == "" {
-			c.Memos.AdminUsername = DefaultMemosAdminUsername
-		}
-		if c.Memos.AdminPasswordFile == "" && c.Memos.AdminTokenFile != "" {
-			c.Memos.AdminPasswordFile = c.Memos.AdminTokenFile + ".password"
-		}
-	}
+	c.Memos.applyDefaults()
 	if c.Session.CookieName == "" {
 		c.Session.CookieName = DefaultCookieName
 	}
 	if c.Headers == nil {
 		c.Headers = DefaultHeaders()
 	}
-	if j := c.IdentityJWT; j != nil {
-		if j.Header == "" {
-			j.Header = DefaultIdentityJWTHeader
-		}
-		if j.Lifetime == 0 {
-			j.Lifetime = DefaultIdentityJWTLifetime
-		}
-		if j.Algorithm == "" {
-			j.Algorithm = "ES256"
-		}
-		if j.Claims == nil {
-			j.Claims = DefaultIdentityJWTClaims()
-		}
-		if j.Audience == "" {
-			if u, err := url.Parse(c.ExternalURL); err == nil && u.Host != "" {
-				j.Audience = u.Scheme + "://" + u.Host
-			}
-		}
-	}
+	c.IdentityJWT.applyDefaults(c.ExternalURL)
+	c.applyRouteDefaults()
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
+	}
+}
+
+func (m *Memos) applyDefaults() {
+	if !m.Bridge {
+		return
+	}
+	if m.IdPID == "" {
+		m.IdPID = "oidc-proxy"
+	}
+	if m.IdPTitle == "" {
+		m.IdPTitle = "Single sign-on"
+	}
+	if m.BridgeListen == "" {
+		m.BridgeListen = "127.0.0.1:4181"
+	}
+	if m.BridgeURL == "" {
+		m.BridgeURL = "http://" + m.BridgeListen
+	}
+	if m.UsernameClaim == "" {
+		m.UsernameClaim = "preferred_username"
+	}
+	if m.AdminUsername == "" {
+		m.AdminUsername = DefaultMemosAdminUsername
+	}
+	if m.AdminPasswordFile == "" && m.AdminTokenFile != "" {
+		m.AdminPasswordFile = m.AdminTokenFile + ".password"
+	}
+}
+
+// applyDefaults fills the identity JWT's omitted keys; its audience
+// defaults to the origin of external.
+func (j *IdentityJWT) applyDefaults(external string) {
+	if j == nil {
+		return
+	}
+	if j.Header == "" {
+		j.Header = DefaultIdentityJWTHeader
+	}
+	if j.Lifetime == 0 {
+		j.Lifetime = DefaultIdentityJWTLifetime
+	}
+	if j.Algorithm == "" {
+		j.Algorithm = "ES256"
+	}
+	if j.Claims == nil {
+		j.Claims = DefaultIdentityJWTClaims()
+	}
+	if j.Audience == "" {
+		if u, err := url.Parse(external); err == nil && u.Host != "" {
+			j.Audience = u.Scheme + "://" + u.Host
+		}
 	}
 }

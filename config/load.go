@@ -182,6 +182,7 @@ func (l *loader) walk(n *yaml.Node, t reflect.Type, path string) {
 	case yaml.SequenceNode:
 		if t.Kind() == reflect.Slice {
 			for i, c := range n.Content {
+				l.lines[fmt.Sprintf("%s[%d]", path, i)] = c.Line
 				l.walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
 			}
 		}
@@ -258,6 +259,12 @@ func (l *loader) readSecretFiles(c *Config) {
 	l.secretFile("session.redis.password", &c.Session.Redis.Password, c.Session.Redis.PasswordFile)
 	if f := c.Memos.AdminTokenFile; f != "" && !missingFile(f) {
 		l.secretFile("memos.admin_token", &c.Memos.AdminToken, f)
+	}
+	for i := range c.Routes {
+		m := &c.Routes[i].Memos
+		if f := m.AdminTokenFile; f != "" && !missingFile(f) {
+			l.secretFile(fmt.Sprintf("routes[%d].memos.admin_token", i), &m.AdminToken, f)
+		}
 	}
 	if len(c.Session.SecretFile) > 0 && len(c.Session.Secret) > 0 {
 		l.add("session.secret_file", "set either session.secret or session.secret_file, not both")

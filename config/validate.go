@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"path"
 	"reflect"
 	"regexp"
 	"strings"
@@ -34,14 +33,6 @@ func (l *loader) validate(c *Config) {
 			l.add("external_url", "must not have a query or fragment")
 		}
 	}
-	l.url("upstream", c.Upstream, false)
-	if c.Memos.URL != "" {
-		l.url("memos.url", c.Memos.URL, false)
-	}
-	l.validateMemos(c)
-	if rp := c.UpstreamReadyPath; rp != "" && (!strings.HasPrefix(rp, "/") || strings.ContainsAny(rp, " \t\r\n#")) {
-		l.add("upstream_ready_path", "must be a path starting with /, not %q", rp)
-	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		l.add("tls", "set both cert_file and key_file, or neither")
 	} else if c.TLS.CertFile != "" {
@@ -51,16 +42,9 @@ func (l *loader) validate(c *Config) {
 	}
 	l.validateOIDC(&c.OIDC)
 	l.validateSession(&c.Session)
-	l.validateHeaders(c.Headers)
-	l.validateAccess(&c.Access)
-	if c.IdentityJWT != nil {
-		l.validateIdentityJWT(c.IdentityJWT, c.Headers)
-	}
-	for _, pp := range c.PublicPaths {
-		if _, err := path.Match(pp, "/"); err != nil || !strings.HasPrefix(pp, "/") || strings.HasPrefix(pp, "/oauth2/") {
-			l.add("public_paths", "%q is not a path pattern starting with / (and outside /oauth2/)", pp)
-		}
-	}
+	l.validateHeaders("", c.Headers)
+	l.validateAccess("", &c.Access)
+	l.validateRoutes(c)
 	for _, tp := range c.TrustedProxies {
 		if _, err := ParsePrefix(tp); err != nil {
 			l.add("trusted_proxies", "%q is neither a CIDR nor an IP address", tp)
@@ -208,20 +192,20 @@ func (l *loader) validateRedis(r *Redis) {
 	}
 }
 
-func (l *loader) validateAccess(a *Access) {
+func (l *loader) validateAccess(prefix string, a *Access) {
 	for _, u := range a.AllowedUsers {
 		if strings.TrimSpace(u) == "" {
-			l.add("access.allowed_users", "holds an empty name")
+			l.add(prefix+"access.allowed_users", "holds an empty name")
 		}
 	}
 	for _, g := range a.AllowedGroups {
 		if strings.TrimSpace(g) == "" {
-			l.add("access.allowed_groups", "holds an empty group")
+			l.add(prefix+"access.allowed_groups", "holds an empty group")
 		}
 	}
 	for _, d := range a.AllowedEmailDomains {
 		if d == "" || strings.ContainsAny(d, "@*/ ") || strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") {
-			l.add("access.allowed_email_domains", "%q is not a domain: write it as example.com (exact match, no wildcards)", d)
+			l.add(prefix+"access.allowed_email_domains", "%q is not a domain: write it as example.com (exact match, no wildcards)", d)
 		}
 	}
 }
@@ -235,10 +219,10 @@ var reservedHeaders = map[string]bool{
 	"x-forwarded-for": true, "x-forwarded-host": true, "x-forwarded-proto": true, "x-real-ip": true,
 }
 
-func (l *loader) validateHeaders(h map[string]string) {
+func (l *loader) validateHeaders(prefix string, h map[string]string) {
 	seen := map[string]string{}
 	for name, claim := range h {
-		key := "headers." + name
+		key := prefix + "headers." + name
 		if !validHeaderName(name) {
 			l.add(key, "%q is not a valid header name", name)
 			continue
@@ -342,86 +326,85 @@ var (
 	memosReserved = map[string]bool{"admin": true, "administrator": true, "api": true, "memos": true, "root": true, "support": true, "system": true}
 )
 
-func (l *loader) validateMemos(c *Config) {
-	m := &c.Memos
+func (l *loader) validateMemos(prefix string, m *Memos, c *Config) {
 	if !m.Bridge {
 		if m.AdminTokenFile != "" || m.AdminUsername != "" || m.AdminPasswordFile != "" || len(m.AdminGroups) > 0 || m.IdPID != "" || m.IdPTitle != "" || m.BridgeListen != "" || m.BridgeURL != "" || m.UsernameClaim != "" || m.AllowPasswordSignIn {
-			l.add("memos", "bridge settings are set but memos.bridge is false")
+			l.add(prefix+"memos", "bridge settings are set but memos.bridge is false")
 		}
 		return
 	}
 	if !memosIDP.MatchString(m.IdPID) {
-		l.add("memos.idp_id", "must be 2 to 32 lowercase letters, digits and -, not %q", m.IdPID)
+		l.add(prefix+"memos.idp_id", "must be 2 to 32 lowercase letters, digits and -, not %q", m.IdPID)
 	}
 	if _, port, err := net.SplitHostPort(m.BridgeListen); err != nil || port == "" {
-		l.add("memos.bridge_listen", "must be host:port, not %q", m.BridgeListen)
+		l.add(prefix+"memos.bridge_listen", "must be host:port, not %q", m.BridgeListen)
 	} else if m.BridgeListen == c.Listen || m.BridgeListen == c.MetricsListen {
-		l.add("memos.bridge_listen", "must differ from listen and metrics_listen: only Memos may reach it")
+		l.add(prefix+"memos.bridge_listen", "must differ from listen and metrics_listen: only Memos may reach it")
 	}
-	l.url("memos.bridge_url", m.BridgeURL, false)
+	l.url(prefix+"memos.bridge_url", m.BridgeURL, false)
 	if m.UsernameClaim == "" || strings.ContainsAny(m.UsernameClaim, " \t\r\n") {
-		l.add("memos.username_claim", "must be a claim name")
+		l.add(prefix+"memos.username_claim", "must be a claim name")
 	}
 	if m.AdminUsername != "" && (!memosUsername.MatchString(m.AdminUsername) || strings.Trim(m.AdminUsername, "0123456789") == "" || memosReserved[strings.ToLower(m.AdminUsername)]) {
-		l.add("memos.admin_username", "%q is not a name Memos accepts (1-36 of a-z A-Z 0-9 -, not all digits, not reserved)", m.AdminUsername)
+		l.add(prefix+"memos.admin_username", "%q is not a name Memos accepts (1-36 of a-z A-Z 0-9 -, not all digits, not reserved)", m.AdminUsername)
 	}
 	if m.AdminPasswordFile != "" && !missingFile(m.AdminPasswordFile) {
 		if _, err := l.readFile(m.AdminPasswordFile); err != nil {
-			l.add("memos.admin_password_file", "%v", err)
+			l.add(prefix+"memos.admin_password_file", "%v", err)
 		}
 	}
 	for _, g := range m.AdminGroups {
 		if g == "" {
-			l.add("memos.admin_groups", "an empty group name")
+			l.add(prefix+"memos.admin_groups", "an empty group name")
 		}
 	}
 	if m.AdminToken != "" && strings.ContainsAny(m.AdminToken, " \t\r\n") {
-		l.add("memos.admin_token_file", "holds more than one token")
+		l.add(prefix+"memos.admin_token_file", "holds more than one token")
 	}
 }
 
 // registeredClaims are set by the proxy in every identity JWT.
 var registeredClaims = map[string]bool{"iss": true, "sub": true, "aud": true, "exp": true, "nbf": true, "iat": true, "jti": true}
 
-func (l *loader) validateIdentityJWT(j *IdentityJWT, headers map[string]string) {
+func (l *loader) validateIdentityJWT(prefix string, j *IdentityJWT, headers map[string]string) {
 	if !validHeaderName(j.Header) {
-		l.add("identity_jwt.header", "%q is not a valid header name", j.Header)
+		l.add(prefix+"identity_jwt.header", "%q is not a valid header name", j.Header)
 	} else if reservedHeaders[NormalizeHeaderName(j.Header)] {
-		l.add("identity_jwt.header", "%s cannot carry the token", http.CanonicalHeaderKey(j.Header))
+		l.add(prefix+"identity_jwt.header", "%s cannot carry the token", http.CanonicalHeaderKey(j.Header))
 	} else {
 		for name := range headers {
 			if NormalizeHeaderName(name) == NormalizeHeaderName(j.Header) {
-				l.add("identity_jwt.header", "%s is already an identity header (headers)", name)
+				l.add(prefix+"identity_jwt.header", "%s is already an identity header (headers)", name)
 			}
 		}
 	}
 	if j.Audience == "" || strings.ContainsAny(j.Audience, " \t\r\n\"\\") {
-		l.add("identity_jwt.audience", "must be a URL or name without spaces or quotes")
+		l.add(prefix+"identity_jwt.audience", "must be a URL or name without spaces or quotes")
 	}
 	if j.Lifetime < MinIdentityJWTLifetime || j.Lifetime > MaxIdentityJWTLifetime {
-		l.add("identity_jwt.lifetime", "must be between %s and %s, not %s", MinIdentityJWTLifetime, MaxIdentityJWTLifetime, j.Lifetime)
+		l.add(prefix+"identity_jwt.lifetime", "must be between %s and %s, not %s", MinIdentityJWTLifetime, MaxIdentityJWTLifetime, j.Lifetime)
 	}
 	switch j.Algorithm {
 	case "ES256", "EdDSA":
 	default:
-		l.add("identity_jwt.algorithm", "must be ES256 or EdDSA, not %q (never an HMAC or none)", j.Algorithm)
+		l.add(prefix+"identity_jwt.algorithm", "must be ES256 or EdDSA, not %q (never an HMAC or none)", j.Algorithm)
 	}
 	if len(j.KeyFiles) == 0 {
-		l.add("identity_jwt.key_files", "needs at least one PEM private key (the first signs)")
+		l.add(prefix+"identity_jwt.key_files", "needs at least one PEM private key (the first signs)")
 	}
 	for _, f := range j.KeyFiles {
 		if _, err := l.readFile(f); err != nil {
-			l.add("identity_jwt.key_files", "%v", err)
+			l.add(prefix+"identity_jwt.key_files", "%v", err)
 		}
 	}
 	for name, claim := range j.Claims {
 		switch {
 		case name == "" || strings.ContainsAny(name, " \t\r\n\""):
-			l.add("identity_jwt.claims", "%q is not a claim name", name)
+			l.add(prefix+"identity_jwt.claims", "%q is not a claim name", name)
 		case registeredClaims[name]:
-			l.add("identity_jwt.claims."+name, "is set by the proxy itself")
+			l.add(prefix+"identity_jwt.claims."+name, "is set by the proxy itself")
 		case claim == "":
-			l.add("identity_jwt.claims."+name, "needs a session claim")
+			l.add(prefix+"identity_jwt.claims."+name, "needs a session claim")
 		}
 	}
 }

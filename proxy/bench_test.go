@@ -103,13 +103,13 @@ func benchAuthPath(b *testing.B, extra ...string) {
 	for b.Loop() {
 		clear(out)
 		maps.Copy(out, req.Header)
-		id, _ := p.loadIdentity(w, req, p.route)
+		id, _ := p.loadIdentity(w, req, p.routes.routes[0])
 		if id == nil {
 			b.Fatal("no session")
 		}
-		p.route.headers.strip(out)
+		p.routes.routes[0].headers.strip(out)
 		stripCookies(out, p.store.CookieName())
-		for _, s := range p.route.setters {
+		for _, s := range p.routes.routes[0].setters {
 			s.fill(out, id)
 		}
 	}
@@ -168,7 +168,7 @@ func BenchmarkSessionLookup(b *testing.B) {
 	w := httptest.NewRecorder()
 	b.ReportAllocs()
 	for b.Loop() {
-		if id, _ := p.loadIdentity(w, req, p.route); id == nil {
+		if id, _ := p.loadIdentity(w, req, p.routes.routes[0]); id == nil {
 			b.Fatal("no session")
 		}
 	}

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"net/url"
+	"slices"
 
 	"github.com/oidc-proxy/oidc-proxy/proxy/rp"
 	"github.com/oidc-proxy/oidc-proxy/session"
@@ -97,15 +100,13 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	p.log.Info("sign-in", "user", s.UserName(), "sub", s.Subject, "client", p.trusted.clientIP(r))
 	p.metrics.signIns.WithLabelValues("success", "").Inc()
-	dest := CleanReturnURL(f.Return)
-	if rt := p.route; !rt.access.allows(s) {
-		p.log.Warn("access denied by the access rules", "user", s.UserName(), "sub", s.Subject, "client", p.trusted.clientIP(r))
-	} else {
-		for _, in := range rt.integrations {
-			dest = in.SignedIn(w, r, s, dest)
-		}
+	if f.Handoff != "" { // for another route host: on to it, signed in here now
+		q := url.Values{"rd": {f.Return}, "hs": {f.Handoff}}
+		http.Redirect(w, r, Prefix+"start?"+q.Encode(), http.StatusFound)
+		return
 	}
-	http.Redirect(w, r, dest, http.StatusFound)
+	dest := CleanReturnURL(f.Return)
+	http.Redirect(w, r, p.signedIn(w, r, p.requestHost(r), s, dest), http.StatusFound)
 }
 
 // newSession is the session of a user the provider just vouched for.
@@ -140,7 +141,7 @@ func (p *Proxy) newSession(op *rp.Provider, t *rp.Tokens) (*session.Session, err
 // *claimError): the identity would silently lack it. Claims nothing uses
 // are ignored.
 func (p *Proxy) fillClaims(s *session.Session, claims map[string]json.RawMessage) error {
-	rt := p.route
+	rt := &p.claims
 	for _, name := range rt.used {
 		if raw, present := claims[name]; present {
 			if why := claimProblem(name, raw); why != "" {
@@ -177,4 +178,42 @@ func truncate(s string, n int) string {
 		return s[:n] + "..."
 	}
 	return s
+}
+
+// claimSet is what sessions keep of the claims: what every route's
+// headers, access rules, signed identity and integrations read. One
+// session serves every route.
+type claimSet struct {
+	kept, used []string
+	listGroups bool
+	access     accessRules // every route's rules at once: what fill needs
+}
+
+func claimsOf(routes []*Route) claimSet {
+	var c claimSet
+	add := func(list *[]string, names ...string) {
+		for _, n := range names {
+			if !slices.Contains(*list, n) {
+				*list = append(*list, n)
+			}
+		}
+	}
+	union := func(dst *map[string]bool, src map[string]bool) {
+		if src == nil {
+			return
+		}
+		if *dst == nil {
+			*dst = map[string]bool{}
+		}
+		maps.Copy(*dst, src)
+	}
+	for _, rt := range routes {
+		add(&c.kept, rt.kept...)
+		add(&c.used, rt.used...)
+		c.listGroups = c.listGroups || rt.listGroups
+		union(&c.access.users, rt.access.users)
+		union(&c.access.groups, rt.access.groups)
+		union(&c.access.domains, rt.access.domains)
+	}
+	return c
 }

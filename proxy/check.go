@@ -7,8 +7,8 @@ import (
 	"net/http"
 )
 
-// Check reaches the provider's discovery and the upstream once, as
-// `oidc-proxy -check` does, and says what it found, a line per finding.
+// Check reaches the provider's discovery and every route's upstream once,
+// as `oidc-proxy -check` does, and says what it found, a line per finding.
 // The error names what could not be reached or did not fit.
 func (p *Proxy) Check(ctx context.Context) ([]string, error) {
 	var found []string
@@ -30,24 +30,33 @@ func (p *Proxy) Check(ctx context.Context) ([]string, error) {
 			found = append(found, "  note: no end_session_endpoint and no oidc.logout_url: sign-out ends only the proxy's session")
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.route.upstream.String(), nil)
-	if err == nil {
-		var resp *http.Response
-		if resp, err = p.route.forward.Transport.RoundTrip(req); err == nil {
-			resp.Body.Close()
-			found = append(found, fmt.Sprintf("upstream %s: answers (%s)", p.route.upstream, resp.Status))
+	for _, rt := range p.routes.routes {
+		label := "upstream " + rt.upstream.String()
+		if !p.single() {
+			label = "route " + rt.name + ": " + label
 		}
-	}
-	if err != nil {
-		errs = append(errs, fmt.Errorf("upstream %s: %w", p.route.upstream, err))
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, rt.upstream.String(), nil)
+		if err == nil {
+			var resp *http.Response
+			if resp, err = rt.forward.Transport.RoundTrip(req); err == nil {
+				resp.Body.Close()
+				found = append(found, fmt.Sprintf("%s: answers (%s)", label, resp.Status))
+			}
+		}
+		if err != nil {
+			found = append(found, label+": does not answer")
+			errs = append(errs, fmt.Errorf("%s: %w", label, err))
+		}
 	}
 	if line, err := p.store.Check(ctx); err != nil {
 		errs = append(errs, err)
 	} else if line != "" {
 		found = append(found, line)
 	}
-	for _, in := range p.route.integrations {
-		found = append(found, in.Check(ctx)...)
+	for _, rt := range p.routes.routes {
+		for _, in := range rt.integrations {
+			found = append(found, in.Check(ctx)...)
+		}
 	}
 	return found, errors.Join(errs...)
 }

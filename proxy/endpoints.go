@@ -3,16 +3,20 @@ package proxy
 import (
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/oidc-proxy/oidc-proxy/session"
 )
 
-// endpoints are the proxy's own, under /oauth2/: never forwarded.
-func (p *Proxy) endpoints() http.Handler {
+// endpoints are the proxy's own, under /oauth2/, on the hosts of rt (nil:
+// on the sign-in host that serves no route): never forwarded.
+func (p *Proxy) endpoints(rt *Route) http.Handler {
 	m := http.NewServeMux()
 	m.HandleFunc("GET /oauth2/start", p.handleStart)
+	m.HandleFunc("GET /oauth2/handoff", p.handleHandoff)
 	m.HandleFunc("GET /oauth2/callback", p.handleCallback)
 	m.HandleFunc("GET /oauth2/sign_out", p.handleSignOut)
 	m.HandleFunc("POST /oauth2/sign_out", p.handleSignOut)
@@ -22,11 +26,13 @@ func (p *Proxy) endpoints() http.Handler {
 	m.HandleFunc("GET /oauth2/signed_out", p.handleSignedOut)
 	m.HandleFunc("GET /oauth2/healthz", p.handleHealthz)
 	m.HandleFunc("GET /oauth2/readyz", p.handleReadyz)
-	for _, si := range p.route.signed {
-		m.Handle("GET /oauth2/jwks.json", si.signer)
+	if ks := p.keySet(); ks != nil {
+		m.Handle("GET /oauth2/jwks.json", ks)
 	}
-	for _, in := range p.route.integrations {
-		in.Endpoints(m)
+	if rt != nil {
+		for _, in := range rt.integrations {
+			in.Endpoints(m)
+		}
 	}
 	m.HandleFunc("/oauth2/", func(w http.ResponseWriter, r *http.Request) {
 		p.errorPage(w, r, http.StatusNotFound, "Not found", "The proxy has no such page.")
@@ -35,12 +41,14 @@ func (p *Proxy) endpoints() http.Handler {
 }
 
 // handleSignOut ends the session in this browser (and its pending
-// sign-ins), then sends the browser to the provider's logout when there is
-// one, and back to rd.
+// sign-ins) at this host, then, with routes, at every host on the
+// sign-out's way (signOutHops), then sends the browser to the provider's
+// logout when there is one, and back to rd.
 func (p *Proxy) handleSignOut(w http.ResponseWriter, r *http.Request) {
+	host := p.requestHost(r)
 	// Looked up, not kept up: no refresh is spent on a session that ends.
 	var s *session.Session
-	id, err := p.lookupIdentity(w, r, p.route, p.now())
+	id, err := p.lookupIdentity(w, r, p.routeOf(r), p.now())
 	if id != nil {
 		s = id.session
 		p.endSession(r, id) // a copy of the cookie is no good either
@@ -48,17 +56,46 @@ func (p *Proxy) handleSignOut(w http.ResponseWriter, r *http.Request) {
 		p.log.Error("sign-out: the session store is down; the session lasts until it expires, but this browser's cookie is gone", "err", err, "client", p.trusted.clientIP(r))
 	}
 	p.store.Clear(w, r)
-	for _, in := range p.route.integrations {
-		in.SigningOut(w, r)
+	for _, rt := range p.routes.onHost(host) {
+		for _, in := range rt.integrations {
+			in.SigningOut(w, r)
+		}
 	}
 	for _, c := range r.Cookies() {
 		if strings.HasPrefix(c.Name, p.flowPrefix) {
 			p.flows.Clear(w, r, c.Name)
 		}
 	}
-	rd := CleanReturnURL(r.FormValue("rd"))
+	if s != nil {
+		p.log.Info("sign-out", "user", s.UserName(), "sub", s.Subject, "client", p.trusted.clientIP(r))
+	}
+	rdHost, rd := p.returnTarget(r.FormValue("rd"))
 	back := p.external.String() + rd
-	dest := rd
+	if !p.single() {
+		if rdHost == "" {
+			rdHost = host
+		}
+		if rdHost == "" || (rdHost != p.home && !p.routes.serves(rdHost)) {
+			rdHost = p.home
+		}
+		back = p.originOf(rdHost).String() + rd
+		hop := -1
+		if h, err := strconv.Atoi(r.FormValue("hop")); err == nil && h >= 0 && h < len(p.hops) {
+			hop = h
+		}
+		here := p.originOf(host).String()
+		for next := hop + 1; next < len(p.hops); next++ {
+			if p.hops[next] != here {
+				q := url.Values{"hop": {strconv.Itoa(next)}, "rd": {back}}
+				http.Redirect(w, r, p.hops[next]+Prefix+"sign_out?"+q.Encode(), http.StatusFound)
+				return
+			}
+		}
+	}
+	dest := back
+	if p.single() {
+		dest = rd
+	}
 	op := p.oidc.Provider()
 	switch {
 	case op != nil && op.EndSession() != "":
@@ -78,15 +115,39 @@ func (p *Proxy) handleSignOut(w http.ResponseWriter, r *http.Request) {
 		u.RawQuery = q.Encode()
 		dest = u.String()
 	}
-	if s != nil {
-		p.log.Info("sign-out", "user", s.UserName(), "sub", s.Subject, "client", p.trusted.clientIP(r))
-	}
 	http.Redirect(w, r, dest, http.StatusFound)
+}
+
+// signOutHops are the origins a sign-out visits, in order, so that each
+// clears its own cookies: every route host with an integration (the Memos
+// bridge ends the Memos session there, with the browser's Memos cookie),
+// then the sign-in host. None with a single route.
+func (p *Proxy) signOutHops() []string {
+	if p.single() {
+		return nil
+	}
+	var hops []string
+	for _, rt := range p.routes.routes {
+		o := rt.origin.String()
+		if len(rt.integrations) > 0 && rt.host != p.home && !slices.Contains(hops, o) {
+			hops = append(hops, o)
+		}
+	}
+	return append(hops, p.external.String())
+}
+
+// routeOf is the route a request's /oauth2/ endpoint works for: the one
+// found for its host, else the first.
+func (p *Proxy) routeOf(r *http.Request) *Route {
+	if x := exchangeFrom(r.Context()); x != nil && x.route != nil {
+		return x.route
+	}
+	return p.routes.routes[0]
 }
 
 // handleUserinfo shows the signed-in identity as JSON.
 func (p *Proxy) handleUserinfo(w http.ResponseWriter, r *http.Request) {
-	id, err := p.loadIdentity(w, r, p.route)
+	id, err := p.loadIdentity(w, r, p.routeOf(r))
 	if err != nil {
 		p.storeUnavailable(w, r, err)
 		return
@@ -121,11 +182,13 @@ func (p *Proxy) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("the session store does not answer\n"))
 		return
 	}
-	if err := p.route.upstreamReady(r.Context(), p.now); err != nil {
-		p.log.Warn("readiness: the upstream does not answer", "err", err)
-		w.WriteHeader(http.StatusServiceUnavailable)
-		w.Write([]byte("the upstream does not answer\n"))
-		return
+	for _, rt := range p.routes.routes {
+		if err := rt.upstreamReady(r.Context(), p.now); err != nil {
+			p.log.Warn("readiness: the upstream does not answer", "route", rt.name, "err", err)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("the upstream does not answer\n"))
+			return
+		}
 	}
 	w.Write([]byte("ready\n"))
 }

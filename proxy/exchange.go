@@ -16,6 +16,7 @@ type exchangeKey struct{}
 type exchange struct {
 	http.ResponseWriter
 	id        *Identity
+	route     *Route // nil: no route serves the request
 	status    int
 	bytes     int64
 	forwarded time.Time
@@ -67,5 +68,13 @@ func (p *Proxy) logExchange(r *http.Request, x *exchange, d time.Duration) {
 		slog.String("user", user),
 		slog.Duration("upstream", x.upstream),
 		slog.String("client", p.trusted.clientIP(r)),
+		slog.String("route", routeName(x.route)),
 	)
+}
+
+func routeName(rt *Route) string {
+	if rt == nil {
+		return "none"
+	}
+	return rt.name
 }

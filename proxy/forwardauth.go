@@ -19,10 +19,23 @@ import (
 // The front proxy must route /oauth2/ on the same host to this proxy, and
 // must remove client-sent identity headers before adding the ones from
 // this answer.
+//
+// With routes, the route is the one that serves the front proxy's
+// X-Forwarded-Host and X-Forwarded-Uri (from a trusted proxy only; from
+// anyone else, the request's own host and path); a host no route serves
+// gets 404.
 func (p *Proxy) handleAuth(w http.ResponseWriter, r *http.Request) {
-	rt := p.route
+	rt := p.authRoute(r)
+	x := exchangeFrom(r.Context())
+	if x != nil {
+		x.route = rt
+	}
+	if rt == nil {
+		WriteJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "message": "no application is served here"})
+		return
+	}
 	id, err := p.loadIdentity(w, r, rt)
-	if x := exchangeFrom(r.Context()); x != nil {
+	if x != nil {
 		x.id = id
 	}
 	switch {
@@ -77,4 +90,18 @@ func forwardedRequest(r *http.Request) *http.Request {
 		c.Method = m
 	}
 	return &c
+}
+
+// authRoute is the route a forward-auth request asks about.
+func (p *Proxy) authRoute(r *http.Request) *Route {
+	if p.single() {
+		return p.routes.all
+	}
+	path := "/"
+	if p.trusted.trustedPeer(r) {
+		if u, err := url.ParseRequestURI(r.Header.Get("X-Forwarded-Uri")); err == nil {
+			path = u.Path
+		}
+	}
+	return p.routes.match(p.requestHost(r), path)
 }

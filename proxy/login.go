@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -36,6 +37,9 @@ type flow struct {
 	Verifier string `json:"v"`
 	Return   string `json:"r"`
 	Created  int64  `json:"t"`
+	// Handoff, at the sign-in host, is the login cookie state of the
+	// route host the sign-in is for (see handoff.go).
+	Handoff string `json:"h,omitempty"`
 }
 
 // newFlowCodec is the codec of the login cookies and their name prefix.
@@ -80,14 +84,38 @@ func validState(s string) bool {
 	return true
 }
 
-// handleStart begins a sign-in that returns to rd.
+// handleStart begins a sign-in that returns to rd: a path on this host,
+// or, with routes, a URL on a host a route serves (see handoff.go).
 func (p *Proxy) handleStart(w http.ResponseWriter, r *http.Request) {
-	p.startFlow(w, r, CleanReturnURL(r.URL.Query().Get("rd")))
+	host := p.requestHost(r)
+	target, path := p.returnTarget(r.URL.Query().Get("rd"))
+	switch {
+	case target == "" || target == host:
+		p.startFlow(w, r, path)
+	case p.away(host):
+		// Another host's page: that host begins its own sign-in.
+		http.Redirect(w, r, p.originOf(target).String()+Prefix+"start?"+url.Values{"rd": {path}}.Encode(), http.StatusFound)
+	case target == p.home:
+		p.startFlow(w, r, path)
+	default:
+		p.startHome(w, r, target, path)
+	}
 }
 
-// startFlow sends the browser to the provider with a fresh state, nonce and
-// PKCE verifier, kept in a new login cookie. ret must already be clean.
+// startFlow begins a sign-in that returns to ret, a clean path on the
+// request's host: at the sign-in host with the provider, at another route
+// host through the sign-in host.
 func (p *Proxy) startFlow(w http.ResponseWriter, r *http.Request, ret string) {
+	if host := p.requestHost(r); p.away(host) {
+		p.startAway(w, r, host, ret)
+		return
+	}
+	p.beginFlow(w, r, flow{Return: ret})
+}
+
+// beginFlow sends the browser to the provider with a fresh state, nonce and
+// PKCE verifier, kept in a new login cookie with f's return.
+func (p *Proxy) beginFlow(w http.ResponseWriter, r *http.Request, f flow) {
 	op := p.oidc.Provider()
 	if op == nil {
 		w.Header().Set("Retry-After", "5")
@@ -95,13 +123,7 @@ func (p *Proxy) startFlow(w http.ResponseWriter, r *http.Request, ret string) {
 			"The proxy cannot reach the identity provider yet. Please try again in a moment.")
 		return
 	}
-	f := flow{
-		State:    randomToken(),
-		Nonce:    randomToken(),
-		Verifier: oauth2.GenerateVerifier(),
-		Return:   ret,
-		Created:  p.now().Unix(),
-	}
+	f.State, f.Nonce, f.Verifier, f.Created = randomToken(), randomToken(), oauth2.GenerateVerifier(), p.now().Unix()
 	payload, _ := json.Marshal(f)
 	p.dropOldFlows(w, r)
 	if _, err := p.flows.Write(w, r, p.flowCookieName(f.State), payload, flowLifetime); err != nil {

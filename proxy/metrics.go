@@ -38,8 +38,9 @@ func routeOf(path string) int {
 // nothing.
 type metrics struct {
 	registry *prometheus.Registry
-	own      []prometheus.Collector            // the proxy's own metrics, for MetricNames
-	requests [routeKinds][6]prometheus.Counter // by status class 0 (none: hijacked), 1xx..5xx
+	own      []prometheus.Collector // the proxy's own metrics, for MetricNames
+	requests *prometheus.CounterVec
+	none     *requestCounters // requests no route serves
 	upstream prometheus.Observer
 	signIns  *prometheus.CounterVec
 	refresh  *prometheus.CounterVec
@@ -53,17 +54,10 @@ type metrics struct {
 func newMetrics(version string) *metrics {
 	m := &metrics{registry: prometheus.NewRegistry()}
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "oidc_proxy_requests_total", Help: "Requests answered, by route kind and status class.",
-	}, []string{"route", "code"})
-	for r := range routeKinds {
-		for c := range 6 {
-			class := "hijacked"
-			if c > 0 {
-				class = strconv.Itoa(c) + "xx"
-			}
-			m.requests[r][c] = requests.WithLabelValues(routeNames[r], class)
-		}
-	}
+		Name: "oidc_proxy_requests_total", Help: "Requests answered, by kind (route), status class and the name of the route that served them (route_name; none: no route).",
+	}, []string{"route", "code", "route_name"})
+	m.requests = requests
+	m.none = m.forRoute("none")
 	upstream := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "oidc_proxy_upstream_duration_seconds", Help: "Time until the upstream's response headers arrived.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12),
@@ -129,12 +123,31 @@ func (m *metrics) Handler() http.Handler {
 // listener of its own (metrics_listen), not to the public.
 func (p *Proxy) MetricsHandler() http.Handler { return p.metrics.Handler() }
 
-func (m *metrics) request(route, status int) {
+// requestCounters are one route's request counters, by kind and status
+// class 0 (none: hijacked), 1xx..5xx: resolved once, so that counting
+// allocates nothing.
+type requestCounters [routeKinds][6]prometheus.Counter
+
+func (m *metrics) forRoute(name string) *requestCounters {
+	var c requestCounters
+	for r := range routeKinds {
+		for k := range 6 {
+			class := "hijacked"
+			if k > 0 {
+				class = strconv.Itoa(k) + "xx"
+			}
+			c[r][k] = m.requests.WithLabelValues(routeNames[r], class, name)
+		}
+	}
+	return &c
+}
+
+func (c *requestCounters) count(kind, status int) {
 	class := status / 100
 	if class < 0 || class > 5 {
 		class = 0
 	}
-	m.requests[route][class].Inc()
+	c[kind][class].Inc()
 }
 
 // idpTransport times every request to the provider.

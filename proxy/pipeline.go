@@ -14,9 +14,10 @@ import (
 //
 //	record     the exchange, in the request's context (metrics, access log)
 //	strip      what a client may not send: identity headers, every spelling
+//	route      the route that serves the request's host and path (none: 404,
+//	           nothing forwarded)
 //	/oauth2/   the proxy's own endpoints (sign-in, sign-out, forward-auth,
 //	           health), answered here and never forwarded
-//	route      the route that serves the request
 //	session    the request's session, from the store (503 while it is down)
 //	keep up    the refresh when it is due, the idle renewal
 //	app        the route's integrations, which may answer themselves
@@ -27,22 +28,64 @@ import (
 //
 // A route without integrations has no app step.
 func (p *Proxy) requestPath() http.Handler {
-	own := p.endpoints()
-	rt := p.route
-	var app http.Handler = p.admit(rt, rt.forward)
-	for i := len(rt.integrations) - 1; i >= 0; i-- {
-		app = rt.integrations[i].Wrap(app)
+	common := p.endpoints(nil)
+	for _, rt := range p.routes.routes {
+		var app http.Handler = p.admit(rt, rt.forward)
+		for i := len(rt.integrations) - 1; i >= 0; i-- {
+			app = rt.integrations[i].Wrap(app)
+		}
+		rt.handler = p.findSession(rt, p.keepUpStep(rt, app))
+		rt.own = p.endpoints(rt)
 	}
-	rt.handler = p.findSession(rt, p.keepUpStep(rt, app))
-	routed := p.routeStep(rt.handler)
-	return p.record(p.strip(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, Prefix) { // the decoded path only
+	return p.record(p.strip(p.routeStep(common)))
+}
+
+// routeStep finds the route of a request, by its host and path, and
+// sends it on: to the route's own endpoints under /oauth2/ (the decoded
+// path only), or along the route's part of the request path. A host no
+// route serves gets 404 and is never forwarded; its /oauth2/ endpoints
+// are the sign-in host's (external_url), the health checks and
+// forward-auth (which routes by what the front proxy says).
+func (p *Proxy) routeStep(common http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := p.requestHost(r)
+		rt := p.routes.match(host, r.URL.Path)
+		x := exchangeFrom(r.Context())
+		x.route = rt
+		if strings.HasPrefix(r.URL.Path, Prefix) {
 			w.Header().Set("Cache-Control", "no-store")
-			own.ServeHTTP(w, r)
+			switch {
+			case rt != nil:
+				rt.own.ServeHTTP(w, r)
+			case host == p.home || hostFree(r.URL.Path):
+				common.ServeHTTP(w, r)
+			case p.routes.serves(host): // a host whose routes all have a path
+				x.route = p.routes.onHost(host)[0]
+				x.route.own.ServeHTTP(w, r)
+			default:
+				p.notFound(w, r, host)
+			}
 			return
 		}
-		routed.ServeHTTP(w, r)
-	})))
+		if rt == nil {
+			p.notFound(w, r, host)
+			return
+		}
+		rt.handler.ServeHTTP(w, r)
+	})
+}
+
+// hostFree are the endpoints every host answers: the health checks (a
+// probe names the pod by its address) and forward-auth (routed by the
+// front proxy's X-Forwarded-Host).
+func hostFree(path string) bool {
+	return path == Prefix+"healthz" || path == Prefix+"readyz" || path == Prefix+"auth"
+}
+
+// notFound answers a request for a host (or path) no route serves.
+func (p *Proxy) notFound(w http.ResponseWriter, r *http.Request, host string) {
+	p.log.Debug("no route serves the request", "host", host, "path", r.URL.Path, "client", p.trusted.clientIP(r))
+	p.errorPage(w, r, http.StatusNotFound, "Not found", "No application is served at this address.")
 }
 
 // record keeps the exchange of each request in its context, and counts
@@ -56,7 +99,11 @@ func (p *Proxy) record(next http.Handler) http.Handler {
 		if x.stream {
 			p.metrics.streams.Dec()
 		}
-		p.metrics.request(routeOf(r.URL.Path), x.status)
+		counters := p.metrics.none
+		if x.route != nil {
+			counters = x.route.counters
+		}
+		counters.count(routeOf(r.URL.Path), x.status)
 		if p.accessLog {
 			p.logExchange(r, x, time.Since(start))
 		}
@@ -64,19 +111,15 @@ func (p *Proxy) record(next http.Handler) http.Handler {
 }
 
 // strip deletes every header a client may not send: any spelling of an
-// identity header the proxy sets. (Trailers are stripped on the way out,
-// in rewrite: they arrive after the body.)
+// identity header the proxy sets, for any route. (Trailers are stripped
+// on the way out, in rewrite: they arrive after the body.)
 func (p *Proxy) strip(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p.route.headers.strip(r.Header)
+		for _, rt := range p.routes.routes {
+			rt.headers.strip(r.Header)
+		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// routeStep finds the route of a request. Today's configuration makes one
-// route, which serves every host.
-func (p *Proxy) routeStep(next http.Handler) http.Handler {
-	return next
 }
 
 // findSession finds the request's session in the store and notes its

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"sync/atomic"
@@ -43,9 +44,10 @@ type Options struct {
 	Now func() time.Time
 	// Version labels the build in the metrics.
 	Version string
-	// Integrations fit the proxy to the application (nil: none). New
-	// provisions each once; see Integration.
-	Integrations []Integration
+	// Integrations fit the proxy to the application of a route: New
+	// calls it once per route and provisions what it returns (nil: no
+	// integrations anywhere); see Integration.
+	Integrations func(rc *config.Route) ([]Integration, error)
 }
 
 // Proxy is the authenticating reverse proxy. Build it with New, call Start
@@ -67,7 +69,10 @@ type Proxy struct {
 	flowPrefix  string
 
 	trusted   trustedProxies
-	route     *Route
+	routes    *routeTable
+	home      string   // external_url's host, normalized: where sign-in happens
+	claims    claimSet // what sessions keep, for every route
+	hops      []string // the origins a sign-out visits: see handleSignOut
 	accessLog bool
 	metrics   *metrics
 	pages     pageSet
@@ -131,16 +136,41 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	if transport == nil {
 		transport = NewTransport()
 	}
-	if p.route, err = p.newRoute(cfg, transport, opts.Integrations); err != nil {
-		return nil, err
-	}
-	for _, in := range p.route.integrations {
-		if err := in.Provision(p.kit(p.route, transport)); err != nil {
+	p.home = normalHost(p.external.Host)
+	var routes []*Route
+	for _, rc := range cfg.RouteList() {
+		var ins []Integration
+		if opts.Integrations != nil {
+			if ins, err = opts.Integrations(&rc); err != nil {
+				return nil, err
+			}
+		}
+		rt, err := p.newRoute(&rc, transport, ins)
+		if err != nil {
 			return nil, err
 		}
+		for _, in := range rt.integrations {
+			if err := in.Provision(p.kit(rt, transport)); err != nil {
+				return nil, err
+			}
+		}
+		routes = append(routes, rt)
 	}
+	p.routes = newRouteTable(routes)
+	p.claims = claimsOf(routes)
+	p.hops = p.signOutHops()
 	p.handler = p.requestPath()
 	return p, nil
+}
+
+// originOf is the public origin of a host the proxy serves: external_url's
+// scheme and port with that host.
+func (p *Proxy) originOf(host string) *url.URL {
+	u := &url.URL{Scheme: p.external.Scheme, Host: host}
+	if port := p.external.Port(); port != "" {
+		u.Host = net.JoinHostPort(host, port)
+	}
+	return u
 }
 
 // newRelyingParty builds the OpenID Connect client, its requests timed
@@ -165,7 +195,7 @@ func (p *Proxy) newRelyingParty(cfg *config.Config, client *http.Client) (*rp.Cl
 // kit is what the core lends the integrations of rt.
 func (p *Proxy) kit(rt *Route, transport http.RoundTripper) Kit {
 	return Kit{
-		Log: p.log, Now: p.now, External: p.external, Transport: transport, Upstream: rt.upstream,
+		Log: p.log, Now: p.now, External: rt.origin, Transport: transport, Upstream: rt.upstream,
 		Store: p.store, ClientIP: p.trusted.clientIP,
 		Identify: func(w http.ResponseWriter, r *http.Request) (*Identity, error) { return p.loadIdentity(w, r, rt) },
 		SignIn:   p.startFlow,

@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,9 +18,13 @@ import (
 
 // Route is the unit the proxy serves: an upstream, the identity headers
 // it gets, the access rules and public paths that guard it, and the
-// integrations that fit the proxy to it. Today's configuration makes
-// exactly one route, which serves every host.
+// integrations that fit the proxy to it. A configuration without routes
+// makes exactly one, which serves every host (host "").
 type Route struct {
+	name         string   // labels metrics and log lines
+	host         string   // a name, "*." and a name, or "" (every host)
+	prefix       string   // the path prefix, or "" (the whole host)
+	origin       *url.URL // the public origin of an exact host; else external_url
 	upstream     *url.URL
 	preserveHost bool
 	headers      identityHeaders
@@ -34,19 +39,32 @@ type Route struct {
 	listGroups   bool              // sessions keep the groups list (the JWT or an integration reads it)
 	forward      *httputil.ReverseProxy
 	handler      http.Handler // the route's part of the request path
+	own          http.Handler // its /oauth2/ endpoints
+	counters     *requestCounters
 	ready        readiness
 }
 
-// newRoute builds the route of a configuration, forwarding with transport.
-func (p *Proxy) newRoute(cfg *config.Config, transport http.RoundTripper, integrations []Integration) (*Route, error) {
+// newRoute builds a route of the configuration, forwarding with transport.
+func (p *Proxy) newRoute(cfg *config.Route, transport http.RoundTripper, integrations []Integration) (*Route, error) {
 	rt := &Route{
+		name:         cfg.Name,
+		host:         cfg.Host,
+		prefix:       cfg.Path,
+		origin:       p.external,
 		preserveHost: cfg.PreserveHost == nil || *cfg.PreserveHost,
 		public:       publicPaths(cfg.PublicPaths),
 		integrations: integrations,
+		counters:     p.metrics.forRoute(cfg.Name),
+	}
+	if rt.name == "" {
+		rt.name = "default"
+	}
+	if rt.host != "" && !strings.HasPrefix(rt.host, "*.") {
+		rt.origin = p.originOf(rt.host)
 	}
 	var err error
 	if rt.upstream, err = parseAbsolute(cfg.Upstream); err != nil {
-		return nil, fmt.Errorf("proxy: upstream: %w", err)
+		return nil, fmt.Errorf("proxy: route %s: upstream: %w", rt.name, err)
 	}
 	hm := cfg.Headers
 	if hm == nil {
@@ -57,7 +75,7 @@ func (p *Proxy) newRoute(cfg *config.Config, transport http.RoundTripper, integr
 	if j := cfg.IdentityJWT; j != nil {
 		si, err := newSignedIdentity(j, p.external.String(), p.now, p.log)
 		if err != nil {
-			return nil, fmt.Errorf("proxy: identity_jwt: %w", err)
+			return nil, fmt.Errorf("proxy: route %s: identity_jwt: %w", rt.name, err)
 		}
 		rt.signed = append(rt.signed, si)
 		rt.setters = append(rt.setters, si)
@@ -66,7 +84,9 @@ func (p *Proxy) newRoute(cfg *config.Config, transport http.RoundTripper, integr
 	} else {
 		rt.headers.alsoStrip(config.DefaultIdentityJWTHeader) // never from a client, on or off
 	}
-	rt.access = newAccessRules(cfg.Access)
+	if cfg.Access != nil {
+		rt.access = newAccessRules(*cfg.Access)
+	}
 	rt.ids = &identities{headers: rt.headers, access: rt.access}
 	rt.kept = rt.claims()
 	for _, in := range integrations {

@@ -113,3 +113,21 @@ func (s *signedIdentity) claimsOf(ses *session.Session) assertion.Claims {
 
 // tokenSlot holds the signed identity made for an Identity, when the route signs.
 type tokenSlot = atomic.Pointer[signedToken]
+
+// keySet publishes the keys every route's signed identity signs with, or
+// is nil when no route signs one.
+func (p *Proxy) keySet() http.Handler {
+	var signers []*assertion.Signer
+	for _, rt := range p.routes.routes {
+		for _, si := range rt.signed {
+			signers = append(signers, si.signer)
+		}
+	}
+	switch len(signers) {
+	case 0:
+		return nil
+	case 1:
+		return signers[0]
+	}
+	return assertion.KeySet(signers...)
+}

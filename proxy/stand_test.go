@@ -208,13 +208,14 @@ type replica struct {
 // build wires a proxy as cmd/oidc-proxy does: the core and the Memos
 // integrations the configuration asks for.
 func build(cfg *config.Config, opts proxy.Options) (replica, error) {
-	ins, err := memos.Integrations(cfg)
-	if err != nil {
-		return replica{}, err
-	}
-	opts.Integrations = ins
+	ins := memos.New(cfg)
+	opts.Integrations = ins.Of
 	p, err := proxy.New(cfg, opts)
-	return replica{p, memos.BridgeOf(ins)}, err
+	var b *memos.Bridge
+	if len(ins.Bridges) > 0 {
+		b = ins.Bridges[0]
+	}
+	return replica{p, b}, err
 }
 
 // BridgeHandler serves the bridge's token and userinfo endpoints.

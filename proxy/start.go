@@ -10,8 +10,10 @@ import (
 // With the Redis store it also follows the store's announcements until ctx
 // ends.
 func (p *Proxy) Start(ctx context.Context) {
-	for _, in := range p.route.integrations {
-		in.Start(ctx)
+	for _, rt := range p.routes.routes {
+		for _, in := range rt.integrations {
+			in.Start(ctx)
+		}
 	}
 	go p.store.Run(ctx)
 	p.oidc.Start(ctx)

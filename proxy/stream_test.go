@@ -268,10 +268,10 @@ func TestMetrics(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	for _, want := range []string{
-		`oidc_proxy_requests_total{code="2xx",route="proxied"} 1`,
-		`oidc_proxy_requests_total{code="4xx",route="proxied"} 1`,
-		`oidc_proxy_requests_total{code="3xx",route="proxied"} 1`,
-		`oidc_proxy_requests_total{code="3xx",route="sign_in"} 1`,
+		`oidc_proxy_requests_total{code="2xx",route="proxied",route_name="default"} 1`,
+		`oidc_proxy_requests_total{code="4xx",route="proxied",route_name="default"} 1`,
+		`oidc_proxy_requests_total{code="3xx",route="proxied",route_name="default"} 1`,
+		`oidc_proxy_requests_total{code="3xx",route="sign_in",route_name="default"} 1`,
 		`oidc_proxy_sign_ins_total{reason="",result="success"} 1`,
 		`oidc_proxy_upstream_duration_seconds_count 2`, // the page after sign-in, the stream
 		`oidc_proxy_idp_request_duration_seconds_count{endpoint="discovery"} 1`,

@@ -78,6 +78,15 @@ type Store interface {
 	Keep(ctx context.Context, kind, secret string, value []byte, ttl time.Duration) error
 	Take(ctx context.Context, kind, secret string, once bool) ([]byte, error)
 
+	// Share is a value that lets another host of this proxy adopt e's
+	// session, and Adopt writes that host's cookie for it (see share.go
+	// for what each store shares). The value is a bearer credential: the
+	// caller keeps it sealed, briefly, for one use. Adopt returns
+	// ErrNotShared when the session is over, ErrStoreDown when the store
+	// cannot tell.
+	Share(ctx context.Context, e *Entry, now time.Time) ([]byte, error)
+	Adopt(ctx context.Context, w http.ResponseWriter, r *http.Request, value []byte, now time.Time) (*Entry, error)
+
 	// Run follows the changes other replicas make until ctx ends.
 	Run(ctx context.Context)
 

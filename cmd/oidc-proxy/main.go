@@ -104,41 +104,48 @@ func checkPeers(ctx context.Context, cfg *config.Config, path string, log *slog.
 // setupMemos registers the proxy as Memos's identity provider (or updates
 // the registration) with the admin token of memos.admin_token_file.
 func setupMemos(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout, stderr io.Writer) int {
-	if !cfg.Memos.Bridge {
-		fmt.Fprintln(stderr, "memos-setup: set memos.bridge: true first")
-		return 1
-	}
-	p, bridge, err := build(cfg, proxy.Options{Logger: log})
+	p, bridges, err := build(cfg, proxy.Options{Logger: log})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	defer p.Close()
+	if len(bridges) == 0 {
+		fmt.Fprintln(stderr, "memos-setup: set memos.bridge: true first")
+		return 1
+	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	did, err := bridge.Register(ctx)
-	if err != nil {
-		fmt.Fprintln(stderr, "memos-setup:", err)
-		return 3
+	for _, bridge := range bridges {
+		did, err := bridge.Register(ctx)
+		if err != nil {
+			fmt.Fprintf(stderr, "memos-setup: %s%v\n", routeLabel(cfg, bridge), err)
+			return 3
+		}
+		fmt.Fprintf(stdout, "memos-setup: %s%s (sign-in button %q)\n", routeLabel(cfg, bridge), did, bridge.Title())
 	}
-	fmt.Fprintf(stdout, "memos-setup: %s (sign-in button %q)\n", did, cfg.Memos.IdPTitle)
 	return 0
 }
 
-// build wires the proxy of a configuration: the core, with the
-// integrations the configuration asks for. It returns the Memos bridge
-// too, nil unless memos.bridge is on.
-func build(cfg *config.Config, opts proxy.Options) (*proxy.Proxy, *memos.Bridge, error) {
-	ins, err := memos.Integrations(cfg)
-	if err != nil {
-		return nil, nil, err
+// routeLabel names a bridge's route in output, when there are routes.
+func routeLabel(cfg *config.Config, b *memos.Bridge) string {
+	if len(cfg.Routes) == 0 {
+		return ""
 	}
-	opts.Integrations = ins
+	return "route " + b.Route() + ": "
+}
+
+// build wires the proxy of a configuration: the core, with the
+// integrations the configuration asks for. It returns the Memos bridges
+// too, one per route with memos.bridge.
+func build(cfg *config.Config, opts proxy.Options) (*proxy.Proxy, []*memos.Bridge, error) {
+	ins := memos.New(cfg)
+	opts.Integrations = ins.Of
 	p, err := proxy.New(cfg, opts)
 	if err != nil {
 		return nil, nil, err
 	}
-	return p, memos.BridgeOf(ins), nil
+	return p, ins.Bridges, nil
 }
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
@@ -154,7 +161,7 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 // serve runs the proxy until ctx ends, then lets in-flight requests finish
 // for up to 30 s.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	p, bridge, err := build(cfg, proxy.Options{Logger: log, Version: version})
+	p, bridges, err := build(cfg, proxy.Options{Logger: log, Version: version})
 	if err != nil {
 		return err
 	}
@@ -171,12 +178,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		go msrv.Serve(mln)
 		defer msrv.Close()
 	}
-	if bridge != nil {
-		bln, err := net.Listen("tcp", cfg.Memos.BridgeListen)
+	for _, bridge := range bridges {
+		bln, err := net.Listen("tcp", bridge.Listen())
 		if err != nil {
 			return err
 		}
-		bsrv := proxy.NewServer(cfg.Memos.BridgeListen, bridge.Handler(), log)
+		bsrv := proxy.NewServer(bridge.Listen(), bridge.Handler(), log)
 		go bsrv.Serve(bln)
 		defer bsrv.Close()
 	}
@@ -202,7 +209,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	}()
 	log.Info("oidc-proxy serving", "version", version, "listen", cfg.Listen, "tls", useTLS,
-		"external_url", cfg.ExternalURL, "upstream", cfg.Upstream, "issuer", cfg.OIDC.Issuer)
+		"external_url", cfg.ExternalURL, "routes", len(cfg.RouteList()), "issuer", cfg.OIDC.Issuer)
 	select {
 	case err := <-errc:
 		return err

@@ -73,6 +73,11 @@ func LoadKeys(alg string, files []string) (*Signer, error) {
 		seen[k.ID] = f
 		s.keys = append(s.keys, k)
 	}
+	s.publish()
+	return s, nil
+}
+
+func (s *Signer) publish() {
 	set := struct {
 		Keys []map[string]string `json:"keys"`
 	}{}
@@ -80,7 +85,24 @@ func LoadKeys(alg string, files []string) (*Signer, error) {
 		set.Keys = append(set.Keys, k.jwk)
 	}
 	s.jwks, _ = json.Marshal(set)
-	return s, nil
+}
+
+// KeySet publishes the keys of several signers as one key set (each key
+// once), for a proxy whose applications sign with keys of their own. It
+// signs with the first signer's key.
+func KeySet(signers ...*Signer) *Signer {
+	out := &Signer{}
+	seen := map[string]bool{}
+	for _, s := range signers {
+		for _, k := range s.keys {
+			if !seen[k.ID] {
+				seen[k.ID] = true
+				out.keys = append(out.keys, k)
+			}
+		}
+	}
+	out.publish()
+	return out
 }
 
 func loadKey(alg, file string) (*Key, error) {

@@ -62,6 +62,8 @@ type Bridge struct {
 	tokenFile     string // "": the proxy cannot set Memos up
 	passwordFile  string
 	adminUsername string
+	route         string          // the route's name
+	listen        string          // memos.bridge_listen
 	adminGroups   map[string]bool // none: roles are left alone
 	https         bool            // the external URL is https
 	outCookie     string          // marks a browser that pressed Memos's sign-out
@@ -82,8 +84,8 @@ func (b *Bridge) token() string {
 
 func (b *Bridge) setToken(t string) { b.adminToken.Store(&t) }
 
-func newBridge(cfg *config.Config) (*Bridge, error) {
-	m := cfg.Memos
+func newBridge(cfg *config.Config, rc *config.Route) (*Bridge, error) {
+	m := rc.Memos
 	b := &Bridge{
 		memosURL:      strings.TrimSuffix(m.URL, "/"),
 		clientID:      m.IdPID,
@@ -95,6 +97,8 @@ func newBridge(cfg *config.Config) (*Bridge, error) {
 		tokenFile:     m.AdminTokenFile,
 		passwordFile:  m.AdminPasswordFile,
 		adminUsername: m.AdminUsername,
+		route:         rc.Name,
+		listen:        m.BridgeListen,
 		outCookie:     cfg.Session.CookieName + "_memos_out",
 		admins:        session.NewCache[bool](0),
 	}
@@ -340,3 +344,12 @@ func randomToken() string {
 	rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
+
+// Route is the name of the route the bridge serves.
+func (b *Bridge) Route() string { return b.route }
+
+// Listen is the address to serve Handler on (memos.bridge_listen).
+func (b *Bridge) Listen() string { return b.listen }
+
+// Title is the label of the bridge's button on Memos's sign-in page.
+func (b *Bridge) Title() string { return b.title }
