@@ -475,8 +475,8 @@ func TestRoutesReturnURLs(t *testing.T) {
 		"http://evil.example:" + p + "/",
 		"http://unknown.localhost:" + p + "/",
 		"https://grafana.localhost:" + p + "/", // another scheme
-		"http://grafana.localhost:1/",           // another port
-		"http://grafana.localhost/",             // no port
+		"http://grafana.localhost:1/",          // another port
+		"http://grafana.localhost/",            // no port
 		"http://user@grafana.localhost:" + p + "/",
 		"http://grafana.localhost:" + p + "@evil.example/",
 		"http://grafana.localhost:" + p + "\\@evil.example/",
