@@ -95,6 +95,9 @@ func normalHost(h string) string {
 	} else if strings.Contains(h, ":") {
 		return "" // a bare IPv6 address, or junk
 	}
+	if h == "" {
+		return ""
+	}
 	if _, err := netip.ParseAddr(h); err == nil {
 		return ""
 	}
