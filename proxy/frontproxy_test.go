@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -44,17 +45,28 @@ func frontStand(t *testing.T, frontAddr string, edits ...func(*config.Config)) *
 	}, func(o *opCfg) { o.RedirectURIs = []string{front + "/oauth2/callback"} })
 }
 
-// startFront fills in an example configuration and runs the front proxy.
+// startFront fills in an example configuration and runs the front proxy;
+// its second application (APP2_HOST) is the stand's upstream too.
 func startFront(t *testing.T, s *stand, example, frontAddr string, args func(dir, conf string) []string, bin string) {
+	t.Helper()
+	upstream := strings.TrimPrefix(s.upstream.URL, "http://")
+	startFrontWith(t, example, frontAddr, strings.TrimPrefix(s.url, "http://"), upstream, "app2.invalid", upstream, args, bin)
+}
+
+// startFrontWith runs the front proxy of an example in front of
+// oidc-proxy at proxyAddr, with the first application at upstream and the
+// second, on host app2, at upstream2.
+func startFrontWith(t *testing.T, example, frontAddr, proxyAddr, upstream, app2, upstream2 string, args func(dir, conf string) []string, bin string) {
 	t.Helper()
 	tmpl, err := os.ReadFile(filepath.Join("..", "examples", "forward-auth", example))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	conf := strings.NewReplacer("{{PREFIX}}", dir, "{{LISTEN}}", frontAddr,
-		"{{OIDC_PROXY}}", strings.TrimPrefix(s.url, "http://"),
-		"{{UPSTREAM}}", strings.TrimPrefix(s.upstream.URL, "http://")).Replace(string(tmpl))
+	bind, port, _ := net.SplitHostPort(frontAddr)
+	conf := strings.NewReplacer("{{PREFIX}}", dir, "{{LISTEN}}", frontAddr, "{{BIND}}", bind, "{{PORT}}", port,
+		"{{OIDC_PROXY}}", proxyAddr, "{{UPSTREAM}}", upstream,
+		"{{APP2_HOST}}", app2, "{{UPSTREAM2}}", upstream2).Replace(string(tmpl))
 	path := filepath.Join(dir, example)
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
