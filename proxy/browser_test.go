@@ -200,3 +200,38 @@ func browserSignIn(ctx context.Context, u, user, password string, landed chromed
 		chromedp.WaitVisible(landed),
 	)
 }
+
+// TestBrowserRoutesOneSignIn: Chromium (which resolves every *.localhost
+// name to loopback) signs in once at grafana.localhost, opens
+// admin.localhost and is served without the sign-in page, signs out
+// there and is asked to sign in at grafana again.
+func TestBrowserRoutesOneSignIn(t *testing.T) {
+	rs := newRoutesStand(t, "")
+	ctx := newBrowser(t)
+	if err := browserSignIn(ctx, rs.url("grafana.localhost", "/d/1"), "alice", alicePassword, "app"); err != nil {
+		t.Fatalf("sign-in at grafana: %v", err)
+	}
+	text, _ := chromedp.Run(ctx, chromedp.Text(chromedp.ID("app")))
+	loc, _ := chromedp.Run(ctx, chromedp.Location())
+	if text != `grafana for "" "alice" at /d/1` || loc != rs.url("grafana.localhost", "/d/1") {
+		t.Fatalf("grafana shows %q at %s", text, loc)
+	}
+	// The second app, on another host: no sign-in page on the way.
+	if err := chromedp.Do(ctx, chromedp.Navigate(rs.url("admin.localhost", "/x")), chromedp.WaitVisible(chromedp.ID("app"))); err != nil {
+		t.Fatalf("admin after grafana: %v", err)
+	}
+	text, _ = chromedp.Run(ctx, chromedp.Text(chromedp.ID("app")))
+	if text != `admin for "alice" "" at /x` {
+		t.Errorf("admin shows %q", text)
+	}
+	if forms, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#username").length`)); err != nil || forms != 0 {
+		t.Errorf("admin shows a sign-in form (%v)", err)
+	}
+	// Sign-out at the second app; then the first asks to sign in.
+	if err := chromedp.Do(ctx, chromedp.Navigate(rs.url("admin.localhost", "/oauth2/sign_out")), chromedp.WaitVisible(chromedp.ID("username"))); err != nil {
+		t.Fatalf("sign-out at admin did not end at a sign-in form: %v", err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(rs.url("grafana.localhost", "/d/1")), chromedp.WaitVisible(chromedp.ID("username"))); err != nil {
+		t.Errorf("grafana after the sign-out at admin does not ask to sign in: %v", err)
+	}
+}

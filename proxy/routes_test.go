@@ -37,7 +37,7 @@ func newApp(t *testing.T, name string) *app {
 		a.seen = append(a.seen, r.Clone(context.Background()))
 		a.mu.Unlock()
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprintf(w, "<h1>%s for %q %q at %s</h1>", a.name, r.Header.Get("Remote-User"), r.Header.Get("X-Webauth-User"), r.URL.Path)
+		fmt.Fprintf(w, "<!doctype html><title>%[1]s</title><h1 id=\"app\">%[1]s for %[2]q %[3]q at %[4]s</h1>", a.name, r.Header.Get("Remote-User"), r.Header.Get("X-Webauth-User"), r.URL.Path)
 	}))
 	t.Cleanup(a.srv.Close)
 	return a
