@@ -550,3 +550,48 @@ func TestRoutesRedisReplicasServeDifferentRoutes(t *testing.T) {
 		return onLoginForm(resp)
 	})
 }
+
+// TestRoutesMetricsCheckAndCookies: metrics carry the route's name,
+// -check asks every route's upstream, and a session cookie carried to
+// another host is still judged by that host's route.
+func TestRoutesMetricsCheckAndCookies(t *testing.T) {
+	rs := newRoutesStand(t, "")
+	bob := rs.browser()
+	rs.signIn(bob, "grafana.localhost", "/", "bob", bobPassword)
+	navigate(t, bob, rs.url("unknown.localhost", "/"))
+	rec := httptest.NewRecorder()
+	rs.proxy.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, want := range []string{
+		`oidc_proxy_requests_total{code="2xx",route="proxied",route_name="grafana"} 1`,
+		`oidc_proxy_requests_total{code="4xx",route="proxied",route_name="none"} 1`,
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if !strings.Contains(rs.logs.String(), `path=/ status=200`) || !strings.Contains(rs.logs.String(), "route=grafana") {
+		t.Errorf("the access log does not name the route")
+	}
+	// bob's grafana cookie, sent to admin: admin's rules still apply.
+	u, _ := url.Parse(rs.url("grafana.localhost", "/"))
+	thief := rs.browser()
+	au, _ := url.Parse(rs.url("admin.localhost", "/"))
+	for _, ck := range bob.Jar.Cookies(u) {
+		thief.Jar.SetCookies(au, []*http.Cookie{{Name: ck.Name, Value: ck.Value}})
+	}
+	if resp, _ := navigate(t, thief, rs.url("admin.localhost", "/")); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("bob's cookie at admin: %d", resp.StatusCode)
+	}
+	// -check: every route's upstream, and which do not answer.
+	rs.apps["tools-ab"].srv.Close()
+	found, err := rs.proxy.Check(t.Context())
+	all := strings.Join(found, "\n")
+	for _, want := range []string{"route grafana: upstream " + rs.apps["grafana"].srv.URL + ": answers (200 OK)", "route tools-ab: upstream " + rs.apps["tools-ab"].srv.URL + ": does not answer"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("check lacks %q:\n%s", want, all)
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), "route tools-ab") {
+		t.Errorf("check error: %v", err)
+	}
+}
