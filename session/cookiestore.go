@@ -14,20 +14,20 @@ import (
 // lookup. Sign-outs and back-channel logouts are remembered in this
 // process only.
 type cookieStore struct {
-	base
+	*base
 	ended *revocations
 	kept  *memKept
 }
 
 func (c *cookieStore) Load(w http.ResponseWriter, r *http.Request, now time.Time) (*Entry, error) {
-	raw, err := c.codec.Value(r, c.name)
+	raw, err := c.codec().Value(r, c.name)
 	if errors.Is(err, ErrNoCookie) {
 		return nil, nil
 	}
 	e, ok := c.cache.Get(raw, now)
 	if !ok {
 		var s *Session
-		payload, err := c.codec.Decode(c.name, raw)
+		payload, err := c.codec().Decode(c.name, raw)
 		if err == nil {
 			s, err = Unmarshal(payload)
 		}

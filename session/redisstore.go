@@ -16,7 +16,7 @@ import (
 // or the connection lost) it reads Redis on every request, and a
 // generation counter keeps a read that raced a change out of the cache.
 type redisStore struct {
-	base
+	*base
 	db      *redisDB
 	timeout time.Duration
 	live    func(bool)
@@ -26,7 +26,7 @@ type redisStore struct {
 }
 
 func (s *redisStore) Load(w http.ResponseWriter, r *http.Request, now time.Time) (*Entry, error) {
-	raw, err := s.codec.Value(r, s.name)
+	raw, err := s.codec().Value(r, s.name)
 	if errors.Is(err, ErrNoCookie) {
 		return nil, nil
 	}
@@ -59,7 +59,7 @@ func (s *redisStore) Load(w http.ResponseWriter, r *http.Request, now time.Time)
 
 // read opens a cookie value: its ticket, then the record it names.
 func (s *redisStore) read(ctx context.Context, raw string) (*Session, Ticket, error) {
-	payload, err := s.codec.Decode(s.name, raw)
+	payload, err := s.codec().Decode(s.name, raw)
 	if err != nil {
 		return nil, Ticket{}, err
 	}

@@ -87,6 +87,11 @@ type Store interface {
 	Share(ctx context.Context, e *Entry, now time.Time) ([]byte, error)
 	Adopt(ctx context.Context, w http.ResponseWriter, r *http.Request, value []byte, now time.Time) (*Entry, error)
 
+	// SetSecrets replaces the secrets of the session cookie (a live
+	// rotation): the first writes new cookies, every one opens existing
+	// ones. It refuses a list the codec cannot use, changing nothing.
+	SetSecrets(secrets [][]byte) error
+
 	// Run follows the changes other replicas make until ctx ends.
 	Run(ctx context.Context)
 
@@ -195,8 +200,9 @@ func Open(o Options) (Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := base{codec: codec, name: codec.CookieName(o.CookieName), idle: o.Idle, log: o.Log,
+	b := &base{name: codec.CookieName(o.CookieName), copts: CookieOptions{Secure: o.Secure, MaxAge: o.Lifetime}, idle: o.Idle, log: o.Log,
 		cache: NewCache[*Entry](0), refreshes: newRefresher()}
+	b.codecs.Store(codec)
 	if o.Redis == nil {
 		return &cookieStore{base: b, ended: newRevocations(o.Lifetime), kept: newMemKept()}, nil
 	}
@@ -210,7 +216,8 @@ func Open(o Options) (Store, error) {
 // base is what both stores share: the cookie, the cache of entries by
 // cookie value, and the in-process refresh flights.
 type base struct {
-	codec     *Codec
+	codecs    atomic.Pointer[Codec] // replaced whole by SetSecrets
+	copts     CookieOptions
 	name      string
 	idle      time.Duration
 	log       *slog.Logger
@@ -220,7 +227,22 @@ type base struct {
 
 func (b *base) CookieName() string { return b.name }
 
-func (b *base) Clear(w http.ResponseWriter, r *http.Request) { b.codec.Clear(w, r, b.name) }
+// codec is the cookie codec of the secrets set last.
+func (b *base) codec() *Codec { return b.codecs.Load() }
+
+// SetSecrets replaces the secrets of the session cookie: the first
+// writes new cookies, every one opens existing ones. Cookies already
+// read stay good while they are cached; nothing else changes.
+func (b *base) SetSecrets(secrets [][]byte) error {
+	c, err := NewCodec(secrets, "session", b.copts)
+	if err != nil {
+		return err
+	}
+	b.codecs.Store(c)
+	return nil
+}
+
+func (b *base) Clear(w http.ResponseWriter, r *http.Request) { b.codec().Clear(w, r, b.name) }
 
 // usable reports whether s may be used at now: complete, unexpired, not
 // idle too long.
@@ -238,7 +260,7 @@ func (b *base) cacheUntil(s *Session) int64 {
 
 // write puts payload in the browser's session cookie until s expires.
 func (b *base) write(w http.ResponseWriter, r *http.Request, payload []byte, s *Session, now time.Time) (int, error) {
-	return b.codec.Write(w, r, b.name, payload, time.Unix(s.Expires, 0).Sub(now))
+	return b.codec().Write(w, r, b.name, payload, time.Unix(s.Expires, 0).Sub(now))
 }
 
 // refresh runs the shared part of Refresh: one flight per refresh token,
