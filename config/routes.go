@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"path"
+	"path/filepath"
 	"strings"
 )
 
@@ -248,4 +249,31 @@ func validName(s string) bool {
 		}
 	}
 	return true
+}
+
+// Files are the files the configuration names (secrets, keys, CA
+// bundles, the pages directory and its pages), for watching: a change of
+// any one is a change of the configuration. The TLS pair is left out: the
+// proxy reloads it by itself.
+func (c *Config) Files() []string {
+	var out []string
+	add := func(fs ...string) {
+		for _, f := range fs {
+			if f != "" {
+				out = append(out, f)
+			}
+		}
+	}
+	add(c.OIDC.ClientSecretFile, c.OIDC.CAFile, c.Session.Redis.PasswordFile, c.Session.Redis.CAFile)
+	add(c.Session.SecretFile...)
+	for _, r := range c.RouteList() {
+		add(r.Memos.AdminTokenFile, r.Memos.AdminPasswordFile)
+		if r.IdentityJWT != nil {
+			add(r.IdentityJWT.KeyFiles...)
+		}
+	}
+	if d := c.Pages.Dir; d != "" {
+		add(d, filepath.Join(d, "error.html"), filepath.Join(d, "forbidden.html"), filepath.Join(d, "signed_out.html"))
+	}
+	return out
 }

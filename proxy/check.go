@@ -11,6 +11,7 @@ import (
 // as `oidc-proxy -check` does, and says what it found, a line per finding.
 // The error names what could not be reached or did not fit.
 func (p *Proxy) Check(ctx context.Context) ([]string, error) {
+	p = p.sh.live.Load()
 	var found []string
 	var errs []error
 	issuer := p.oidc.Issuer()

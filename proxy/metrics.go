@@ -49,6 +49,8 @@ type metrics struct {
 	streams  prometheus.Gauge
 	store    prometheus.Gauge   // 1 while the Redis store's announcements are followed
 	storeErr prometheus.Counter // requests answered 503 because the store was down
+	reloads  *prometheus.CounterVec
+	reloadAt prometheus.Gauge
 }
 
 func newMetrics(version string) *metrics {
@@ -89,7 +91,16 @@ func newMetrics(version string) *metrics {
 		Name: "oidc_proxy_build_info", Help: "Always 1; the labels name the build.", ConstLabels: prometheus.Labels{"version": version},
 	})
 	build.Set(1)
-	m.own = []prometheus.Collector{requests, upstream, m.signIns, m.refresh, m.idp, m.idpErrs, m.streams, m.store, m.storeErr, build}
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oidc_proxy_config_reloads_total", Help: "Configuration reloads, by result (success, failure).",
+	}, []string{"result"})
+	m.reloads.WithLabelValues("success")
+	m.reloads.WithLabelValues("failure")
+	m.reloadAt = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "oidc_proxy_config_last_reload_success_timestamp_seconds", Help: "When the configuration was last loaded successfully (at start, or by a reload), Unix seconds.",
+	})
+	m.reloadAt.SetToCurrentTime()
+	m.own = []prometheus.Collector{m.reloads, m.reloadAt, requests, upstream, m.signIns, m.refresh, m.idp, m.idpErrs, m.streams, m.store, m.storeErr, build}
 	m.registry.MustRegister(m.own...)
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -122,6 +133,16 @@ func (m *metrics) Handler() http.Handler {
 // MetricsHandler serves the proxy's Prometheus metrics; serve it on a
 // listener of its own (metrics_listen), not to the public.
 func (p *Proxy) MetricsHandler() http.Handler { return p.metrics.Handler() }
+
+// reloaded counts a reload.
+func (m *metrics) reloaded(ok bool, at time.Time) {
+	if !ok {
+		m.reloads.WithLabelValues("failure").Inc()
+		return
+	}
+	m.reloads.WithLabelValues("success").Inc()
+	m.reloadAt.Set(float64(at.UnixNano()) / 1e9)
+}
 
 // requestCounters are one route's request counters, by kind and status
 // class 0 (none: hijacked), 1xx..5xx: resolved once, so that counting

@@ -12,6 +12,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,17 +45,25 @@ type Options struct {
 	Now func() time.Time
 	// Version labels the build in the metrics.
 	Version string
-	// Integrations fit the proxy to the application of a route: New
-	// calls it once per route and provisions what it returns (nil: no
-	// integrations anywhere); see Integration.
-	Integrations func(rc *config.Route) ([]Integration, error)
+	// Integrations fit the proxy to the application of a route: New (and
+	// every Reload) calls it once per route of cfg and provisions what it
+	// returns (nil: no integrations anywhere); see Integration.
+	Integrations func(cfg *config.Config, rc *config.Route) ([]Integration, error)
 }
 
 // Proxy is the authenticating reverse proxy. Build it with New, call Start
-// to begin discovery, and serve it as an http.Handler.
+// to begin discovery, and serve it as an http.Handler; Reload replaces its
+// configuration while it serves.
+//
+// A Proxy value is one generation: what one configuration built. The
+// value New returns stays the handle of every later one (see shared).
 type Proxy struct {
-	log *slog.Logger
-	now func() time.Time
+	sh   *shared
+	cfg  *config.Config     // what this generation was built from
+	ctx  context.Context    // the generation's background work: see start
+	stop context.CancelFunc // ends it, when the generation is replaced
+	log  *slog.Logger
+	now  func() time.Time
 
 	external   *url.URL
 	oidc       *rp.Client
@@ -79,13 +88,32 @@ type Proxy struct {
 	handler   http.Handler // the request path
 }
 
-// New builds a Proxy from a loaded configuration. It does no I/O: discovery
-// starts with Start.
+// New builds a Proxy from a loaded configuration. It does no I/O:
+// discovery starts with Start. Reload replaces the configuration later.
 func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	if cfg == nil {
 		return nil, errors.New("proxy: no configuration")
 	}
+	sh := &shared{opts: opts, metrics: newMetrics(opts.Version), transport: opts.Transport}
+	if sh.transport == nil {
+		sh.transport = NewTransport()
+	}
+	p, err := sh.build(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	sh.live.Store(p)
+	return p, nil
+}
+
+// build makes a generation of the proxy for cfg: a new one, or, with
+// prev, one that keeps prev's store (and its discovery, when the issuer
+// is the same).
+func (sh *shared) build(cfg *config.Config, prev *Proxy) (*Proxy, error) {
+	opts := sh.opts
 	p := &Proxy{
+		sh:         sh,
+		cfg:        cfg,
 		log:        opts.Logger,
 		now:        opts.Now,
 		logoutURL:  cfg.OIDC.LogoutURL,
@@ -93,7 +121,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		lifetime:   cfg.Session.Lifetime,
 		idle:       cfg.Session.IdleTimeout,
 		accessLog:  cfg.Log.Access == nil || *cfg.Log.Access,
-		metrics:    newMetrics(opts.Version),
+		metrics:    sh.metrics,
 	}
 	if p.log == nil {
 		p.log = slog.Default()
@@ -126,22 +154,21 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		return nil, err
 	}
 	secure := p.external.Scheme == "https"
-	if p.store, err = openStore(cfg, secure, p.lifetime, p); err != nil {
+	if prev != nil {
+		p.store = prev.store
+	} else if p.store, err = openStore(cfg, secure, p.lifetime, p); err != nil {
 		return nil, err
 	}
 	if p.flows, p.flowPrefix, err = newFlowCodec(cfg, secure); err != nil {
 		return nil, err
 	}
-	transport := opts.Transport
-	if transport == nil {
-		transport = NewTransport()
-	}
+	transport := sh.transport
 	p.home = normalHost(p.external.Host)
 	var routes []*Route
 	for _, rc := range cfg.RouteList() {
 		var ins []Integration
 		if opts.Integrations != nil {
-			if ins, err = opts.Integrations(&rc); err != nil {
+			if ins, err = opts.Integrations(cfg, &rc); err != nil {
 				return nil, err
 			}
 		}
@@ -215,14 +242,18 @@ func (p *Proxy) kit(rt *Route, transport http.RoundTripper) Kit {
 // Close releases the connections to the session store. Call it once the
 // server has stopped: requests still in flight need the store.
 func (p *Proxy) Close() error {
+	if g := p.sh.live.Load(); g.stop != nil {
+		g.stop()
+	}
 	return p.store.Close()
 }
 
 // ServeHTTP answers the proxy's own endpoints under /oauth2/ and sends
 // everything else through the authentication check to the upstream. The
-// decision is made on the decoded path only. See requestPath.
+// decision is made on the decoded path only. See requestPath. Each request
+// runs wholly on the generation live when it arrived.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	p.handler.ServeHTTP(w, r)
+	p.sh.live.Load().handler.ServeHTTP(w, r)
 }
 
 func transportOf(c *http.Client) http.RoundTripper {

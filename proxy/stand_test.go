@@ -208,18 +208,25 @@ type replica struct {
 // build wires a proxy as cmd/oidc-proxy does: the core and the Memos
 // integrations the configuration asks for.
 func build(cfg *config.Config, opts proxy.Options) (replica, error) {
-	ins := memos.New(cfg)
-	opts.Integrations = ins.Of
+	opts.Integrations = memos.Integrations
 	p, err := proxy.New(cfg, opts)
-	var b *memos.Bridge
-	if len(ins.Bridges) > 0 {
-		b = ins.Bridges[0]
+	if err != nil {
+		return replica{}, err
 	}
-	return replica{p, b}, err
+	var b *memos.Bridge
+	if bs := memos.Bridges(p.Integrations()); len(bs) > 0 {
+		b = bs[0]
+	}
+	return replica{p, b}, nil
 }
 
 // BridgeHandler serves the bridge's token and userinfo endpoints.
-func (r replica) BridgeHandler() http.Handler { return r.bridge.Handler() }
+// It follows reloads: the bridge of the configuration served now.
+func (r replica) BridgeHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		memos.Bridges(r.Integrations())[0].Handler().ServeHTTP(w, req)
+	})
+}
 
 // RegisterWithMemos registers the bridge in Memos.
 func (r replica) RegisterWithMemos(ctx context.Context) (string, error) {

@@ -10,14 +10,13 @@ import (
 // With the Redis store it also follows the store's announcements until ctx
 // ends.
 func (p *Proxy) Start(ctx context.Context) {
-	for _, rt := range p.routes.routes {
-		for _, in := range rt.integrations {
-			in.Start(ctx)
-		}
-	}
+	sh := p.sh
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.started = ctx
 	go p.store.Run(ctx)
-	p.oidc.Start(ctx)
+	sh.live.Load().start(ctx)
 }
 
 // Ready reports whether discovery has succeeded.
-func (p *Proxy) Ready() bool { return p.oidc.Provider() != nil }
+func (p *Proxy) Ready() bool { return p.sh.live.Load().oidc.Provider() != nil }

@@ -66,14 +66,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	log := newLogger(cfg.Log, stderr)
+	level := new(slog.LevelVar)
+	level.Set(logLevel(cfg.Log))
+	log := newLogger(cfg.Log, level, stderr)
 	if *check {
 		return checkPeers(ctx, cfg, *path, log, stdout, stderr)
 	}
 	if memosSetup {
 		return setupMemos(ctx, cfg, log, stdout, stderr)
 	}
-	if err := serve(ctx, cfg, log); err != nil {
+	if err := serve(ctx, cfg, *path, log, level); err != nil {
 		log.Error("oidc-proxy stopped", "err", err)
 		return 1
 	}
@@ -139,18 +141,23 @@ func routeLabel(cfg *config.Config, b *memos.Bridge) string {
 // integrations the configuration asks for. It returns the Memos bridges
 // too, one per route with memos.bridge.
 func build(cfg *config.Config, opts proxy.Options) (*proxy.Proxy, []*memos.Bridge, error) {
-	ins := memos.New(cfg)
-	opts.Integrations = ins.Of
+	opts.Integrations = memos.Integrations
 	p, err := proxy.New(cfg, opts)
 	if err != nil {
 		return nil, nil, err
 	}
-	return p, ins.Bridges, nil
+	return p, memos.Bridges(p.Integrations()), nil
 }
 
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
+// logLevel is the configured level (validated by Load).
+func logLevel(c config.Log) slog.Level {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.Level))
+	return level
+}
+
+// newLogger writes c's format to w, at level (which a reload changes).
+func newLogger(c config.Log, level *slog.LevelVar, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
@@ -159,9 +166,10 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 }
 
 // serve runs the proxy until ctx ends, then lets in-flight requests finish
-// for up to 30 s.
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	p, bridges, err := build(cfg, proxy.Options{Logger: log, Version: version})
+// for up to 30 s. SIGHUP, or a change of the configuration file or a file
+// it names, reloads the configuration (see reloader).
+func serve(ctx context.Context, cfg *config.Config, path string, log *slog.Logger, level *slog.LevelVar) error {
+	p, _, err := build(cfg, proxy.Options{Logger: log, Version: version})
 	if err != nil {
 		return err
 	}
@@ -178,15 +186,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		go msrv.Serve(mln)
 		defer msrv.Close()
 	}
-	for _, bridge := range bridges {
-		bln, err := net.Listen("tcp", bridge.Listen())
-		if err != nil {
-			return err
-		}
-		bsrv := proxy.NewServer(bridge.Listen(), bridge.Handler(), log)
-		go bsrv.Serve(bln)
-		defer bsrv.Close()
+	bridges := &bridgeServers{log: log}
+	if err := bridges.sync(p); err != nil {
+		return err
 	}
+	defer bridges.close()
 	srv := proxy.NewServer(cfg.Listen, p, log)
 	if cfg.TLS.CertFile != "" {
 		certs, err := proxy.NewCertReloader(cfg.TLS.CertFile, cfg.TLS.KeyFile, log)
@@ -210,10 +214,25 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}()
 	log.Info("oidc-proxy serving", "version", version, "listen", cfg.Listen, "tls", useTLS,
 		"external_url", cfg.ExternalURL, "routes", len(cfg.RouteList()), "issuer", cfg.OIDC.Issuer)
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	rl := &reloader{path: path, log: log, level: level, p: p, watch: newWatcher(watchedFiles(path, cfg)), bridges: bridges}
+	wctx, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	go rl.watch.run(wctx)
+serving:
+	for {
+		select {
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			break serving
+		case <-hup:
+			rl.reload("SIGHUP")
+		case <-rl.watch.changed:
+			rl.reload("a watched file changed")
+		}
 	}
 	log.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

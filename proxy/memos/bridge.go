@@ -62,7 +62,9 @@ type Bridge struct {
 	tokenFile     string // "": the proxy cannot set Memos up
 	passwordFile  string
 	adminUsername string
-	route         string          // the route's name
+	route         string // the route's name
+	handlerOnce   sync.Once
+	handler       http.Handler    // Handler, made once
 	listen        string          // memos.bridge_listen
 	adminGroups   map[string]bool // none: roles are left alone
 	https         bool            // the external URL is https
@@ -188,6 +190,11 @@ func (b *Bridge) authenticate(r *http.Request) bool {
 // Handler serves Memos's token and userinfo endpoints, for
 // memos.bridge_listen: a listener only Memos should reach.
 func (b *Bridge) Handler() http.Handler {
+	b.handlerOnce.Do(func() { b.handler = b.newHandler() })
+	return b.handler
+}
+
+func (b *Bridge) newHandler() http.Handler {
 	m := http.NewServeMux()
 	m.HandleFunc("POST /token", b.bridgeToken)
 	m.HandleFunc("GET /userinfo", b.bridgeUserinfo)

@@ -17,34 +17,34 @@ import (
 	"github.com/oidc-proxy/oidc-proxy/session"
 )
 
-// Integrations builds what the memos blocks of a configuration ask for,
-// route by route: the bridge (memos.bridge), the bearer-token check
-// (memos.pass_bearer_tokens), both, or none. Pass Of as
-// proxy.Options.Integrations; Bridges then holds the bridges made, one
-// per route with memos.bridge, in route order.
-type Integrations struct {
-	cfg     *config.Config
-	Bridges []*Bridge
-}
-
-// New starts the integrations of cfg.
-func New(cfg *config.Config) *Integrations { return &Integrations{cfg: cfg} }
-
-// Of builds the integrations of route rc.
-func (s *Integrations) Of(rc *config.Route) ([]proxy.Integration, error) {
+// Integrations builds what the memos block of route rc of cfg asks for:
+// the bridge (memos.bridge), the bearer-token check
+// (memos.pass_bearer_tokens), both, or none. It is
+// proxy.Options.Integrations.
+func Integrations(cfg *config.Config, rc *config.Route) ([]proxy.Integration, error) {
 	var out []proxy.Integration
 	if rc.Memos.Bridge {
-		b, err := newBridge(s.cfg, rc)
+		b, err := newBridge(cfg, rc)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, b)
-		s.Bridges = append(s.Bridges, b)
 	}
 	if rc.Memos.PassBearerTokens {
 		out = append(out, &Bearers{memosURL: rc.Memos.URL})
 	}
 	return out, nil
+}
+
+// Bridges are the bridges among integrations, in order.
+func Bridges(integrations []proxy.Integration) []*Bridge {
+	var out []*Bridge
+	for _, in := range integrations {
+		if b, ok := in.(*Bridge); ok {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 var (

@@ -120,6 +120,7 @@ func (c *Client) Start(ctx context.Context) {
 // Provider is what discovery found: built once, then read-only.
 type Provider struct {
 	c        *Client
+	doc      discoveryExtra
 	oidc     *oidc.Provider
 	verifier *oidc.IDTokenVerifier
 	keys     *keySet
@@ -167,6 +168,28 @@ func (c *Client) Discover(ctx context.Context) (*Provider, error) {
 	if err := checkEndpoint(extra.JWKSURI); err != nil {
 		return nil, fmt.Errorf("jwks_uri: %w", err)
 	}
+	return c.build(op, extra), nil
+}
+
+// Inherit takes over what prev's discovery found when prev is a client of
+// the same issuer that has discovered it, so that a client built for new
+// settings (a new secret, other scopes) needs no discovery of its own. It
+// reports whether it did; the key set is fetched anew, when first needed.
+func (c *Client) Inherit(prev *Client) bool {
+	if prev == nil || prev.cfg.Issuer != c.cfg.Issuer {
+		return false
+	}
+	op := prev.Provider()
+	if op == nil {
+		return false
+	}
+	c.provider.Store(c.build(op.oidc, op.doc))
+	return true
+}
+
+// build is the Provider of a discovery document, for this client's
+// settings.
+func (c *Client) build(op *oidc.Provider, extra discoveryExtra) *Provider {
 	var algs []string
 	for _, a := range extra.SigningAlgs {
 		if asymmetricAlgs[a] {
@@ -182,6 +205,7 @@ func (c *Client) Discover(ctx context.Context) (*Provider, error) {
 	ep.AuthStyle = c.authStyle // never auto-detect: Authelia counts every refused attempt
 	return &Provider{
 		c:          c,
+		doc:        extra,
 		oidc:       op,
 		keys:       keys,
 		verifier:   oidc.NewVerifier(c.cfg.Issuer, keys, &oidc.Config{ClientID: c.cfg.ClientID, Now: c.cfg.Now, SupportedSigningAlgs: algs}),
@@ -194,7 +218,7 @@ func (c *Client) Discover(ctx context.Context) (*Provider, error) {
 			RedirectURL:  c.cfg.RedirectURL,
 			Scopes:       c.cfg.Scopes,
 		},
-	}, nil
+	}
 }
 
 func checkEndpoint(s string) error {
