@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"net/url"
+	"strings"
 	"slices"
 
 	"github.com/oidc-proxy/oidc-proxy/proxy/rp"
@@ -160,6 +160,9 @@ func (p *Proxy) fillClaims(s *session.Session, claims map[string]json.RawMessage
 	if rt.listGroups && s.Groups == nil {
 		s.Groups = groupsOf(claims["groups"])
 	}
+	if g, ok := s.Claims["groups"]; ok && s.Groups != nil && g == strings.Join(s.Groups, ",") {
+		delete(s.Claims, "groups") // kept once: Session.Claim joins the list
+	}
 	return nil
 }
 
@@ -186,7 +189,11 @@ func truncate(s string, n int) string {
 type claimSet struct {
 	kept, used []string
 	listGroups bool
-	access     accessRules // every route's rules at once: what fill needs
+	// access fills what any access rule can read (the user, a verified
+	// email, the groups list), whatever the rules are today: a reload
+	// may bring rules that read them, and sessions held must be judged
+	// by those at their next request.
+	access accessRules
 }
 
 func claimsOf(routes []*Route) claimSet {
@@ -198,22 +205,12 @@ func claimsOf(routes []*Route) claimSet {
 			}
 		}
 	}
-	union := func(dst *map[string]bool, src map[string]bool) {
-		if src == nil {
-			return
-		}
-		if *dst == nil {
-			*dst = map[string]bool{}
-		}
-		maps.Copy(*dst, src)
-	}
 	for _, rt := range routes {
 		add(&c.kept, rt.kept...)
 		add(&c.used, rt.used...)
 		c.listGroups = c.listGroups || rt.listGroups
-		union(&c.access.users, rt.access.users)
-		union(&c.access.groups, rt.access.groups)
-		union(&c.access.domains, rt.access.domains)
 	}
+	all := map[string]bool{}
+	c.access = accessRules{users: all, groups: all, domains: all}
 	return c
 }

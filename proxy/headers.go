@@ -91,7 +91,7 @@ func sameNormal(k, norm string) bool {
 func (h identityHeaders) identity(s *session.Session) *Identity {
 	id := &Identity{session: s, values: make([][]string, len(h.set))}
 	for i, c := range h.set {
-		if v := s.Claims[c.claim]; v != "" {
+		if v := s.Claim(c.claim); v != "" {
 			id.values[i] = []string{v}
 		}
 	}

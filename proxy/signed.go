@@ -104,7 +104,7 @@ func (s *signedIdentity) claimsOf(ses *session.Session) assertion.Claims {
 			}
 			continue
 		}
-		if v := ses.Claims[c.from]; v != "" {
+		if v := ses.Claim(c.from); v != "" {
 			out[c.name] = v
 		}
 	}

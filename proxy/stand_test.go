@@ -39,6 +39,7 @@ type stand struct {
 	url      string // the proxy's external URL
 	issuer   string
 	edit     func(*config.Config) // the configuration's edit, for replicas
+	yaml     string               // the configuration file, before edit
 	logs     *syncBuffer
 	upstream *httptest.Server
 
@@ -167,6 +168,7 @@ oidc:
 session:
   secret: %q
 `, proxyLn.Addr().String(), external, s.upstream.URL, s.issuer, clientSecret, sessionSecret)
+	s.yaml = yaml
 	cfg, err := config.Parse("stand.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
@@ -332,4 +334,21 @@ func (s *stand) handle(h http.HandlerFunc) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.upstreamHandler = h
+}
+
+// config is the stand's configuration (its file, and its edit) with
+// edits, for a reload.
+func (s *stand) config(edits ...func(*config.Config)) *config.Config {
+	s.t.Helper()
+	cfg, err := config.Parse("stand.yaml", []byte(s.yaml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if s.edit != nil {
+		s.edit(cfg)
+	}
+	for _, e := range edits {
+		e(cfg)
+	}
+	return cfg
 }

@@ -9,6 +9,7 @@ package session
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -55,6 +56,16 @@ func (s *Session) LastSeen() int64 {
 		return s.Seen
 	}
 	return s.Created
+}
+
+// Claim is the value of a claim the session keeps, as a header carries
+// it. The groups claim is kept once, as the Groups list, when it is the
+// same: its value is then the list joined with ",".
+func (s *Session) Claim(name string) string {
+	if v, ok := s.Claims[name]; ok || name != "groups" || s.Groups == nil {
+		return v
+	}
+	return strings.Join(s.Groups, ",")
 }
 
 // UserName names the user in logs and pages: the preferred_username

@@ -1,10 +1,12 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -203,6 +205,7 @@ func Open(o Options) (Store, error) {
 	b := &base{name: codec.CookieName(o.CookieName), copts: CookieOptions{Secure: o.Secure, MaxAge: o.Lifetime}, idle: o.Idle, log: o.Log,
 		cache: NewCache[*Entry](0), refreshes: newRefresher()}
 	b.codecs.Store(codec)
+	b.secrets = slices.Clone(o.Secrets)
 	if o.Redis == nil {
 		return &cookieStore{base: b, ended: newRevocations(o.Lifetime), kept: newMemKept()}, nil
 	}
@@ -217,6 +220,8 @@ func Open(o Options) (Store, error) {
 // cookie value, and the in-process refresh flights.
 type base struct {
 	codecs    atomic.Pointer[Codec] // replaced whole by SetSecrets
+	secretsMu sync.Mutex
+	secrets   [][]byte // the codec's
 	copts     CookieOptions
 	name      string
 	idle      time.Duration
@@ -231,14 +236,23 @@ func (b *base) CookieName() string { return b.name }
 func (b *base) codec() *Codec { return b.codecs.Load() }
 
 // SetSecrets replaces the secrets of the session cookie: the first
-// writes new cookies, every one opens existing ones. Cookies already
-// read stay good while they are cached; nothing else changes.
+// writes new cookies, every one opens existing ones. When they differ
+// from the running ones, the sessions read so far are forgotten, so that
+// a secret taken out of the list opens no cookie from then on. The same
+// list changes nothing.
 func (b *base) SetSecrets(secrets [][]byte) error {
+	b.secretsMu.Lock()
+	defer b.secretsMu.Unlock()
+	if slices.EqualFunc(secrets, b.secrets, bytes.Equal) {
+		return nil
+	}
 	c, err := NewCodec(secrets, "session", b.copts)
 	if err != nil {
 		return err
 	}
 	b.codecs.Store(c)
+	b.secrets = slices.Clone(secrets)
+	b.cache.Clear()
 	return nil
 }
 

@@ -1,0 +1,159 @@
+package proxy_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/oidc-proxy/oidc-proxy/config"
+)
+
+func metricsOf(t *testing.T, s *stand) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	s.proxy.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	return rec.Body.String()
+}
+
+// TestReloadTakesEffectForHeldSessions: a reload that adds a public path
+// and changes an access rule applies to the next request of a session
+// already held, with no new sign-in and no new discovery.
+func TestReloadTakesEffectForHeldSessions(t *testing.T) {
+	s := newStand(t, nil, nil)
+	alice := s.signIn("/")
+	anon := s.browser()
+	if resp, _ := navigate(t, noRedirect(anon), s.url+"/explore"); resp.StatusCode != http.StatusFound {
+		t.Fatalf("/explore before the reload: %d", resp.StatusCode)
+	}
+	restart, err := s.proxy.Reload(s.config(func(c *config.Config) {
+		c.PublicPaths = []string{"/explore"}
+		c.Access.AllowedGroups = []string{"staff"} // alice is in admins and users
+	}))
+	if err != nil || len(restart) != 0 {
+		t.Fatalf("reload: %v %v", restart, err)
+	}
+	if resp, body := navigate(t, anon, s.url+"/explore"); resp.StatusCode != 200 || !strings.Contains(body, "hello") {
+		t.Errorf("/explore after the reload: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := navigate(t, alice, s.url+"/"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("alice after the rule changed: %d", resp.StatusCode)
+	}
+	// And back: the same session passes again.
+	if _, err := s.proxy.Reload(s.config(func(c *config.Config) { c.Access.AllowedGroups = []string{"users"} })); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := navigate(t, alice, s.url+"/"); resp.StatusCode != 200 || !strings.Contains(body, "hello alice") {
+		t.Errorf("alice after the second reload: %d %s", resp.StatusCode, body)
+	}
+	m := metricsOf(t, s)
+	for _, want := range []string{
+		`oidc_proxy_config_reloads_total{result="success"} 2`,
+		`oidc_proxy_config_reloads_total{result="failure"} 0`,
+		`oidc_proxy_idp_request_duration_seconds_count{endpoint="discovery"} 1`,
+		`oidc_proxy_config_last_reload_success_timestamp_seconds 1.`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+// TestReloadRefusedChangesNothing: a configuration that cannot be built
+// (here an identity JWT key file that is not there) is refused whole and
+// counted; the running one serves on. Settings that need a restart keep
+// their running value and are named, and the rest applies.
+func TestReloadRefusedChangesNothing(t *testing.T) {
+	s := newStand(t, nil, nil)
+	alice := s.signIn("/")
+	_, err := s.proxy.Reload(s.config(func(c *config.Config) {
+		c.PublicPaths = []string{"/explore"}
+		c.IdentityJWT = &config.IdentityJWT{Header: "X-Id", Algorithm: "ES256", Lifetime: config.DefaultIdentityJWTLifetime,
+			KeyFiles: []string{"/nonexistent/key.pem"}, Claims: config.DefaultIdentityJWTClaims(), Audience: "x"}
+	}))
+	if err == nil {
+		t.Fatal("a configuration with a missing key file was taken")
+	}
+	if resp, _ := navigate(t, noRedirect(s.browser()), s.url+"/explore"); resp.StatusCode != http.StatusFound {
+		t.Errorf("the refused configuration's public path applies: %d", resp.StatusCode)
+	}
+	if resp, _ := navigate(t, alice, s.url+"/"); resp.StatusCode != 200 {
+		t.Errorf("alice after the refused reload: %d", resp.StatusCode)
+	}
+	if m := metricsOf(t, s); !strings.Contains(m, `oidc_proxy_config_reloads_total{result="failure"} 1`) {
+		t.Errorf("the failure is not counted")
+	}
+	restart, err := s.proxy.Reload(s.config(func(c *config.Config) {
+		c.Listen = "127.0.0.1:1"
+		c.Session.CookieName = "other"
+		c.PublicPaths = []string{"/explore"}
+	}))
+	if err != nil || strings.Join(restart, ",") != "listen,session.cookie_name" {
+		t.Fatalf("restart-only settings: %v %v", restart, err)
+	}
+	if got := s.proxy.Config().Session.CookieName; got != config.DefaultCookieName {
+		t.Errorf("the cookie name changed in a running process: %q", got)
+	}
+	if resp, _ := navigate(t, alice, s.url+"/"); resp.StatusCode != 200 {
+		t.Errorf("alice's cookie after the reload: %d", resp.StatusCode)
+	}
+	if resp, _ := navigate(t, s.browser(), s.url+"/explore"); resp.StatusCode != 200 {
+		t.Errorf("the rest of the reload did not apply: %d", resp.StatusCode)
+	}
+}
+
+// TestReloadRotatesSecretsLive: a new first secret writes new cookies,
+// the old one still opens old cookies; taking the old one out closes
+// them, without a restart.
+func TestReloadRotatesSecretsLive(t *testing.T) {
+	s := newStand(t, nil, nil)
+	old := s.signIn("/")
+	const next = "the-next-session-secret-0123456789abcdef"
+	if _, err := s.proxy.Reload(s.config(func(c *config.Config) { c.Session.Secret = config.Secrets{next, sessionSecret} })); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := navigate(t, old, s.url+"/"); resp.StatusCode != 200 || !strings.Contains(body, "hello alice") {
+		t.Fatalf("an old cookie after the rotation: %d", resp.StatusCode)
+	}
+	fresh := s.signIn("/")
+	// Only the new secret now: the fresh cookie works, the old one not.
+	if _, err := s.proxy.Reload(s.config(func(c *config.Config) { c.Session.Secret = config.Secrets{next} })); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := navigate(t, fresh, s.url+"/"); resp.StatusCode != 200 {
+		t.Errorf("a cookie written after the rotation: %d", resp.StatusCode)
+	}
+	if resp, _ := navigate(t, noRedirect(old), s.url+"/"); resp.StatusCode != http.StatusFound {
+		t.Errorf("a cookie of the removed secret: %d", resp.StatusCode)
+	}
+}
+
+// TestReloadAddsARoute: a whole application added by a reload is served,
+// and the sessions held serve it at once.
+func TestReloadAddsARoute(t *testing.T) {
+	rs := newRoutesStand(t, "")
+	c := rs.browser()
+	rs.signIn(c, "grafana.localhost", "/", "alice", alicePassword)
+	if resp, _ := navigate(t, c, rs.url("new.localhost", "/")); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("new.localhost before the reload: %d", resp.StatusCode)
+	}
+	extra := newApp(t, "new")
+	rs.yaml += "  - {name: new, host: new.localhost, upstream: " + extra.srv.URL + "}\n"
+	cfg, err := config.Parse("routes.yaml", []byte(rs.yaml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rs.proxy.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := navigate(t, c, rs.url("new.localhost", "/")); resp.StatusCode != 200 || onLoginForm(resp) || !strings.Contains(body, `new for "alice"`) {
+		t.Errorf("new.localhost after the reload: %d %s", resp.StatusCode, body)
+	}
+	// The Memos bridge of the new configuration signs into Memos.
+	if resp, _ := navigate(t, c, rs.url("notes.localhost", "/")); resp.StatusCode != 200 {
+		t.Errorf("notes after the reload: %d", resp.StatusCode)
+	}
+	if user, _ := memosWhoAmI(t, c, rs.url("notes.localhost", "")); user != "alice" {
+		t.Errorf("Memos after the reload: %q", user)
+	}
+}
