@@ -169,6 +169,10 @@ func newLogger(c config.Log, level *slog.LevelVar, w io.Writer) *slog.Logger {
 // for up to 30 s. SIGHUP, or a change of the configuration file or a file
 // it names, reloads the configuration (see reloader).
 func serve(ctx context.Context, cfg *config.Config, path string, log *slog.Logger, level *slog.LevelVar) error {
+	// From the start: a SIGHUP must never end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	p, _, err := build(cfg, proxy.Options{Logger: log, Version: version})
 	if err != nil {
 		return err
@@ -214,9 +218,6 @@ func serve(ctx context.Context, cfg *config.Config, path string, log *slog.Logge
 	}()
 	log.Info("oidc-proxy serving", "version", version, "listen", cfg.Listen, "tls", useTLS,
 		"external_url", cfg.ExternalURL, "routes", len(cfg.RouteList()), "issuer", cfg.OIDC.Issuer)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	rl := &reloader{path: path, log: log, level: level, p: p, watch: newWatcher(watchedFiles(path, cfg)), bridges: bridges}
 	wctx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()

@@ -57,12 +57,13 @@ func stateOf(path string) fileState {
 
 // watcher reports, on changed, that the watched files changed.
 type watcher struct {
-	paths   atomic.Pointer[[]string]
-	changed chan struct{}
+	paths        atomic.Pointer[[]string]
+	changed      chan struct{}
+	every, quiet time.Duration
 }
 
 func newWatcher(paths []string) *watcher {
-	w := &watcher{changed: make(chan struct{}, 1)}
+	w := &watcher{changed: make(chan struct{}, 1), every: pollEvery, quiet: quietFor}
 	w.watch(paths)
 	return w
 }
@@ -81,7 +82,7 @@ func (w *watcher) run(ctx context.Context) {
 		seen[p] = stateOf(p)
 	}
 	var pending time.Time // when the last change of a burst was seen
-	tick := time.NewTicker(pollEvery)
+	tick := time.NewTicker(w.every)
 	defer tick.Stop()
 	for {
 		select {
@@ -97,7 +98,7 @@ func (w *watcher) run(ctx context.Context) {
 					}
 				}
 			}
-			if !pending.IsZero() && now.Sub(pending) >= quietFor {
+			if !pending.IsZero() && now.Sub(pending) >= w.quiet {
 				pending = time.Time{}
 				select {
 				case w.changed <- struct{}{}:
