@@ -48,9 +48,18 @@ func main() {
 	flag.IntVar(&o.sse, "sse", 2000, "Server-Sent Events streams to hold through oidc-proxy (0: skip)")
 	flag.DurationVar(&o.sseTime, "sse-time", time.Minute, "how long to hold the streams")
 	flag.BoolVar(&o.forwardAuth, "forward-auth", true, "also measure nginx with auth_request to oidc-proxy against plain nginx (needs nginx)")
+	flag.IntVar(&o.reloads, "reloads", 0, "instead of the comparison: reload the configuration this many times during signed-in load (see -reload-time), and fail unless nothing failed")
+	flag.DurationVar(&o.reloadTime, "reload-time", 20*time.Second, "length of the load during the reloads")
 	flag.Parse()
 	if *role != "" {
 		if err := serveRole(*role, *addr, *target); err != nil {
+			fmt.Fprintln(os.Stderr, "loadbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if o.reloads > 0 {
+		if err := reloadLoad(o); err != nil {
 			fmt.Fprintln(os.Stderr, "loadbench:", err)
 			os.Exit(1)
 		}
@@ -71,6 +80,13 @@ func serveRole(role, addr, target string) error {
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/sse" {
 				sseHandler(w, r)
+				return
+			}
+			if r.URL.Path == "/_close_idle" { // asked directly, never through a proxy
+				srv := r.Context().Value(http.ServerContextKey).(*http.Server)
+				srv.SetKeepAlivesEnabled(false) // closes the idle connections
+				srv.SetKeepAlivesEnabled(true)
+				w.Header().Set("Connection", "close")
 				return
 			}
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -141,6 +157,8 @@ type options struct {
 	rounds, idle, sse       int
 	conns                   string
 	forwardAuth             bool
+	reloads                 int
+	reloadTime              time.Duration
 }
 
 func run(o options) error {

@@ -60,7 +60,12 @@ func (r *result) measure(ctx context.Context, d time.Duration) error {
 	cpu1, _ := cpuTime(r.pid)
 	r.cpu += cpu1 - cpu0
 	r.rssKB, _ = rss(r.pid)
-	m := reqsRE.FindStringSubmatch(string(out))
+	return r.parse(string(out))
+}
+
+// parse adds what one wrk run printed.
+func (r *result) parse(out string) error {
+	m := reqsRE.FindStringSubmatch(out)
 	if m == nil {
 		return fmt.Errorf("cannot read wrk's output:\n%s", out)
 	}
@@ -71,7 +76,7 @@ func (r *result) measure(ctx context.Context, d time.Duration) error {
 	}
 	r.requests += n
 	r.seconds += secs
-	for _, l := range latencyRE.FindAllStringSubmatch(string(out), -1) {
+	for _, l := range latencyRE.FindAllStringSubmatch(out, -1) {
 		v, _ := strconv.ParseFloat(l[2], 64)
 		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[l[3]]
 		dur := time.Duration(v * float64(unit))
@@ -81,7 +86,7 @@ func (r *result) measure(ctx context.Context, d time.Duration) error {
 			r.p99 = append(r.p99, dur)
 		}
 	}
-	for _, e := range errorsRE.FindAllStringSubmatch(string(out), -1) {
+	for _, e := range errorsRE.FindAllStringSubmatch(out, -1) {
 		for _, f := range e[1:] {
 			k, _ := strconv.ParseInt(f, 10, 64)
 			r.errors += k
@@ -161,13 +166,31 @@ func rss(pid int) (int64, error) {
 // oidc-proxy in another, signs a user in through them, and returns the
 // proxy, its address and the session cookie header.
 func startSignedInProxy(ctx context.Context, upstream string) (*exec.Cmd, string, string, func(), error) {
-	opAddr, err := freeAddr()
+	sp, err := startProxy(ctx, upstream, "")
 	if err != nil {
 		return nil, "", "", nil, err
 	}
+	return sp.cmd, sp.addr, sp.cookie, sp.cleanup, nil
+}
+
+// signedInProxy is oidc-proxy running with a user signed in.
+type signedInProxy struct {
+	cmd              *exec.Cmd
+	addr, cookie     string
+	cfgPath, cfgBase string // the configuration file, and what it held at start
+	cleanup          func()
+}
+
+// startProxy is startSignedInProxy with extra lines in the proxy's
+// configuration.
+func startProxy(ctx context.Context, upstream, extra string) (*signedInProxy, error) {
+	opAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
 	pxAddr, err := freeAddr()
 	if err != nil {
-		return nil, "", "", nil, err
+		return nil, err
 	}
 	external := "http://" + pxAddr
 	op, err := testop.New("http://"+opAddr, testop.Config{
@@ -176,40 +199,40 @@ func startSignedInProxy(ctx context.Context, upstream string) (*exec.Cmd, string
 			Email: "alice@example.com", Groups: []string{"admins", "users"}}},
 	})
 	if err != nil {
-		return nil, "", "", nil, err
+		return nil, err
 	}
 	opSrv := &http.Server{Addr: opAddr, Handler: op.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go opSrv.ListenAndServe()
 
 	dir, err := os.MkdirTemp("", "loadbench")
 	if err != nil {
-		return nil, "", "", nil, err
+		return nil, err
 	}
 	cleanup := func() { opSrv.Close(); os.RemoveAll(dir) }
 	cfgPath := filepath.Join(dir, "oidc-proxy.yaml")
 	cfg := fmt.Sprintf("listen: %q\nexternal_url: %q\nupstream: %q\noidc:\n  issuer: \"http://%s\"\n  client_id: loadbench\n  client_secret: loadbench-secret\nsession:\n  secret: %q\nlog:\n  level: warn\n",
-		pxAddr, external, upstream, opAddr, "loadbench-session-secret-0123456789abcdef")
+		pxAddr, external, upstream, opAddr, "loadbench-session-secret-0123456789abcdef") + extra
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		cleanup()
-		return nil, "", "", nil, err
+		return nil, err
 	}
 	// The real binary, built as a release is, so that its memory is what
 	// users get.
 	bin := filepath.Join(dir, "oidc-proxy")
 	if out, err := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/oidc-proxy").CombinedOutput(); err != nil {
 		cleanup()
-		return nil, "", "", nil, fmt.Errorf("build oidc-proxy (run loadbench from the repository root): %v\n%s", err, out)
+		return nil, fmt.Errorf("build oidc-proxy (run loadbench from the repository root): %v\n%s", err, out)
 	}
 	cmd := exec.CommandContext(ctx, bin, "-config", cfgPath)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		cleanup()
-		return nil, "", "", nil, err
+		return nil, err
 	}
-	fail := func(err error) (*exec.Cmd, string, string, func(), error) {
+	fail := func(err error) (*signedInProxy, error) {
 		cmd.Process.Kill()
 		cleanup()
-		return nil, "", "", nil, err
+		return nil, err
 	}
 	for i := 0; ; i++ {
 		resp, err := http.Get(external + "/oauth2/readyz")
@@ -228,7 +251,7 @@ func startSignedInProxy(ctx context.Context, upstream string) (*exec.Cmd, string
 	if err != nil {
 		return fail(err)
 	}
-	return cmd, pxAddr, cookie, cleanup, nil
+	return &signedInProxy{cmd: cmd, addr: pxAddr, cookie: cookie, cfgPath: cfgPath, cfgBase: cfg, cleanup: cleanup}, nil
 }
 
 // signIn goes through the sign-in as a browser would and returns the

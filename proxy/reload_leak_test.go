@@ -1,0 +1,35 @@
+package proxy_test
+
+import (
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/oidc-proxy/oidc-proxy/config"
+)
+
+// TestReloadsLeaveNothingRunning: a hundred reloads leave no goroutine
+// behind.
+func TestReloadsLeaveNothingRunning(t *testing.T) {
+	s := newStand(t, nil, nil)
+	alice := s.signIn("/")
+	navigate(t, alice, s.url+"/")
+	time.Sleep(100 * time.Millisecond)
+	before := runtime.NumGoroutine()
+	for i := range 100 {
+		if _, err := s.proxy.Reload(s.config(func(c *config.Config) { c.PublicPaths = []string{"/p" + string(rune('a'+i%26))} })); err != nil {
+			t.Fatal(err)
+		}
+		navigate(t, alice, s.url+"/")
+	}
+	var after int
+	for range 50 {
+		time.Sleep(20 * time.Millisecond)
+		if after = runtime.NumGoroutine(); after <= before+2 {
+			return
+		}
+	}
+	buf := make([]byte, 1<<20)
+	n := runtime.Stack(buf, true)
+	t.Errorf("goroutines: %d before 100 reloads, %d after\n%s", before, after, buf[:n])
+}
