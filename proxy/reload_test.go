@@ -46,9 +46,24 @@ func TestReloadTakesEffectForHeldSessions(t *testing.T) {
 	if resp, body := navigate(t, alice, s.url+"/"); resp.StatusCode != 200 || !strings.Contains(body, "hello alice") {
 		t.Errorf("alice after the second reload: %d %s", resp.StatusCode, body)
 	}
+	// The provider client's settings apply too: a wrong client secret
+	// fails the next sign-in at the token endpoint, the right one again
+	// lets it through; discovery is kept all along.
+	if _, err := s.proxy.Reload(s.config(func(c *config.Config) { c.OIDC.ClientSecret = "not-the-secret" })); err != nil {
+		t.Fatal(err)
+	}
+	c := s.browser()
+	resp, _ := navigate(t, c, s.url+"/")
+	if resp, _ := login(t, c, resp, "alice", alicePassword); resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("a sign-in with the wrong client secret: %d", resp.StatusCode)
+	}
+	if _, err := s.proxy.Reload(s.config()); err != nil {
+		t.Fatal(err)
+	}
+	s.signIn("/")
 	m := metricsOf(t, s)
 	for _, want := range []string{
-		`oidc_proxy_config_reloads_total{result="success"} 2`,
+		`oidc_proxy_config_reloads_total{result="success"} 4`,
 		`oidc_proxy_config_reloads_total{result="failure"} 0`,
 		`oidc_proxy_idp_request_duration_seconds_count{endpoint="discovery"} 1`,
 		`oidc_proxy_config_last_reload_success_timestamp_seconds 1.`,

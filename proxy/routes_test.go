@@ -297,6 +297,21 @@ func TestRoutesServeByHostAndPath(t *testing.T) {
 	if resp, body := do(t, c, req); !strings.Contains(body, "grafana for") {
 		t.Errorf("an untrusted X-Forwarded-Host changed the route: %d %s", resp.StatusCode, body)
 	}
+	// From a trusted front proxy, X-Forwarded-Host routes: notes's public
+	// /explore passes, grafana's would need a session.
+	for _, tc := range []struct {
+		peer string
+		want int
+	}{{"10.9.9.9:1", http.StatusOK}, {"10.9.9.8:1", http.StatusUnauthorized}} {
+		req := httptest.NewRequest(http.MethodGet, "/explore", nil)
+		req.Host, req.RemoteAddr = "grafana.localhost", tc.peer
+		req.Header.Set("X-Forwarded-Host", "notes.localhost")
+		rec := httptest.NewRecorder()
+		rs.proxy.ServeHTTP(rec, req)
+		if rec.Code != tc.want {
+			t.Errorf("X-Forwarded-Host from %s: %d, want %d", tc.peer, rec.Code, tc.want)
+		}
+	}
 	// The health checks answer on any host (a probe names the pod by its
 	// address).
 	req, _ = http.NewRequest(http.MethodGet, "http://127.0.0.1:"+rs.port+"/oauth2/healthz", nil)
