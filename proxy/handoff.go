@@ -55,12 +55,8 @@ func (p *Proxy) away(host string) bool { return !p.single() && host != "" && hos
 // host: a login cookie here binds the browser, the sign-in host does the
 // rest.
 func (p *Proxy) startAway(w http.ResponseWriter, r *http.Request, host, ret string) {
-	f := flow{State: randomToken(), Return: ret, Created: p.now().Unix()}
-	payload, _ := json.Marshal(f)
-	p.dropOldFlows(w, r)
-	if _, err := p.flows.Write(w, r, p.flowCookieName(f.State), payload, flowLifetime); err != nil {
-		p.log.Error("sign-in: write login cookie", "err", err)
-		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "The proxy could not start the sign-in.")
+	f := flow{State: randomToken(), Return: ret}
+	if !p.keepFlow(w, r, &f) {
 		return
 	}
 	q := url.Values{"rd": {p.originOf(host).String() + ret}, "hs": {f.State}}

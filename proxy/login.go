@@ -123,17 +123,27 @@ func (p *Proxy) beginFlow(w http.ResponseWriter, r *http.Request, f flow) {
 			"The proxy cannot reach the identity provider yet. Please try again in a moment.")
 		return
 	}
-	f.State, f.Nonce, f.Verifier, f.Created = randomToken(), randomToken(), oauth2.GenerateVerifier(), p.now().Unix()
-	payload, _ := json.Marshal(f)
-	p.dropOldFlows(w, r)
-	if _, err := p.flows.Write(w, r, p.flowCookieName(f.State), payload, flowLifetime); err != nil {
-		p.log.Error("sign-in: write login cookie", "err", err)
-		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "The proxy could not start the sign-in.")
+	f.State, f.Nonce, f.Verifier = randomToken(), randomToken(), oauth2.GenerateVerifier()
+	if !p.keepFlow(w, r, &f) {
 		return
 	}
 	url := op.AuthCodeURL(f.State, f.Nonce, f.Verifier)
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, url, http.StatusFound)
+}
+
+// keepFlow writes f (dated now) into a new login cookie named by its
+// state, making room for it; on failure it answers and reports false.
+func (p *Proxy) keepFlow(w http.ResponseWriter, r *http.Request, f *flow) bool {
+	f.Created = p.now().Unix()
+	payload, _ := json.Marshal(f)
+	p.dropOldFlows(w, r)
+	if _, err := p.flows.Write(w, r, p.flowCookieName(f.State), payload, flowLifetime); err != nil {
+		p.log.Error("sign-in: write login cookie", "err", err)
+		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "The proxy could not start the sign-in.")
+		return false
+	}
+	return true
 }
 
 // dropOldFlows keeps at most maxFlows-1 pending sign-ins in the browser,

@@ -174,21 +174,7 @@ func (rs *routesStand) serve(ln net.Listener) replica {
 			t.Logf("proxy log:\n%s", rs.logs.String())
 		}
 	})
-	p, err := build(cfg, proxy.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	p.Start(ctx)
-	srv := httptest.NewUnstartedServer(nil)
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.Config = proxy.NewServer("", p.Proxy, log)
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return p
+	return startReplica(t, cfg, proxy.Options{Logger: log}, ln)
 }
 
 func (rs *routesStand) url(host, path string) string {

@@ -183,7 +183,14 @@ session:
 		}
 	})
 	now := func() time.Time { return time.Now().Add(time.Duration(s.skew.Load())) }
-	p, err := build(cfg, proxy.Options{Logger: log, Now: now})
+	return startReplica(t, cfg, proxy.Options{Logger: log, Now: now}, proxyLn)
+}
+
+// startReplica builds a proxy of cfg, starts it and serves it on ln
+// until the test ends.
+func startReplica(t *testing.T, cfg *config.Config, opts proxy.Options, ln net.Listener) replica {
+	t.Helper()
+	p, err := build(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,8 +200,8 @@ session:
 	p.Start(ctx)
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Listener.Close()
-	srv.Listener = proxyLn
-	srv.Config = proxy.NewServer("", p.Proxy, log)
+	srv.Listener = ln
+	srv.Config = proxy.NewServer("", p.Proxy, opts.Logger)
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return p
