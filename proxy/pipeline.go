@@ -47,6 +47,17 @@ func (p *Proxy) requestPath() http.Handler {
 // are the sign-in host's (external_url), the health checks and
 // forward-auth (which routes by what the front proxy says).
 func (p *Proxy) routeStep(common http.Handler) http.Handler {
+	if all := p.routes.all; all != nil { // one route on every host: no host to read
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			exchangeFrom(r.Context()).route = all
+			if strings.HasPrefix(r.URL.Path, Prefix) {
+				w.Header().Set("Cache-Control", "no-store")
+				all.own.ServeHTTP(w, r)
+				return
+			}
+			all.handler.ServeHTTP(w, r)
+		})
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host := p.requestHost(r)
 		rt := p.routes.match(host, r.URL.Path)

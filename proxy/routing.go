@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"net"
 	"net/http"
-	"net/netip"
 	"path"
 	"slices"
 	"strings"
@@ -71,7 +70,11 @@ func (t *routeTable) match(host, p string) *Route {
 	if len(list) == 1 && list[0].prefix == "" {
 		return list[0] // the common case: one route per host
 	}
-	clean := path.Clean("/" + p)
+	clean := p
+	if !strings.HasPrefix(clean, "/") {
+		clean = "/" + clean
+	}
+	clean = path.Clean(clean) // no allocation for a path already clean
 	for _, rt := range list {
 		if rt.prefix == "" || clean == rt.prefix || strings.HasPrefix(clean, rt.prefix+"/") {
 			return rt
@@ -90,16 +93,15 @@ func normalHost(h string) string {
 	if h == "" || len(h) > 260 {
 		return ""
 	}
-	if host, _, err := net.SplitHostPort(h); err == nil {
+	if strings.Contains(h, ":") { // SplitHostPort allocates an error for a host without a port
+		host, _, err := net.SplitHostPort(h)
+		if err != nil {
+			return "" // a bare IPv6 address, or junk
+		}
 		h = host
-	} else if strings.Contains(h, ":") {
-		return "" // a bare IPv6 address, or junk
 	}
-	if h == "" {
-		return ""
-	}
-	if _, err := netip.ParseAddr(h); err == nil {
-		return ""
+	if h == "" || strings.Contains(h, ":") || strings.Trim(h, "0123456789.") == "" {
+		return "" // an IP address (or all digits: no name a route can have)
 	}
 	for i := 0; i < len(h); i++ {
 		c := h[i]

@@ -201,3 +201,15 @@ func FuzzRouting(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkRouteMatch is finding the route of a request among several:
+// the Host read, normalized and matched, the path matched by prefix.
+func BenchmarkRouteMatch(b *testing.B) {
+	p := routingProxy()
+	b.ReportAllocs()
+	for b.Loop() {
+		if p.routes.match(normalHost("Apps.Example.com:443"), "/a/b/c") == nil || p.routes.match(normalHost("q.wild.example.com"), "/x/1") == nil {
+			b.Fatal("no route")
+		}
+	}
+}
