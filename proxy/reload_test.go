@@ -1,10 +1,13 @@
 package proxy_test
 
 import (
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/oidc-proxy/oidc-proxy/config"
 )
@@ -170,5 +173,49 @@ func TestReloadAddsARoute(t *testing.T) {
 	}
 	if user, _ := memosWhoAmI(t, c, rs.url("notes.localhost", "")); user != "alice" {
 		t.Errorf("Memos after the reload: %q", user)
+	}
+}
+
+// TestReloadKeepsConnections: a WebSocket opened before five reloads
+// still echoes after them, and a slow request that was in flight during
+// one completes; new requests follow the new configuration.
+func TestReloadKeepsConnections(t *testing.T) {
+	s := newStand(t, nil, nil)
+	c := s.signIn("/")
+	s.handle(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(500 * time.Millisecond)
+			io.WriteString(w, "slow done")
+			return
+		}
+		wsEcho(w, r)
+	})
+	conn, br := openWebSocket(t, s, c)
+	br.ReadString('\n')
+	slow := make(chan string, 1)
+	go func() {
+		resp, err := c.Get(s.url + "/slow")
+		if err != nil {
+			slow <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		slow <- fmt.Sprint(resp.StatusCode, " ", string(b))
+	}()
+	time.Sleep(100 * time.Millisecond)
+	for i := range 5 {
+		if _, err := s.proxy.Reload(s.config(func(c *config.Config) {
+			c.PublicPaths = []string{fmt.Sprintf("/p%d", i)}
+		})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := <-slow; got != "200 slow done" {
+		t.Errorf("the request in flight during the reloads: %s", got)
+	}
+	fmt.Fprint(conn, "after the reloads\n")
+	if line, err := br.ReadString('\n'); line != "after the reloads\n" {
+		t.Errorf("the WebSocket after the reloads: %q %v", line, err)
 	}
 }

@@ -56,28 +56,50 @@ func TestServerSentEventsFlowUnbuffered(t *testing.T) {
 func TestWebSocketUpgradePasses(t *testing.T) {
 	s := newStand(t, nil, nil)
 	c := s.signIn("/")
-	s.handle(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "websocket" {
-			http.Error(w, "want websocket", 400)
-			return
-		}
-		conn, rw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		sum := sha1.Sum([]byte(r.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-		fmt.Fprintf(rw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-			base64.StdEncoding.EncodeToString(sum[:]))
-		fmt.Fprintf(rw, "user=%s\n", r.Header.Get("Remote-User"))
-		rw.Flush()
-		io.Copy(conn, rw) // echo
-	})
+	s.handle(wsEcho)
+	conn, br := openWebSocket(t, s, c)
+	line, _ := br.ReadString('\n')
+	if line != "user=alice\n" {
+		t.Errorf("upstream saw %q", line)
+	}
+	fmt.Fprint(conn, "ping\n")
+	if line, _ := br.ReadString('\n'); line != "ping\n" {
+		t.Errorf("echo: %q", line)
+	}
+	if h := s.lastSeen().Header; len(h.Values("Remote-User")) != 1 || h.Get("Remote_User") != "" {
+		t.Errorf("spoofed identity on the upgrade: %v", h)
+	}
+}
+
+// wsEcho is an upstream WebSocket endpoint: it names the user it was
+// told of, then echoes.
+func wsEcho(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Upgrade") != "websocket" {
+		http.Error(w, "want websocket", 400)
+		return
+	}
+	conn, rw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	sum := sha1.Sum([]byte(r.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	fmt.Fprintf(rw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+		base64.StdEncoding.EncodeToString(sum[:]))
+	fmt.Fprintf(rw, "user=%s\n", r.Header.Get("Remote-User"))
+	rw.Flush()
+	io.Copy(conn, rw) // echo
+}
+
+// openWebSocket upgrades a connection through the proxy with c's session
+// (and forged identity headers) and returns it past the 101.
+func openWebSocket(t *testing.T, s *stand, c *http.Client) (net.Conn, *bufio.Reader) {
+	t.Helper()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	var cookies []string
 	for _, ck := range sessionCookies(c, s.url) {
 		cookies = append(cookies, ck.Name+"="+ck.Value)
@@ -91,17 +113,7 @@ func TestWebSocketUpgradePasses(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("upgrade: %v %v", resp, err)
 	}
-	line, _ := br.ReadString('\n')
-	if line != "user=alice\n" {
-		t.Errorf("upstream saw %q", line)
-	}
-	fmt.Fprint(conn, "ping\n")
-	if line, _ := br.ReadString('\n'); line != "ping\n" {
-		t.Errorf("echo: %q", line)
-	}
-	if h := s.lastSeen().Header; len(h.Values("Remote-User")) != 1 || h.Get("Remote_User") != "" {
-		t.Errorf("spoofed identity on the upgrade: %v", h)
-	}
+	return conn, br
 }
 
 // zeros is a reader of n zero bytes that allocates nothing.
