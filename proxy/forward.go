@@ -75,10 +75,35 @@ func (p *Proxy) upstreamAnswered(rt *Route, resp *http.Response) error {
 		x.stream = true
 		p.metrics.streams.Inc()
 	}
+	if _, ok := resp.Header["Set-Cookie"]; ok {
+		p.dropOwnCookies(rt, resp.Header)
+	}
 	for _, in := range rt.integrations {
-		in.Answered(resp)
+		in.Answered(resp) // may set the proxy's cookies itself
 	}
 	return nil
+}
+
+// dropOwnCookies removes what an upstream sets of the proxy's cookies
+// (the session, its chunks, the login cookies): an application may not
+// plant a session, its own or anyone's, in a browser.
+func (p *Proxy) dropOwnCookies(rt *Route, h http.Header) {
+	name := p.store.CookieName()
+	kept := h["Set-Cookie"][:0:0]
+	for _, line := range h["Set-Cookie"] {
+		k, _, _ := strings.Cut(line, "=")
+		k = strings.TrimSpace(k)
+		if strings.EqualFold(k, name) || len(k) > len(name) && strings.EqualFold(k[:len(name)+1], name+"_") {
+			p.log.Warn("the upstream set one of the proxy's cookies; dropped", "route", rt.name, "cookie", k)
+			continue
+		}
+		kept = append(kept, line)
+	}
+	if len(kept) == 0 {
+		delete(h, "Set-Cookie")
+		return
+	}
+	h["Set-Cookie"] = kept
 }
 
 // upstreamError answers when the upstream cannot be reached.

@@ -596,3 +596,21 @@ func TestRoutesMetricsCheckAndCookies(t *testing.T) {
 		t.Errorf("check error: %v", err)
 	}
 }
+
+// TestUpstreamCannotSetTheProxysCookies: an application's Set-Cookie of
+// the session cookie, a chunk of it or a login cookie is dropped (it could
+// plant a session in a browser); its own cookies pass.
+func TestUpstreamCannotSetTheProxysCookies(t *testing.T) {
+	s := newStand(t, nil, nil)
+	c := s.signIn("/")
+	s.handle(func(w http.ResponseWriter, r *http.Request) {
+		for _, v := range []string{"oidc_proxy=planted; Path=/", "OIDC_PROXY_1=planted", "oidc_proxy_login_abc=x; Domain=example.com", "app=kept; Path=/", "oidc_proxyx=kept"} {
+			w.Header().Add("Set-Cookie", v)
+		}
+	})
+	resp, _ := do(t, noRedirect(c), mustReq(http.MethodGet, s.url+"/"))
+	got := strings.Join(resp.Header.Values("Set-Cookie"), "\n")
+	if strings.Contains(got, "planted") || strings.Contains(got, "oidc_proxy_login_abc") || !strings.Contains(got, "app=kept") || !strings.Contains(got, "oidc_proxyx=kept") {
+		t.Errorf("Set-Cookie that reached the browser:\n%s", got)
+	}
+}
