@@ -86,11 +86,18 @@ func (p *Proxy) routeStep(common http.Handler) http.Handler {
 	})
 }
 
-// hostFree are the endpoints every host answers: the health checks (a
-// probe names the pod by its address) and forward-auth (routed by the
-// front proxy's X-Forwarded-Host).
+// hostFree are the endpoints every host answers, however it is named:
+// the health checks (a probe names the pod by its address), forward-auth
+// (routed by the front proxy's X-Forwarded-Host), the signed identity's
+// key set (an application may fetch it by an internal name) and
+// back-channel logout (the provider may post to one; the logout token is
+// what is checked).
 func hostFree(path string) bool {
-	return path == Prefix+"healthz" || path == Prefix+"readyz" || path == Prefix+"auth"
+	switch strings.TrimPrefix(path, Prefix) {
+	case "healthz", "readyz", "auth", "jwks.json", "backchannel_logout":
+		return true
+	}
+	return false
 }
 
 // notFound answers a request for a host (or path) no route serves.

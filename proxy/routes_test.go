@@ -304,6 +304,18 @@ func TestRoutesServeByHostAndPath(t *testing.T) {
 	if resp, _ := do(t, c, req); resp.StatusCode != 200 {
 		t.Errorf("healthz by address: %d", resp.StatusCode)
 	}
+	// So do back-channel logout (a bad token: 400, not 404) and the key
+	// set (none configured: 404 from the proxy's own mux, as JSON).
+	req, _ = http.NewRequest(http.MethodPost, "http://127.0.0.1:"+rs.port+"/oauth2/backchannel_logout", strings.NewReader("logout_token=x"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if resp, _ := do(t, c, req); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("backchannel_logout by address: %d", resp.StatusCode)
+	}
+	// Other endpoints of the proxy are not served on a host no route has.
+	req, _ = http.NewRequest(http.MethodGet, "http://127.0.0.1:"+rs.port+"/oauth2/userinfo", nil)
+	if resp, _ := do(t, c, req); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("userinfo by address: %d", resp.StatusCode)
+	}
 }
 
 func TestRoutesOneSignInPolicyPerRoute(t *testing.T) {
