@@ -48,7 +48,7 @@ func (p *Proxy) handleSignOut(w http.ResponseWriter, r *http.Request) {
 	host := p.requestHost(r)
 	// Looked up, not kept up: no refresh is spent on a session that ends.
 	var s *session.Session
-	id, err := p.lookupIdentity(w, r, p.routeOf(r), p.now())
+	id, err := p.lookupIdentity(w, r, p.routeFor(r), p.now())
 	if id != nil {
 		s = id.session
 		p.endSession(r, id) // a copy of the cookie is no good either
@@ -136,9 +136,9 @@ func (p *Proxy) signOutHops() []string {
 	return append(hops, p.external.String())
 }
 
-// routeOf is the route a request's /oauth2/ endpoint works for: the one
+// routeFor is the route a request's /oauth2/ endpoint works for: the one
 // found for its host, else the first.
-func (p *Proxy) routeOf(r *http.Request) *Route {
+func (p *Proxy) routeFor(r *http.Request) *Route {
 	if x := exchangeFrom(r.Context()); x != nil && x.route != nil {
 		return x.route
 	}
@@ -147,7 +147,7 @@ func (p *Proxy) routeOf(r *http.Request) *Route {
 
 // handleUserinfo shows the signed-in identity as JSON.
 func (p *Proxy) handleUserinfo(w http.ResponseWriter, r *http.Request) {
-	id, err := p.loadIdentity(w, r, p.routeOf(r))
+	id, err := p.loadIdentity(w, r, p.routeFor(r))
 	if err != nil {
 		p.storeUnavailable(w, r, err)
 		return

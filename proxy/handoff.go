@@ -74,6 +74,8 @@ func (p *Proxy) startHome(w http.ResponseWriter, r *http.Request, target, path s
 		http.Redirect(w, r, p.originOf(target).String()+Prefix+"start?"+url.Values{"rd": {path}}.Encode(), http.StatusFound)
 		return
 	}
+	// The sign-in host's own session; any route's deriver will do: only
+	// the entry is handed on, each route judges it by its own rules.
 	id, err := p.loadIdentity(w, r, p.routes.routes[0])
 	if err != nil {
 		p.storeUnavailable(w, r, err)

@@ -177,6 +177,13 @@ type idpTransport struct {
 	m    *metrics
 }
 
+// CloseIdleConnections closes the idle connections of the transport below.
+func (t idpTransport) CloseIdleConnections() {
+	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 func (t idpTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	endpoint := rp.Endpoint(r.Context())
 	if endpoint == "" {

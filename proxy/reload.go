@@ -51,15 +51,16 @@ func (p *Proxy) Reload(cfg *config.Config) (needRestart []string, err error) {
 		sh.metrics.reloaded(false, time.Now())
 		return needRestart, err
 	}
-	if !g.oidc.Inherit(prev.oidc) && prev.oidc.Issuer() == g.oidc.Issuer() && prev.oidc.Provider() != nil {
-		p.log.Warn("reload: the provider's discovery could not be kept")
-	}
+	g.oidc.Inherit(prev.oidc) // else g.start discovers anew (a new issuer)
 	if sh.started != nil {
 		g.start(sh.started)
 	}
 	sh.live.Store(g)
 	if prev.stop != nil {
 		prev.stop()
+	}
+	if prev.oidc != g.oidc {
+		prev.oidc.CloseIdleConnections() // its requests in flight finish
 	}
 	sh.metrics.reloaded(true, time.Now())
 	return needRestart, nil

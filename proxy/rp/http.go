@@ -37,6 +37,16 @@ func NewHTTPClient(caFile string, timeout time.Duration) (*http.Client, error) {
 // limitTransport makes reading past maxResponse bytes of a body an error.
 type limitTransport struct{ next http.RoundTripper }
 
+// CloseIdleConnections closes the idle connections of the transport below.
+func (t limitTransport) CloseIdleConnections() { closeIdle(t.next) }
+
+// closeIdle closes rt's idle connections, when it keeps any.
+func closeIdle(rt http.RoundTripper) {
+	if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 func (t limitTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(r)
 	if err != nil {

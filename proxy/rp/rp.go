@@ -89,6 +89,10 @@ func (c *Client) ClientID() string { return c.cfg.ClientID }
 // AuthMethod names the token endpoint's client authentication.
 func (c *Client) AuthMethod() string { return c.cfg.AuthMethod }
 
+// CloseIdleConnections closes the client's idle connections to the
+// provider (a client replaced by a reload); requests in flight finish.
+func (c *Client) CloseIdleConnections() { c.cfg.HTTPClient.CloseIdleConnections() }
+
 // Provider is what discovery found, or nil before it succeeded.
 func (c *Client) Provider() *Provider { return c.provider.Load() }
 
