@@ -87,9 +87,15 @@ func (p *Proxy) handleSignOut(w http.ResponseWriter, r *http.Request) {
 		for next := hop + 1; next < len(p.hops); next++ {
 			if p.hops[next] != here {
 				q := url.Values{"hop": {strconv.Itoa(next)}, "rd": {back}}
+				if hint := p.carryHint(r, s); hint != "" {
+					q.Set("hint", hint)
+				}
 				http.Redirect(w, r, p.hops[next]+Prefix+"sign_out?"+q.Encode(), http.StatusFound)
 				return
 			}
+		}
+		if s == nil { // ended at the first host: its ID token came along
+			s = p.takeHint(r)
 		}
 	}
 	dest := back
@@ -191,4 +197,36 @@ func (p *Proxy) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Write([]byte("ready\n"))
+}
+
+// carryHint keeps, for the last host of a sign-out's way, the ID token of
+// the session ended at its first (the provider's id_token_hint): under a
+// one-time code for two minutes, never in the URL itself. It passes on a
+// code it was given.
+func (p *Proxy) carryHint(r *http.Request, s *session.Session) string {
+	if code := r.FormValue("hint"); validState(code) {
+		return code
+	}
+	if s == nil || s.IDToken == "" {
+		return ""
+	}
+	code := randomToken()
+	if err := p.store.Keep(r.Context(), "signout", code, []byte(s.IDToken), 2*time.Minute); err != nil {
+		p.log.Warn("sign-out: the ID token could not be kept for the provider's logout", "err", err)
+		return ""
+	}
+	return code
+}
+
+// takeHint is the session whose ID token carryHint kept, or nil.
+func (p *Proxy) takeHint(r *http.Request) *session.Session {
+	code := r.FormValue("hint")
+	if !validState(code) {
+		return nil
+	}
+	tok, err := p.store.Take(r.Context(), "signout", code, true)
+	if err != nil {
+		return nil
+	}
+	return &session.Session{IDToken: string(tok)}
 }

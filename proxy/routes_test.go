@@ -119,7 +119,7 @@ routes:
 
 // newRoutesStand starts the OP, the apps, fake Memos and the proxy;
 // store is a session block line ("" for cookies).
-func newRoutesStand(t *testing.T, store string) *routesStand {
+func newRoutesStand(t *testing.T, store string, opEdits ...func(*testop.Config)) *routesStand {
 	t.Helper()
 	rs := &routesStand{t: t, logs: &syncBuffer{}, apps: map[string]*app{}, extras: map[string]string{}}
 	proxyLn, opLn, bridgeLn := listen(t), listen(t), listen(t)
@@ -129,8 +129,12 @@ func newRoutesStand(t *testing.T, store string) *routesStand {
 		{Username: "alice", Password: alicePassword, Name: "Alice Liddell", Email: "alice@example.com", Groups: []string{"admins", "users"}},
 		{Username: "bob", Password: bobPassword, Name: "Bob", Email: "bob@example.com", Groups: []string{"users"}},
 	}
-	op, err := testop.New(issuer, testop.Config{ClientID: "memos", ClientSecret: clientSecret,
-		RedirectURIs: []string{rs.url("auth.localhost", "/oauth2/callback")}, Users: users})
+	opCfg := testop.Config{ClientID: "memos", ClientSecret: clientSecret,
+		RedirectURIs: []string{rs.url("auth.localhost", "/oauth2/callback")}, Users: users}
+	for _, e := range opEdits {
+		e(&opCfg)
+	}
+	op, err := testop.New(issuer, opCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -625,4 +629,39 @@ func TestUpstreamCannotSetTheProxysCookies(t *testing.T) {
 	if strings.Contains(got, "planted") || strings.Contains(got, "oidc_proxy_login_abc") || !strings.Contains(got, "app=kept") || !strings.Contains(got, "oidc_proxyx=kept") {
 		t.Errorf("Set-Cookie that reached the browser:\n%s", got)
 	}
+}
+
+// TestRoutesSignOutReachesTheProvider: a sign-out that passes other hosts
+// first still gives the provider's end_session_endpoint the ID token of
+// the session it ended, and returns to the page's host.
+func TestRoutesSignOutReachesTheProvider(t *testing.T) {
+	rs := newRoutesStand(t, "", func(o *testop.Config) { o.EndSession = true })
+	c := rs.browser()
+	rs.signIn(c, "grafana.localhost", "/", "alice", alicePassword)
+	nr := noRedirect(c)
+	next := rs.url("grafana.localhost", "/oauth2/sign_out?rd=%2Fbye")
+	var hosts []string
+	for range 5 {
+		resp, _ := navigate(t, nr, next)
+		if resp.StatusCode != http.StatusFound {
+			t.Fatalf("sign-out at %s: %d", next, resp.StatusCode)
+		}
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		if strings.HasSuffix(loc.Path, "/end_session") {
+			q := loc.Query()
+			if q.Get("id_token_hint") == "" || q.Get("post_logout_redirect_uri") != rs.url("grafana.localhost", "/bye") {
+				t.Errorf("end_session parameters: %v", q)
+			}
+			if strings.Join(hosts, " ") != "notes.localhost auth.localhost" {
+				t.Errorf("the sign-out passed %v", hosts)
+			}
+			return
+		}
+		hosts = append(hosts, loc.Hostname())
+		if strings.Contains(loc.RawQuery, "eyJ") {
+			t.Errorf("an ID token in a URL: %s", loc)
+		}
+		next = loc.String()
+	}
+	t.Fatalf("the sign-out never reached the provider (passed %v)", hosts)
 }
