@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -70,7 +71,7 @@ func (p *Proxy) routeStep(common http.Handler) http.Handler {
 				rt.own.ServeHTTP(w, r)
 			case host == p.home || hostFree(r.URL.Path):
 				common.ServeHTTP(w, r)
-			case p.routes.serves(host): // a host whose routes all have a path
+			case len(p.routes.onHost(host)) > 0: // a host whose routes all have a path
 				x.route = p.routes.onHost(host)[0]
 				x.route.own.ServeHTTP(w, r)
 			default:
@@ -132,10 +133,16 @@ func (p *Proxy) record(next http.Handler) http.Handler {
 // identity header the proxy sets, for any route. (Trailers are stripped
 // on the way out, in rewrite: they arrive after the body.)
 func (p *Proxy) strip(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for _, rt := range p.routes.routes {
-			rt.headers.strip(r.Header)
+	var all identityHeaders // every route's names, each once
+	for _, rt := range p.routes.routes {
+		for _, n := range rt.headers.norm {
+			if !slices.Contains(all.norm, n) {
+				all.norm = append(all.norm, n)
+			}
 		}
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		all.strip(r.Header)
 		next.ServeHTTP(w, r)
 	})
 }
