@@ -214,6 +214,9 @@ func (p *Proxy) allowedReturn(rd string) (host, pathQuery string, ok bool) {
 	if host == "" || host != u.Hostname() || (host != p.home && !p.routes.serves(host)) {
 		return "", "", false
 	}
+	if want := p.external.Port(); u.Host != host && u.Host != host+":"+want || want == "" && u.Host != host {
+		return "", "", false // an empty port ("host:") or another spelling of the same one
+	}
 	prefix := u.Scheme + "://" + u.Host
 	pathQuery = strings.TrimPrefix(rd, prefix)
 	if pathQuery == rd {
