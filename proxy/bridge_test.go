@@ -346,9 +346,7 @@ func TestMemosBridgePersonalAccessTokens(t *testing.T) {
 	if resp, _ := call("memos_pat_" + randomHex()); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("an unknown token: %d", resp.StatusCode)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range s.seen[before:] {
+	for _, r := range s.seen.since(before) {
 		if r.URL.Path == "/api/v1/memos" {
 			t.Errorf("an unknown token reached Memos")
 		}

@@ -325,9 +325,7 @@ func TestHostileProviderRefused(t *testing.T) {
 			if strings.Contains(tt.name, "earlier flow") {
 				// A first flow, whose nonce the provider then replays.
 				navigate(t, s.browser(), s.url+"/")
-				s.mu.Lock()
-				s.seen = nil
-				s.mu.Unlock()
+				s.seen.reset()
 			}
 			c := s.browser()
 			resp, body := navigate(t, c, s.url+"/private")

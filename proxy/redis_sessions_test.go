@@ -60,13 +60,11 @@ func TestRedisRefreshAcrossReplicas(t *testing.T) {
 	if n := refreshRequests(s); n != 1 {
 		t.Errorf("%d refresh requests for 50 concurrent requests on 2 replicas, want 1", n)
 	}
-	s.mu.Lock()
-	for _, r := range s.seen[len(s.seen)-50:] {
+	for _, r := range s.seen.since(s.seenCount() - 50) {
 		if got := r.Header.Get("Remote-Name"); got != "Alice Renewed" {
 			t.Errorf("a request went upstream as %q", got)
 		}
 	}
-	s.mu.Unlock()
 	// Later requests on either replica: renewed, no more token requests.
 	for _, base := range []string{s.url, replica, s.url} {
 		get(t, base, "/later", cookie)

@@ -62,9 +62,7 @@ func TestConcurrentRefreshSpendsTokenOnce(t *testing.T) {
 	if n := refreshRequests(s); n != 1 {
 		t.Errorf("%d refresh requests for 50 concurrent requests, want 1", n)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range s.seen[len(s.seen)-50:] {
+	for _, r := range s.seen.since(s.seenCount() - 50) {
 		if got := r.Header.Get("Remote-Name"); got != "Alice Concurrent" {
 			t.Errorf("a request went upstream as %q", got)
 		}

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,36 +25,18 @@ import (
 type app struct {
 	name string
 	srv  *httptest.Server
-	mu   sync.Mutex
-	seen []*http.Request
+	received
 }
 
 func newApp(t *testing.T, name string) *app {
 	a := &app{name: name}
 	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a.mu.Lock()
-		a.seen = append(a.seen, r.Clone(context.Background()))
-		a.mu.Unlock()
+		a.record(r)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, "<!doctype html><title>%[1]s</title><h1 id=\"app\">%[1]s for %[2]q %[3]q at %[4]s</h1>", a.name, r.Header.Get("Remote-User"), r.Header.Get("X-Webauth-User"), r.URL.Path)
 	}))
 	t.Cleanup(a.srv.Close)
 	return a
-}
-
-func (a *app) count() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.seen)
-}
-
-func (a *app) last() *http.Request {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if len(a.seen) == 0 {
-		return nil
-	}
-	return a.seen[len(a.seen)-1]
 }
 
 // routesStand is one proxy (or replicas sharing a store) serving several

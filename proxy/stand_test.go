@@ -11,6 +11,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,8 +49,8 @@ type stand struct {
 	// opDown makes the OP answer 503 to everything.
 	opDown atomic.Bool
 
+	seen received // requests the upstream received
 	mu   sync.Mutex
-	seen []*http.Request // requests the upstream received
 	// upstreamHandler, when set, answers instead of the recorder's default.
 	upstreamHandler http.HandlerFunc
 }
@@ -136,8 +137,8 @@ func (s *stand) startProxy(proxyLn net.Listener, issuer string, edit func(*confi
 	t := s.t
 	s.url = "http://" + proxyLn.Addr().String()
 	s.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.seen.record(r)
 		s.mu.Lock()
-		s.seen = append(s.seen, r.Clone(context.Background()))
 		h := s.upstreamHandler
 		s.mu.Unlock()
 		if h != nil {
@@ -254,19 +255,50 @@ func (s *stand) waitReady() {
 }
 
 // lastSeen returns the last request the upstream received, or nil.
-func (s *stand) lastSeen() *http.Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.seen) == 0 {
-		return nil
-	}
-	return s.seen[len(s.seen)-1]
+func (s *stand) lastSeen() *http.Request { return s.seen.last() }
+
+func (s *stand) seenCount() int { return s.seen.count() }
+
+// received records the requests a test upstream receives.
+type received struct {
+	mu   sync.Mutex
+	reqs []*http.Request
 }
 
-func (s *stand) seenCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.seen)
+func (rc *received) record(r *http.Request) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.reqs = append(rc.reqs, r.Clone(context.Background()))
+}
+
+func (rc *received) count() int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return len(rc.reqs)
+}
+
+// last is the last request received, or nil.
+func (rc *received) last() *http.Request {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if len(rc.reqs) == 0 {
+		return nil
+	}
+	return rc.reqs[len(rc.reqs)-1]
+}
+
+// since are the requests received after the first n.
+func (rc *received) since(n int) []*http.Request {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return slices.Clone(rc.reqs[n:])
+}
+
+// reset forgets every request received so far.
+func (rc *received) reset() {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.reqs = nil
 }
 
 // browser is a client with a cookie jar that follows redirects, as a
