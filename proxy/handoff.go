@@ -207,15 +207,15 @@ func (p *Proxy) allowedReturn(rd string) (host, pathQuery string, ok bool) {
 		}
 	}
 	u, err := url.Parse(rd)
-	if err != nil || u.Scheme != p.external.Scheme || u.User != nil || u.Opaque != "" || u.Host == "" || u.Port() != p.external.Port() {
+	if err != nil || u.Scheme != p.external.Scheme || u.User != nil || u.Opaque != "" {
 		return "", "", false
 	}
+	// The origin given must be, to the letter, the one the proxy builds
+	// for the host: no other spelling of it (upper case, an empty port
+	// "host:", another port).
 	host = normalHost(u.Host)
-	if host == "" || host != u.Hostname() || (host != p.home && !p.routes.serves(host)) {
+	if host == "" || u.Host != p.originOf(host).Host || (host != p.home && !p.routes.serves(host)) {
 		return "", "", false
-	}
-	if want := p.external.Port(); u.Host != host && u.Host != host+":"+want || want == "" && u.Host != host {
-		return "", "", false // an empty port ("host:") or another spelling of the same one
 	}
 	prefix := u.Scheme + "://" + u.Host
 	pathQuery = strings.TrimPrefix(rd, prefix)
