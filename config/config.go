@@ -32,6 +32,11 @@ type Config struct {
 	// PreserveHost sends the client's Host header to the upstream (Memos
 	// grants credentialed CORS only when Origin matches Host). Default true.
 	PreserveHost *bool `yaml:"preserve_host"`
+	// WebSockets lets a WebSocket handshake (a GET with Upgrade: websocket
+	// and the handshake headers) switch the connection to the upstream.
+	// Every other upgrade is dropped from the request whatever this says
+	// (see the README's security section). Default true.
+	WebSockets *bool `yaml:"websockets"`
 
 	// TLS, when set, makes the proxy serve https itself (with HTTP/2).
 	TLS TLS `yaml:"tls"`
@@ -57,8 +62,8 @@ type Config struct {
 
 	// Routes serve several applications, each on its own host (and path
 	// prefix) with its own upstream and policy, behind one sign-in. With
-	// routes, upstream, upstream_ready_path, preserve_host, public_paths,
-	// identity_jwt and memos belong to each route; headers and access at
+	// routes, upstream, upstream_ready_path, preserve_host, websockets,
+	// public_paths, identity_jwt and memos belong to each route; headers and access at
 	// the top level are the defaults of routes that set none. Default: no
 	// routes, the top-level upstream serves every host.
 	Routes []Route `yaml:"routes"`
@@ -361,6 +366,10 @@ func (c *Config) applyDefaults() {
 	if c.PreserveHost == nil {
 		t := true
 		c.PreserveHost = &t
+	}
+	if c.WebSockets == nil {
+		t := true
+		c.WebSockets = &t
 	}
 	if c.OIDC.ClientAuthMethod == "" {
 		c.OIDC.ClientAuthMethod = DefaultClientAuthMethod

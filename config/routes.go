@@ -21,11 +21,13 @@ type Route struct {
 	// segment ("/grafana" serves /grafana and /grafana/x, not /grafanax).
 	// The path is forwarded as it is. Default: the whole host.
 	Path string `yaml:"path"`
-	// Upstream, UpstreamReadyPath, PreserveHost, Headers, PublicPaths,
-	// IdentityJWT and Memos are as at the top level, for this route.
+	// Upstream, UpstreamReadyPath, PreserveHost, WebSockets, Headers,
+	// PublicPaths, IdentityJWT and Memos are as at the top level, for this
+	// route.
 	Upstream          string            `yaml:"upstream"`
 	UpstreamReadyPath string            `yaml:"upstream_ready_path"`
 	PreserveHost      *bool             `yaml:"preserve_host"`
+	WebSockets        *bool             `yaml:"websockets"`
 	Headers           map[string]string `yaml:"headers"`
 	PublicPaths       []string          `yaml:"public_paths"`
 	IdentityJWT       *IdentityJWT      `yaml:"identity_jwt"`
@@ -49,7 +51,7 @@ func (c *Config) RouteList() []Route {
 	}
 	return []Route{{
 		Name: "default", Upstream: c.Upstream, UpstreamReadyPath: c.UpstreamReadyPath,
-		PreserveHost: c.PreserveHost, Headers: c.Headers, PublicPaths: c.PublicPaths,
+		PreserveHost: c.PreserveHost, WebSockets: c.WebSockets, Headers: c.Headers, PublicPaths: c.PublicPaths,
 		IdentityJWT: c.IdentityJWT, Memos: c.Memos, Access: &c.Access,
 	}}
 }
@@ -96,6 +98,10 @@ func (c *Config) applyRouteDefaults() {
 			t := true
 			r.PreserveHost = &t
 		}
+		if r.WebSockets == nil {
+			t := true
+			r.WebSockets = &t
+		}
 		if r.Headers == nil {
 			r.Headers = c.Headers
 		}
@@ -113,7 +119,7 @@ func (c *Config) applyRouteDefaults() {
 
 // routeOnlyKeys are the top-level keys that, with routes, belong to each
 // route.
-var routeOnlyKeys = []string{"upstream", "upstream_ready_path", "preserve_host", "public_paths", "identity_jwt", "memos"}
+var routeOnlyKeys = []string{"upstream", "upstream_ready_path", "preserve_host", "websockets", "public_paths", "identity_jwt", "memos"}
 
 // validateRoutes checks the routes, or, without routes, the top level as
 // the one route.

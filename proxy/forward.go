@@ -65,6 +65,10 @@ func (p *Proxy) rewrite(rt *Route, pr *httputil.ProxyRequest) {
 
 // upstreamAnswered notes how long the upstream took to answer.
 func (p *Proxy) upstreamAnswered(rt *Route, resp *http.Response) error {
+	if resp.StatusCode == http.StatusSwitchingProtocols && !switchAllowed(resp.Request, resp) {
+		p.metrics.upgradesRefused.WithLabelValues("upstream_switch").Inc()
+		return errUnaskedSwitch // a 502; the connection is not switched
+	}
 	x := exchangeFrom(resp.Request.Context())
 	if x == nil || x.forwarded.IsZero() {
 		return nil

@@ -17,6 +17,8 @@ import (
 //	strip      what a client may not send: identity headers, every spelling
 //	route      the route that serves the request's host and path (none: 404,
 //	           nothing forwarded)
+//	upgrade    CONNECT refused; an upgrade other than a WebSocket handshake
+//	           to a route that allows WebSockets dropped (upgrade.go)
 //	/oauth2/   the proxy's own endpoints (sign-in, sign-out, forward-auth,
 //	           health), answered here and never forwarded
 //	session    the request's session, from the store (503 while it is down)
@@ -35,7 +37,7 @@ func (p *Proxy) requestPath() http.Handler {
 		for i := len(rt.integrations) - 1; i >= 0; i-- {
 			app = rt.integrations[i].Wrap(app)
 		}
-		rt.handler = p.findSession(rt, p.keepUpStep(rt, app))
+		rt.handler = p.upgradeStep(rt, p.findSession(rt, p.keepUpStep(rt, app)))
 		rt.own = p.endpoints(rt)
 	}
 	return p.record(p.strip(p.routeStep(common)))

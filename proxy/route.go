@@ -27,6 +27,7 @@ type Route struct {
 	origin       *url.URL // the public origin of an exact host; else external_url
 	upstream     *url.URL
 	preserveHost bool
+	websockets   bool // a WebSocket handshake may switch the connection (see upgrade.go)
 	headers      identityHeaders
 	access       accessRules
 	ids          *identities
@@ -52,6 +53,7 @@ func (p *Proxy) newRoute(cfg *config.Route, transport http.RoundTripper, integra
 		prefix:       cfg.Path,
 		origin:       p.external,
 		preserveHost: cfg.PreserveHost == nil || *cfg.PreserveHost,
+		websockets:   cfg.WebSockets == nil || *cfg.WebSockets,
 		public:       publicPaths(cfg.PublicPaths),
 		integrations: integrations,
 		counters:     p.metrics.forRoute(cfg.Name),
