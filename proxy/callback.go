@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/oidc-proxy/oidc-proxy/proxy/rp"
 	"github.com/oidc-proxy/oidc-proxy/session"
@@ -66,11 +69,8 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 		p.signInFailed(w, r, "no_code", errors.New("callback has no code"), http.StatusBadRequest, "")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 3*p.idpTimeout)
-	defer cancel()
-	t, err := op.Redeem(ctx, code, f.Nonce, f.Verifier)
-	if err != nil {
-		p.signInFailed(w, r, rp.Reason(err), err, http.StatusBadGateway, "")
+	t, ok := p.redeem(w, r, op, f, code)
+	if !ok {
 		return
 	}
 	s, err := p.newSession(op, t)
@@ -107,6 +107,82 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	dest := CleanReturnURL(f.Return)
 	http.Redirect(w, r, p.signedIn(w, r, p.requestHost(r), s, dest), http.StatusFound)
+}
+
+// redeem exchanges the callback's code, within the sign-in gate's bounds
+// for the client (signinlimit.go), once for the flow's state. It answers
+// the browser itself when it reports false.
+func (p *Proxy) redeem(w http.ResponseWriter, r *http.Request, op *rp.Provider, f *flow, code string) (*rp.Tokens, bool) {
+	client := p.trusted.clientIP(r)
+	now := p.now()
+	gate := p.sh.gate
+	defer gate.logNow(p.log, now)
+	pass, wait := gate.admitWait(r.Context(), client, p.now)
+	if pass == nil {
+		p.signInLimited(w, r, "client_limit", wait)
+		return nil, false
+	}
+	// The state is spent before the exchange, whatever comes of it: a
+	// login cookie replayed (the cookie store cannot forget it) never
+	// reaches the provider twice.
+	switch err := p.store.Once(r.Context(), "state", f.State, flowLifetime); {
+	case errors.Is(err, session.ErrReplay):
+		pass.end(now, true, 0) // a replay counts against the client, not the provider
+		p.signInFailed(w, r, "state_replayed", errFlow, http.StatusBadRequest,
+			"This sign-in link has expired, was already used, or was started in another browser.")
+		return nil, false
+	case err != nil:
+		pass.end(now, false, 0)
+		w.Header().Set("Retry-After", "5")
+		p.signInFailed(w, r, "store_down", err, http.StatusServiceUnavailable,
+			"Your session cannot be stored right now. Please try again in a moment.")
+		return nil, false
+	}
+	ctx, cancel := context.WithTimeout(rp.WithClientAddress(r.Context(), client), 3*p.idpTimeout)
+	defer cancel()
+	t, err := op.Redeem(ctx, code, f.Nonce, f.Verifier)
+	var se *rp.StatusError
+	switch {
+	case errors.As(err, &se) && se.RateLimited():
+		wait := se.RetryAfter
+		if wait <= 0 {
+			wait = time.Minute
+		}
+		pass.end(p.now(), true, wait)
+		p.signInLimited(w, r, "provider_limit", wait)
+		return nil, false
+	case err != nil:
+		pass.end(p.now(), se != nil, 0) // a refusal by the token endpoint is a failure it counted
+		p.signInFailed(w, r, rp.Reason(err), err, http.StatusBadGateway, "")
+		return nil, false
+	}
+	pass.end(p.now(), false, 0)
+	return t, true
+}
+
+// signInLimited answers a sign-in completion refused for a rate limit,
+// the proxy's own (client_limit) or the provider's (provider_limit): 429,
+// with when to try again.
+func (p *Proxy) signInLimited(w http.ResponseWriter, r *http.Request, reason string, wait time.Duration) {
+	p.metrics.signIns.WithLabelValues("failure", reason).Inc()
+	secs := int(math.Ceil(wait.Seconds()))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	p.errorPage(w, r, http.StatusTooManyRequests, "Sign-in is briefly unavailable",
+		"Too many sign-in attempts were made from your network, or the identity provider asked us to slow down. "+
+			"Please try again in "+inWords(wait)+".")
+}
+
+// inWords is a wait as a person reads it.
+func inWords(d time.Duration) string {
+	switch {
+	case d <= time.Minute:
+		return "a minute"
+	case d < time.Hour:
+		return strconv.Itoa(int(math.Ceil(d.Minutes()))) + " minutes"
+	case d < 2*time.Hour:
+		return "about an hour"
+	}
+	return "about " + strconv.Itoa(int(math.Round(d.Hours()))) + " hours"
 }
 
 // newSession is the session of a user the provider just vouched for.

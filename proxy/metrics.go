@@ -46,11 +46,18 @@ type metrics struct {
 	refresh  *prometheus.CounterVec
 	idp      *prometheus.HistogramVec
 	idpErrs  *prometheus.CounterVec
-	streams  prometheus.Gauge
-	store    prometheus.Gauge   // 1 while the Redis store's announcements are followed
-	storeErr prometheus.Counter // requests answered 503 because the store was down
-	reloads  *prometheus.CounterVec
-	reloadAt prometheus.Gauge
+	// idpLimited counts the provider's 429 answers, by endpoint.
+	idpLimited *prometheus.CounterVec
+	streams    prometheus.Gauge
+	store      prometheus.Gauge   // 1 while the Redis store's announcements are followed
+	storeErr   prometheus.Counter // requests answered 503 because the store was down
+	reloads    *prometheus.CounterVec
+	reloadAt   prometheus.Gauge
+	// upgradesRefused counts requests whose protocol switch the proxy
+	// refused: CONNECT (connect), or an upgrade dropped from a request
+	// forwarded as a plain one (dropped), or an upstream's 101 that
+	// answered no WebSocket handshake (upstream_switch).
+	upgradesRefused *prometheus.CounterVec
 }
 
 func newMetrics(version string) *metrics {
@@ -78,6 +85,10 @@ func newMetrics(version string) *metrics {
 	m.idpErrs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "oidc_proxy_idp_errors_total", Help: "Requests to the OpenID Provider that failed or answered 5xx, by endpoint.",
 	}, []string{"endpoint"})
+	m.idpLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oidc_proxy_idp_rate_limited_total", Help: "Requests the OpenID Provider refused for its rate limit (429), by endpoint.",
+	}, []string{"endpoint"})
+	m.idpLimited.WithLabelValues("token")
 	m.streams = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "oidc_proxy_streams_active", Help: "WebSocket connections and Server-Sent Events streams open through the proxy.",
 	})
@@ -100,7 +111,13 @@ func newMetrics(version string) *metrics {
 		Name: "oidc_proxy_config_last_reload_success_timestamp_seconds", Help: "When the configuration was last loaded successfully (at start, or by a reload), Unix seconds.",
 	})
 	m.reloadAt.SetToCurrentTime()
-	m.own = []prometheus.Collector{m.reloads, m.reloadAt, requests, upstream, m.signIns, m.refresh, m.idp, m.idpErrs, m.streams, m.store, m.storeErr, build}
+	m.upgradesRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oidc_proxy_upgrades_refused_total", Help: "Protocol switches refused: CONNECT (connect), an upgrade other than a WebSocket handshake to a route with websockets, forwarded without it (dropped), an upstream's 101 to anything else (upstream_switch).",
+	}, []string{"kind"})
+	for _, k := range []string{"connect", "dropped", "upstream_switch"} {
+		m.upgradesRefused.WithLabelValues(k)
+	}
+	m.own = []prometheus.Collector{m.upgradesRefused, m.reloads, m.reloadAt, requests, upstream, m.signIns, m.refresh, m.idp, m.idpErrs, m.idpLimited, m.streams, m.store, m.storeErr, build}
 	m.registry.MustRegister(m.own...)
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -189,11 +206,18 @@ func (t idpTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if endpoint == "" {
 		endpoint = "other"
 	}
+	if addr := rp.ClientAddress(r.Context()); addr != "" {
+		r = r.Clone(r.Context()) // a RoundTripper must not change its request
+		r.Header.Set("X-Forwarded-For", addr)
+	}
 	start := time.Now()
 	resp, err := t.next.RoundTrip(r)
 	t.m.idp.WithLabelValues(endpoint).Observe(time.Since(start).Seconds())
-	if err != nil || resp.StatusCode >= 500 {
+	switch {
+	case err != nil || resp.StatusCode >= 500:
 		t.m.idpErrs.WithLabelValues(endpoint).Inc()
+	case resp.StatusCode == http.StatusTooManyRequests:
+		t.m.idpLimited.WithLabelValues(endpoint).Inc()
 	}
 	return resp, err
 }

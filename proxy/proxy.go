@@ -94,7 +94,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	if cfg == nil {
 		return nil, errors.New("proxy: no configuration")
 	}
-	sh := &shared{opts: opts, metrics: newMetrics(opts.Version), transport: opts.Transport}
+	sh := &shared{opts: opts, metrics: newMetrics(opts.Version), transport: opts.Transport, gate: newSignInGate()}
 	if sh.transport == nil {
 		sh.transport = NewTransport()
 	}

@@ -38,8 +38,8 @@ func (p *Proxy) renew(w http.ResponseWriter, r *http.Request, rt *Route, id *Ide
 		return id
 	}
 	op := p.oidc.Provider()
-	if op == nil {
-		return id
+	if op == nil || p.sh.gate.refreshPaused(now) {
+		return id // the provider asked to wait: served as it is meanwhile
 	}
 	// Not the request's context: a client that leaves must not cancel a
 	// refresh that others wait for.
@@ -55,6 +55,13 @@ func (p *Proxy) renew(w http.ResponseWriter, r *http.Request, rt *Route, id *Ide
 		return nil
 	case err != nil:
 		p.metrics.refresh.WithLabelValues("failed").Inc()
+		var se *rp.StatusError
+		if errors.As(err, &se) && se.RateLimited() {
+			until := p.sh.gate.pauseRefresh(now, se.RetryAfter)
+			p.log.Warn("refresh: the provider is rate-limiting the proxy; refreshes wait, sessions are served as they are",
+				"until", until.UTC().Format(time.RFC3339), "user", s.UserName())
+			return id
+		}
 		p.log.Warn("refresh failed; the session goes on until it expires", "user", s.UserName(), "sub", s.Subject, "err", err)
 		return id
 	}

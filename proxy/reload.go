@@ -16,6 +16,7 @@ import (
 // (its idle connections too), and the generation serving now.
 type shared struct {
 	opts      Options
+	gate      *signInGate // what anonymous clients may cost the provider
 	metrics   *metrics
 	transport http.RoundTripper
 	live      atomic.Pointer[Proxy]

@@ -88,6 +88,10 @@ func (c *cookieStore) Take(_ context.Context, kind, secret string, once bool) ([
 	return c.kept.get(kind, secret, once, time.Now())
 }
 
+func (c *cookieStore) Once(_ context.Context, kind, secret string, ttl time.Duration) error {
+	return c.kept.once(kind, secret, time.Now(), ttl)
+}
+
 func (c *cookieStore) Run(context.Context)                   {}
 func (c *cookieStore) Check(context.Context) (string, error) { return "", nil }
 func (c *cookieStore) Close() error                          { return nil }
@@ -112,6 +116,21 @@ func newMemKept() *memKept { return &memKept{m: map[string]map[[32]byte]keptValu
 func (s *memKept) put(kind, secret string, v []byte, until time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.putLocked(kind, sha256.Sum256([]byte(secret)), v, until)
+}
+
+// once puts an empty value under secret unless one is there, unexpired.
+func (s *memKept) once(kind, secret string, now time.Time, ttl time.Duration) error {
+	key := sha256.Sum256([]byte(secret))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if kv, ok := s.m[kind][key]; ok && now.Before(kv.until) {
+		return ErrReplay
+	}
+	return s.putLocked(kind, key, nil, now.Add(ttl))
+}
+
+func (s *memKept) putLocked(kind string, key [32]byte, v []byte, until time.Time) error {
 	m := s.m[kind]
 	if m == nil {
 		m = map[[32]byte]keptValue{}
@@ -128,7 +147,7 @@ func (s *memKept) put(kind, secret string, v []byte, until time.Time) error {
 	if len(m) >= maxKept {
 		return errors.New("session: too many values outstanding")
 	}
-	m[sha256.Sum256([]byte(secret))] = keptValue{v, until}
+	m[key] = keptValue{v, until}
 	return nil
 }
 

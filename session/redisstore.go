@@ -207,6 +207,12 @@ func (s *redisStore) Take(ctx context.Context, kind, secret string, once bool) (
 	return v, err
 }
 
+func (s *redisStore) Once(ctx context.Context, kind, secret string, ttl time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(s.timeout, time.Second))
+	defer cancel()
+	return s.db.PutOnce(ctx, kind, secret, ttl)
+}
+
 // dropCached forgets the entries cached for the record name.
 func (s *redisStore) dropCached(name string) {
 	s.gen.Add(1)

@@ -41,6 +41,23 @@ func (s *redisDB) PutSealed(ctx context.Context, kind, secret string, value []by
 	return down(s.rdb.Set(ctx, name, gcm.Seal(nonce, nonce, value, []byte(name)), ttl).Err())
 }
 
+// PutOnce marks secret used for ttl (SET NX): ErrReplay when it already
+// was.
+func (s *redisDB) PutOnce(ctx context.Context, kind, secret string, ttl time.Duration) error {
+	name, _, err := s.sealedKeys(kind, secret)
+	if err != nil {
+		return err
+	}
+	fresh, err := s.rdb.SetNX(ctx, name, "1", ttl).Result()
+	if err != nil {
+		return down(err)
+	}
+	if !fresh {
+		return ErrReplay
+	}
+	return nil
+}
+
 // GetSealed returns what PutSealed kept under secret (ErrNotFound when
 // nothing, or it expired); with take, it is removed in the same step, so
 // that only one caller ever gets it.

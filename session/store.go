@@ -80,6 +80,12 @@ type Store interface {
 	Keep(ctx context.Context, kind, secret string, value []byte, ttl time.Duration) error
 	Take(ctx context.Context, kind, secret string, once bool) ([]byte, error)
 
+	// Once marks secret (of kind) as used until ttl passes, for every
+	// replica, in one step: of any number of callers with the same
+	// secret, one gets nil and the others ErrReplay. (The cookie store
+	// remembers in this process.)
+	Once(ctx context.Context, kind, secret string, ttl time.Duration) error
+
 	// Share is a value that lets another host of this proxy adopt e's
 	// session, and Adopt writes that host's cookie for it (see share.go
 	// for what each store shares). The value is a bearer credential: the

@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -72,7 +75,8 @@ func (p *Provider) CheckIssuer(q url.Values) error {
 }
 
 // Redeem exchanges an authorization code (with the PKCE verifier of its
-// request) and verifies the answer: the ID token's signature, issuer,
+// request; ctx may name the browser's address, see WithClientAddress) and
+// verifies the answer: the ID token's signature, issuer,
 // audience and expiry (go-oidc), then what go-oidc leaves to its caller:
 // the nonce, azp, iat in the future, and at_hash; then userinfo, whose
 // sub must be the ID token's. ctx should carry a deadline.
@@ -80,7 +84,7 @@ func (p *Provider) Redeem(ctx context.Context, code, nonce, verifier string) (*T
 	ctx = p.c.context(ctx, "token")
 	tok, err := p.oauth.Exchange(ctx, code, oauth2.VerifierOption(verifier))
 	if err != nil {
-		return nil, fail("token_exchange", retrieveError(err))
+		return nil, fail("token_exchange", p.retrieveError(err))
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
@@ -110,12 +114,56 @@ func (p *Provider) Redeem(ctx context.Context, code, nonce, verifier string) (*T
 	return t, nil
 }
 
+// StatusError is a token endpoint's answer other than 200: its status and
+// OAuth error code, never its body.
+type StatusError struct {
+	Status int
+	Code   string // the OAuth error code (at most 64 bytes), or ""
+	// RetryAfter is what the answer's Retry-After asks (429 or 503; 0:
+	// nothing said).
+	RetryAfter time.Duration
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("token endpoint answered %d %s", e.Status, e.Code)
+}
+
+// RateLimited reports whether the provider refused for its rate limit.
+func (e *StatusError) RateLimited() bool { return e.Status == http.StatusTooManyRequests }
+
+// maxRetryAfter bounds what a provider's Retry-After may ask.
+const maxRetryAfter = 6 * time.Hour
+
+// ParseRetryAfter reads a Retry-After value (seconds, or an HTTP date) as
+// of now: 0 when absent or unreadable, at most maxRetryAfter.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n < 0 {
+			return 0
+		}
+		if n > int64(maxRetryAfter/time.Second) {
+			return maxRetryAfter
+		}
+		d = time.Duration(n) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, 0), maxRetryAfter)
+}
+
 // retrieveError keeps a token endpoint's body out of the error (its
-// Error() quotes it whole): the status and the error code only.
-func retrieveError(err error) error {
+// Error() quotes it whole): a *StatusError with the status and the error
+// code only.
+func (p *Provider) retrieveError(err error) error {
 	var re *oauth2.RetrieveError
-	if errors.As(err, &re) {
-		return fmt.Errorf("token endpoint answered %d %s", re.Response.StatusCode, truncate(re.ErrorCode, 64))
+	if errors.As(err, &re) && re.Response != nil {
+		return &StatusError{Status: re.Response.StatusCode, Code: truncate(re.ErrorCode, 64),
+			RetryAfter: ParseRetryAfter(re.Response.Header.Get("Retry-After"), p.c.cfg.Now())}
 	}
 	return err
 }

@@ -10,6 +10,8 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 )
@@ -18,17 +20,77 @@ import (
 // refetched when an unknown kid appears), and first refuses a token that
 // names no kid while the provider publishes several keys (OpenID Connect
 // Core 10.1: then kid is required).
+//
+// A token anyone may send (a back-channel logout token: VerifyLogout
+// marks its context with outsider) names a key not yet seen to verify at
+// most once every unknownKeyEvery, all such tokens together: a flood of
+// made-up kids makes no more than that of key set fetches. The keys of
+// tokens the provider handed the proxy itself (ID tokens) are fetched as
+// soon as they appear, and once verified are known to both.
 type keySet struct {
 	remote  *oidc.RemoteKeySet
 	jwksURI string
 	client  *http.Client
+	now     func() time.Time
+
+	mu          sync.Mutex
+	known       map[string]bool // kids that verified a signature
+	lastUnknown time.Time       // an outsider's unknown kid last went to the remote set
 }
+
+// unknownKeyEvery bounds how often an outsider's token with an unknown kid
+// may make the key set be fetched.
+const unknownKeyEvery = 10 * time.Second
+
+// maxKnownKeys bounds the kids remembered (a provider publishes a few).
+const maxKnownKeys = 64
+
+type outsiderKey struct{}
+
+// errUnknownKey is an outsider's token naming a key not seen, while such
+// a token already made the key set be fetched a moment ago.
+var errUnknownKey = errors.New("the token names a key the provider did not publish (not fetched again so soon)")
 
 func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
 	kid, err := jwtKeyID(jwt)
 	if err != nil {
 		return nil, err
 	}
+	if ctx.Value(outsiderKey{}) != nil && !k.mayFetchFor(kid) {
+		return nil, errUnknownKey
+	}
+	payload, err := k.verify(ctx, kid, jwt)
+	if err == nil && kid != "" {
+		k.mu.Lock()
+		if k.known == nil {
+			k.known = map[string]bool{}
+		}
+		if len(k.known) < maxKnownKeys {
+			k.known[kid] = true
+		}
+		k.mu.Unlock()
+	}
+	return payload, err
+}
+
+// mayFetchFor reports whether an outsider's token naming kid may go to
+// the remote key set: a known kid always, another once every
+// unknownKeyEvery.
+func (k *keySet) mayFetchFor(kid string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.known[kid] {
+		return true
+	}
+	now := k.now()
+	if now.Sub(k.lastUnknown) < unknownKeyEvery && now.After(k.lastUnknown.Add(-time.Minute)) {
+		return false
+	}
+	k.lastUnknown = now
+	return true
+}
+
+func (k *keySet) verify(ctx context.Context, kid, jwt string) ([]byte, error) {
 	if kid == "" {
 		n, err := k.countKeys(ctx)
 		if err != nil {

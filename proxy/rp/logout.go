@@ -20,7 +20,8 @@ type Logout struct {
 // MaxLogoutTokenAge and not in the future, and azp, when present, this
 // client. The caller MUST refuse a jti it has seen before.
 func (p *Provider) VerifyLogout(ctx context.Context, raw string) (*Logout, error) {
-	lt, err := p.verifier.VerifyLogout(context.WithValue(ctx, endpointKey{}, "jwks"), raw)
+	ctx = context.WithValue(context.WithValue(ctx, endpointKey{}, "jwks"), outsiderKey{}, true)
+	lt, err := p.verifier.VerifyLogout(ctx, raw)
 	if err != nil {
 		return nil, err
 	}

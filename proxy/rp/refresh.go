@@ -28,7 +28,7 @@ func (p *Provider) Refresh(ctx context.Context, refreshToken, subject string) (*
 		if errors.As(err, &re) && (re.ErrorCode == "invalid_grant" || re.ErrorCode == "unauthorized_client" || re.ErrorCode == "invalid_client") {
 			return nil, fmt.Errorf("%w: %s", ErrRefused, re.ErrorCode)
 		}
-		return nil, retrieveError(err)
+		return nil, p.retrieveError(err)
 	}
 	t := &Tokens{Subject: subject, Claims: map[string]json.RawMessage{}, Expiry: tok.Expiry}
 	if raw, _ := tok.Extra("id_token").(string); raw != "" {

@@ -204,6 +204,7 @@ func (c *Client) build(op *oidc.Provider, extra discoveryExtra) *Provider {
 		remote:  oidc.NewRemoteKeySet(c.context(context.Background(), "jwks"), extra.JWKSURI),
 		jwksURI: extra.JWKSURI,
 		client:  c.cfg.HTTPClient,
+		now:     c.cfg.Now,
 	}
 	ep := op.Endpoint()
 	ep.AuthStyle = c.authStyle // never auto-detect: Authelia counts every refused attempt
@@ -261,6 +262,24 @@ func (p *Provider) AuthCodeURL(state, nonce, verifier string) string {
 }
 
 type endpointKey struct{}
+
+type clientAddressKey struct{}
+
+// WithClientAddress is ctx naming addr as the address of the browser a
+// request to the provider is made for (a sign-in's code exchange), for the
+// HTTPClient's transport to pass on as X-Forwarded-For: a provider that
+// limits token requests per client address (Authelia) then charges a
+// failed exchange to that browser's address, not to the proxy's, which
+// every user shares.
+func WithClientAddress(ctx context.Context, addr string) context.Context {
+	return context.WithValue(ctx, clientAddressKey{}, addr)
+}
+
+// ClientAddress is the address WithClientAddress put in ctx, or "".
+func ClientAddress(ctx context.Context) string {
+	a, _ := ctx.Value(clientAddressKey{}).(string)
+	return a
+}
 
 // context is parent for the provider's endpoint (labelled for Endpoint),
 // with the client go-oidc and x/oauth2 are to use.
