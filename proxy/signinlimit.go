@@ -178,6 +178,8 @@ func (g *signInGate) admit(addr string, now time.Time) (*gatePass, time.Duration
 		wait = busy
 	case c.failures.tokens < 1:
 		wait = c.failures.wait(clientRefill)
+	case c.failures.tokens-float64(c.pending) < 1: // each in flight may fail
+		wait = busy
 	case g.pending >= overallPending:
 		wait = busy
 	case g.failures.tokens < 1 && !clean:

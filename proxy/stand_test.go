@@ -134,8 +134,15 @@ func serveOn(t *testing.T, ln net.Listener, h http.Handler) *httptest.Server {
 // startProxy starts the recording upstream and the proxy on proxyLn,
 // signing in at issuer. It does not wait for discovery.
 func (s *stand) startProxy(proxyLn net.Listener, issuer string, edit func(*config.Config)) {
-	t := s.t
 	s.url = "http://" + proxyLn.Addr().String()
+	s.startUpstream()
+	s.issuer, s.edit = issuer, edit
+	s.proxy = s.serveProxy(proxyLn, s.url, edit)
+}
+
+// startUpstream starts the recording upstream until the test ends.
+func (s *stand) startUpstream() {
+	t := s.t
 	s.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.seen.record(r)
 		s.mu.Lock()
@@ -149,8 +156,6 @@ func (s *stand) startProxy(proxyLn net.Listener, issuer string, edit func(*confi
 		fmt.Fprintf(w, "<h1>hello %s</h1>", r.Header.Get("Remote-User"))
 	}))
 	t.Cleanup(s.upstream.Close)
-	s.issuer, s.edit = issuer, edit
-	s.proxy = s.serveProxy(proxyLn, s.url, edit)
 }
 
 // serveProxy builds a proxy for external URL external, signing in at the
@@ -177,15 +182,22 @@ session:
 	if edit != nil {
 		edit(cfg)
 	}
-	log := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return startReplica(t, cfg, proxy.Options{Logger: s.logger(), Now: s.clock}, proxyLn)
+}
+
+// logger writes a proxy's log into the stand's, shown if the test fails.
+func (s *stand) logger() *slog.Logger {
+	t := s.t
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("proxy log:\n%s", s.logs.String())
 		}
 	})
-	now := func() time.Time { return time.Now().Add(time.Duration(s.skew.Load())) }
-	return startReplica(t, cfg, proxy.Options{Logger: log, Now: now}, proxyLn)
+	return slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
+
+// clock is the proxies' clock: now, moved forward by skew.
+func (s *stand) clock() time.Time { return time.Now().Add(time.Duration(s.skew.Load())) }
 
 // startReplica builds a proxy of cfg, starts it and serves it on ln
 // until the test ends.

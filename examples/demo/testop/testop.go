@@ -8,7 +8,9 @@
 //   - sub is an opaque UUID; preferred_username, name, email and groups come
 //     from the userinfo endpoint, not the ID token;
 //   - the callback carries iss (RFC 9207) and discovery announces it;
-//   - discovery lists no end_session_endpoint (unless EndSession is set).
+//   - discovery lists no end_session_endpoint (unless EndSession is set);
+//   - with RateLimit, the token endpoint limits failures per client
+//     address as Authelia does by default (limiter.go).
 //
 // It is for tests and demos on loopback: users and passwords are in memory.
 package testop
@@ -61,6 +63,9 @@ type Config struct {
 	// method: "client_secret_post" (the default) or "client_secret_basic".
 	// As Authelia does, any other method gets 401 invalid_client.
 	ClientAuthMethod string
+	// RateLimit turns on Authelia's token endpoint limiter with its
+	// default buckets (limiter.go); Authelia has it on by default.
+	RateLimit bool
 }
 
 // OP is a running test provider's handler and what it has seen.
@@ -72,6 +77,7 @@ type OP struct {
 	// TokenRequests counts requests to the token endpoint.
 	TokenRequests  atomic.Int64
 	refreshRevoked atomic.Bool
+	limit          *limiter // nil: no limit
 	mu             sync.Mutex
 	authorize      []url.Values
 	tokenForms     []url.Values
@@ -80,7 +86,7 @@ type OP struct {
 // New builds a provider whose issuer is issuer (for example
 // "http://127.0.0.1:9000"); serve its Handler at that address.
 func New(issuer string, cfg Config) (*OP, error) {
-	o := &OP{issuer: issuer, users: map[string]*User{}}
+	o := &OP{issuer: issuer, users: map[string]*User{}, limit: newLimiter(nil)}
 	us := userStore{byID: map[string]*User{}}
 	for _, u := range cfg.Users {
 		u.id = uuid.NewString()
@@ -119,6 +125,16 @@ func New(issuer string, cfg Config) (*OP, error) {
 	}))
 	mux.Handle("/", provider)
 	o.handler = o.authelia(mux, cfg.EndSession, method)
+	if cfg.RateLimit {
+		limited, all := o.handler, o.limit
+		o.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/oauth/token" {
+				all.serve(w, r, limited)
+				return
+			}
+			limited.ServeHTTP(w, r)
+		})
+	}
 	return o, nil
 }
 

@@ -1,0 +1,331 @@
+package proxytest
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/oidc-proxy/oidc-proxy/proxy/authelia"
+)
+
+// AutheliaDomain is the cookie domain of the test Authelia; its portal and
+// issuer are https://auth.<AutheliaDomain>:<port>. Nothing resolves it:
+// Go clients dial through Authelia.Dial, Chromium maps it with
+// --host-resolver-rules.
+const AutheliaDomain = "example.test"
+
+// AutheliaUser is an account in Authelia's users file.
+type AutheliaUser struct {
+	Name, Password, DisplayName, Email string
+	Groups                             []string
+}
+
+// AutheliaClient is an OpenID Connect client registration. Empty fields
+// get the proxy's defaults: a confidential client with client_secret_post,
+// the authorization code and refresh grants, scopes openid, profile,
+// email, groups and offline_access, policy one_factor, implicit consent.
+type AutheliaClient struct {
+	ID, Secret   string
+	RedirectURIs []string
+	Scopes       []string
+	GrantTypes   []string
+	Policy       string
+	Consent      string
+	// Lifespan names a custom lifespan ("short": access and ID tokens of
+	// 66 s).
+	Lifespan string
+	// Extra are more lines of the client's YAML, indented as its keys.
+	Extra []string
+}
+
+// AutheliaOptions set up a test Authelia.
+type AutheliaOptions struct {
+	Users   []AutheliaUser
+	Clients []AutheliaClient
+	// RateLimits keeps Authelia's default rate limits (on in a real
+	// deployment); off, the token and userinfo limits are disabled.
+	RateLimits bool
+	// Configuration replaces the generated configuration file whole: its
+	// text, after "{{PORT}}", "{{DIR}}", "{{CERT}}", "{{KEY}}" and
+	// "{{JWKS_KEY}}" are filled in.
+	Configuration string
+}
+
+// Authelia is a running real Authelia 4.39.
+type Authelia struct {
+	Issuer string // https://auth.example.test:PORT
+	Host   string // auth.example.test
+	Addr   string // 127.0.0.1:PORT
+	Dir    string
+	PKI    *PKI
+	Config string // the configuration file
+	log    *lockedBuffer
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Log is what Authelia wrote so far.
+func (a *Authelia) Log() string { return a.log.String() }
+
+// StartAuthelia starts the real Authelia (AUTHELIA_BIN) on a free loopback
+// port with TLS from a test CA, waits until it is healthy, and stops it
+// when the test ends.
+func StartAuthelia(t testing.TB, o AutheliaOptions) *Authelia {
+	t.Helper()
+	bin := Bin(t, "AUTHELIA_BIN")
+	dir := t.TempDir()
+	port := FreePort(t)
+	a := &Authelia{Host: "auth." + AutheliaDomain, Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, log: &lockedBuffer{}}
+	a.Issuer = fmt.Sprintf("https://%s:%d", a.Host, port)
+	a.PKI = NewPKI(t, dir, a.Host, "*."+AutheliaDomain)
+	jwks := filepath.Join(dir, "jwks.key")
+	if err := os.WriteFile(jwks, RSAKeyPEM(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	text := o.Configuration
+	if text == "" {
+		text = autheliaConfig(t, o, dir)
+	}
+	key, _ := os.ReadFile(jwks)
+	text = strings.NewReplacer("{{PORT}}", itoa(port), "{{DIR}}", dir, "{{CERT}}", a.PKI.CertFile,
+		"{{KEY}}", a.PKI.KeyFile, "{{JWKS_KEY}}", indentBlock(string(key), 10)).Replace(text)
+	a.Config = filepath.Join(dir, "configuration.yml")
+	if err := os.WriteFile(a.Config, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--config", a.Config)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "X_AUTHELIA_CONFIG_FILTERS=")
+	cmd.Stdout, cmd.Stderr = a.log, a.log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	c := a.HTTPClient()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := c.Get(a.Issuer + "/api/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return a
+			}
+		}
+		select {
+		case <-done:
+			t.Fatalf("authelia exited at start:\n%s", a.Log())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("authelia did not become healthy in 60 s:\n%s", a.Log())
+		}
+	}
+}
+
+// Dial connects to addr, with Authelia's names (and every other name
+// under AutheliaDomain) on 127.0.0.1 at the port asked for.
+func (a *Authelia) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err == nil && (host == AutheliaDomain || strings.HasSuffix(host, "."+AutheliaDomain) || strings.HasSuffix(host, ".localhost")) {
+		addr = net.JoinHostPort("127.0.0.1", port)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
+}
+
+// Transport trusts the test CA and dials through Dial.
+func (a *Authelia) Transport() *http.Transport {
+	return &http.Transport{DialContext: a.Dial, TLSClientConfig: a.PKI.TLSConfig(), MaxIdleConnsPerHost: 16,
+		ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second}
+}
+
+// HTTPClient is a client of Authelia (not following redirects across to
+// anything it cannot reach: it follows them all, with a cookie jar).
+func (a *Authelia) HTTPClient() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Transport: a.Transport(), Jar: jar, Timeout: 30 * time.Second}
+}
+
+// TLS is the client TLS configuration that trusts Authelia.
+func (a *Authelia) TLS() *tls.Config { return a.PKI.TLSConfig() }
+
+func autheliaConfig(t testing.TB, o AutheliaOptions, dir string) string {
+	users := filepath.Join(dir, "users.yml")
+	var ub strings.Builder
+	ub.WriteString("users:\n")
+	for _, u := range o.Users {
+		d, err := authelia.Digest(u.Password)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := u.DisplayName
+		if name == "" {
+			name = u.Name
+		}
+		fmt.Fprintf(&ub, "  %s:\n    displayname: %q\n    password: %q\n    email: %q\n    groups: [%s]\n",
+			u.Name, name, d, u.Email, strings.Join(u.Groups, ", "))
+	}
+	if err := os.WriteFile(users, []byte(ub.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString(`server:
+  address: 'tcp://127.0.0.1:{{PORT}}/'
+  tls:
+    certificate: '{{CERT}}'
+    key: '{{KEY}}'
+`)
+	if !o.RateLimits {
+		b.WriteString(`  endpoints:
+    rate_limits:
+      openid_connect_token:
+        enable: false
+      openid_connect_userinfo:
+        enable: false
+`)
+	}
+	fmt.Fprintf(&b, `log:
+  level: 'debug'
+ntp:
+  disable_startup_check: true
+  disable_failure: true
+webauthn:
+  disable: true
+authentication_backend:
+  password_reset:
+    disable: true
+  password_change:
+    disable: true
+  file:
+    path: '%s'
+    watch: false
+regulation:
+  max_retries: 0
+session:
+  secret: 'hJfjcWg2EACChvL0qetkOYhKbnCTP4ANc8KvFkbB-W5c0eSd-oapyIj6oyabIYOI'
+  cookies:
+    - domain: '%s'
+      authelia_url: 'https://auth.%s:{{PORT}}'
+storage:
+  encryption_key: 'LVbWq0zBqMWftbdYWLcVIBM2jI26wilcn7yA0G4KUH_KANRu1cxOsVqt7a7HVTs_'
+  local:
+    path: '{{DIR}}/db.sqlite3'
+notifier:
+  disable_startup_check: true
+  filesystem:
+    filename: '{{DIR}}/notification.txt'
+access_control:
+  default_policy: 'one_factor'
+identity_providers:
+  oidc:
+    hmac_secret: '-6mYhEpkFZr4joqcloVAAF2hbayMurJ00WCN89XRse0b6CrWYUia-YW8SxXLtXmd'
+    enforce_pkce: 'public_clients_only'
+    jwks:
+      - key_id: 'test-rs256'
+        algorithm: 'RS256'
+        use: 'sig'
+        key: |
+{{JWKS_KEY}}
+    lifespans:
+      custom:
+        short:
+          access_token: '66 seconds'
+          id_token: '66 seconds'
+          refresh_token: '90 minutes'
+    clients:
+`, users, AutheliaDomain, AutheliaDomain)
+	for _, c := range o.Clients {
+		d, err := authelia.Digest(c.Secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		def := func(v []string, d ...string) []string {
+			if len(v) == 0 {
+				return d
+			}
+			return v
+		}
+		policy, consent := c.Policy, c.Consent
+		if policy == "" {
+			policy = "one_factor"
+		}
+		if consent == "" {
+			consent = "implicit"
+		}
+		fmt.Fprintf(&b, `      - client_id: '%s'
+        client_name: '%s'
+        client_secret: '%s'
+        public: false
+        authorization_policy: '%s'
+        consent_mode: '%s'
+        redirect_uris: [%s]
+        scopes: [%s]
+        grant_types: [%s]
+        response_types: ['code']
+        token_endpoint_auth_method: 'client_secret_post'
+`, c.ID, c.ID, d, policy, consent, quoteList(c.RedirectURIs),
+			quoteList(def(c.Scopes, "openid", "profile", "email", "groups", "offline_access")),
+			quoteList(def(c.GrantTypes, "authorization_code", "refresh_token")))
+		if c.Lifespan != "" {
+			fmt.Fprintf(&b, "        lifespan: '%s'\n", c.Lifespan)
+		}
+		for _, l := range c.Extra {
+			fmt.Fprintf(&b, "        %s\n", l)
+		}
+	}
+	return b.String()
+}
+
+func quoteList(v []string) string {
+	q := make([]string, len(v))
+	for i, s := range v {
+		q[i] = "'" + s + "'"
+	}
+	return strings.Join(q, ", ")
+}
+
+func indentBlock(s string, n int) string {
+	pad := strings.Repeat(" ", n)
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = pad + l
+	}
+	return strings.Join(lines, "\n")
+}

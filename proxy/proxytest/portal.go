@@ -1,0 +1,165 @@
+package proxytest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// PortalSignIn signs user in at Authelia's portal by its API, as the
+// portal's page does, from portal (the portal URL the authorization
+// endpoint redirected to, with flow and flow_id), and returns the answer
+// of the authorization endpoint that follows: a redirect to the client's
+// callback with a code. c must not follow redirects and must keep
+// cookies.
+func (a *Authelia) PortalSignIn(c *http.Client, portal, user, password string) (*http.Response, error) {
+	pu, err := url.Parse(portal)
+	if err != nil {
+		return nil, err
+	}
+	q := pu.Query()
+	body, _ := json.Marshal(map[string]any{"username": user, "password": password, "keepMeLoggedIn": false,
+		"flow": q.Get("flow"), "flowID": q.Get("flow_id")})
+	req, _ := http.NewRequest(http.MethodPost, a.Issuer+"/api/firstfactor", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", a.Issuer)
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var ans struct {
+		Status string `json:"status"`
+		Data   struct {
+			Redirect string `json:"redirect"`
+		} `json:"data"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &ans) != nil || ans.Status != "OK" || ans.Data.Redirect == "" {
+		return nil, fmt.Errorf("authelia first factor: %d %s", resp.StatusCode, raw)
+	}
+	resp, err = c.Get(ans.Data.Redirect)
+	if err != nil {
+		return nil, err
+	}
+	// offline_access makes Authelia ask for consent, whatever the client's
+	// consent mode: the portal's consent page posts the decision.
+	if loc, _ := url.Parse(resp.Header.Get("Location")); loc != nil && strings.HasPrefix(loc.Path, "/consent") {
+		resp.Body.Close()
+		return a.consent(c, loc.Query().Get("flow_id"))
+	}
+	return resp, nil
+}
+
+// consent accepts the consent of flow flowID as the portal's page does,
+// and follows to the authorization endpoint's answer.
+func (a *Authelia) consent(c *http.Client, flowID string) (*http.Response, error) {
+	req, _ := http.NewRequest(http.MethodGet, a.Issuer+"/api/oidc/consent?flow_id="+url.QueryEscape(flowID), nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var info struct {
+		Data struct {
+			ClientID string `json:"client_id"`
+		} `json:"data"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &info) != nil || info.Data.ClientID == "" {
+		return nil, fmt.Errorf("authelia consent: %d %s", resp.StatusCode, raw)
+	}
+	body, _ := json.Marshal(map[string]any{"flow_id": flowID, "client_id": info.Data.ClientID, "consent": true, "pre_configure": false})
+	req, _ = http.NewRequest(http.MethodPost, a.Issuer+"/api/oidc/consent", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", a.Issuer)
+	if resp, err = c.Do(req); err != nil {
+		return nil, err
+	}
+	raw, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var ans struct {
+		Status string `json:"status"`
+		Data   struct {
+			RedirectURI string `json:"redirect_uri"`
+		} `json:"data"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &ans) != nil || ans.Data.RedirectURI == "" {
+		return nil, fmt.Errorf("authelia consent decision: %d %s", resp.StatusCode, raw)
+	}
+	return c.Get(ans.Data.RedirectURI)
+}
+
+// Browser is an HTTP client as a browser navigates: cookies kept,
+// redirects followed, Authelia's names dialled on loopback and its CA
+// trusted; with from set, every request carries X-Forwarded-For: from (a
+// trusted front proxy naming the client).
+func (a *Authelia) Browser(from string) *http.Client {
+	c := a.HTTPClient()
+	tr := a.Transport()
+	c.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		r = r.Clone(r.Context())
+		if from != "" {
+			r.Header.Set("X-Forwarded-For", from)
+		}
+		if r.Header.Get("Accept") == "" { // a page load
+			r.Header.Set("Accept", "text/html,application/xhtml+xml")
+			r.Header.Set("Sec-Fetch-Mode", "navigate")
+		}
+		return tr.RoundTrip(r)
+	})
+	return c
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// SignIn opens page with browser c, which a proxy sends to Authelia to
+// sign in; signs user in at the portal; and follows the redirects back to
+// the page. It returns the last answer and its body.
+func (a *Authelia) SignIn(c *http.Client, page, user, password string) (*http.Response, string, error) {
+	nc := *c
+	var portal string
+	nc.CheckRedirect = func(r *http.Request, _ []*http.Request) error {
+		if r.URL.Host == a.Host+":"+portOf(a.Issuer) && r.URL.Path == "/" {
+			portal = r.URL.String()
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}
+	resp, err := nc.Get(page)
+	if err != nil {
+		return nil, "", err
+	}
+	resp.Body.Close()
+	if portal == "" {
+		return nil, "", fmt.Errorf("%s did not lead to Authelia's portal (ended at %s with %d)", page, resp.Request.URL, resp.StatusCode)
+	}
+	nc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err = a.PortalSignIn(&nc, portal, user, password)
+	if err != nil {
+		return nil, "", err
+	}
+	resp.Body.Close()
+	next := resp.Header.Get("Location")
+	if next == "" {
+		return resp, "", fmt.Errorf("authelia's authorization answered %d without a redirect", resp.StatusCode)
+	}
+	resp, err = c.Get(next)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b), nil
+}
+
+func portOf(u string) string {
+	pu, _ := url.Parse(u)
+	return pu.Port()
+}
