@@ -61,7 +61,9 @@ func NewPKI(t testing.TB, dir string, names ...string) *PKI {
 }
 
 // TLSConfig trusts the test CA only.
-func (p *PKI) TLSConfig() *tls.Config { return &tls.Config{RootCAs: p.Pool, MinVersion: tls.VersionTLS12} }
+func (p *PKI) TLSConfig() *tls.Config {
+	return &tls.Config{RootCAs: p.Pool, MinVersion: tls.VersionTLS12}
+}
 
 // RSAKeyPEM is a new 2048-bit RSA private key (PKCS #1 PEM), for a
 // provider's signing key.
