@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -162,5 +163,40 @@ func TestSignOutEndsCopiesOfTheCookie(t *testing.T) {
 	}
 	if code := statusOf(t, other, s.url+"/api"); code != 200 {
 		t.Errorf("the user's other session ended too: %d", code)
+	}
+}
+
+// TestLogoutFloodReadsKeysRarely: back-channel logout tokens anyone may
+// post, naming keys the provider never published, make the proxy read
+// the key set at most once every 10 s, all of them together; a token of
+// a published key the proxy has not used yet still verifies.
+func TestLogoutFloodReadsKeysRarely(t *testing.T) {
+	s, op, _ := sidStand(t)
+	c := signedInHostile(t, s)
+	before := op.jwksFetches.Load()
+	for i := range 50 {
+		op.b.signer = fmt.Sprintf("made-up-kid-%d", i)
+		claims := logoutClaims(op, fmt.Sprintf("jti-flood-%d", i))
+		if code := postLogout(t, s, op.sign(claims)); code != http.StatusBadRequest {
+			t.Fatalf("a token of a made-up key: %d", code)
+		}
+	}
+	op.b.signer = "k1-nokid"
+	for i := range 20 {
+		if code := postLogout(t, s, op.sign(logoutClaims(op, fmt.Sprintf("jti-nokid-%d", i)))); code != http.StatusBadRequest {
+			t.Fatalf("a token without kid (two keys published): %d", code)
+		}
+	}
+	if n := op.jwksFetches.Load() - before; n > 1 {
+		t.Errorf("70 made-up tokens made %d key set reads, want at most 1", n)
+	}
+	// k2 is published, and was never used to sign in.
+	op.b.signer = "k2"
+	if code := postLogout(t, s, op.sign(logoutClaims(op, "jti-k2"))); code != http.StatusOK {
+		t.Errorf("a logout token of a published key: %d", code)
+	}
+	op.b.signer = ""
+	if code := statusOf(t, noRedirect(c), s.url+"/api"); code == 200 {
+		t.Errorf("the session lives on after a valid logout token")
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,6 +34,8 @@ type hostileOP struct {
 	mu     sync.Mutex
 	nonces []string // of every authorization request, in order
 	tokens int
+	// jwksFetches counts requests for the key set.
+	jwksFetches atomic.Int64
 }
 
 // behaviour says how the hostile OP misbehaves; the zero value is a
@@ -99,6 +102,7 @@ func (o *hostileOP) discovery(w http.ResponseWriter, r *http.Request) {
 }
 
 func (o *hostileOP) jwks(w http.ResponseWriter, r *http.Request) {
+	o.jwksFetches.Add(1)
 	var keys []map[string]string
 	for kid, k := range o.keys {
 		keys = append(keys, map[string]string{

@@ -22,11 +22,12 @@ import (
 // Core 10.1: then kid is required).
 //
 // A token anyone may send (a back-channel logout token: VerifyLogout
-// marks its context with outsider) names a key not yet seen to verify at
-// most once every unknownKeyEvery, all such tokens together: a flood of
-// made-up kids makes no more than that of key set fetches. The keys of
-// tokens the provider handed the proxy itself (ID tokens) are fetched as
-// soon as they appear, and once verified are known to both.
+// marks its context with outsider) that names a kid neither verified
+// before nor published when the key set was last read makes the key set
+// be read at most once every unknownKeyEvery, all such tokens together:
+// a flood of made-up kids costs the provider no more than that. The keys
+// of tokens the provider handed the proxy itself (ID tokens) are fetched
+// as soon as they appear.
 type keySet struct {
 	remote  *oidc.RemoteKeySet
 	jwksURI string
@@ -35,7 +36,9 @@ type keySet struct {
 
 	mu          sync.Mutex
 	known       map[string]bool // kids that verified a signature
-	lastUnknown time.Time       // an outsider's unknown kid last went to the remote set
+	published   map[string]bool // kids of the key set, as last read for an outsider
+	publishedN  int             // how many keys it had
+	lastUnknown time.Time       // an outsider's unknown kid last made the key set be read
 }
 
 // unknownKeyEvery bounds how often an outsider's token with an unknown kid
@@ -56,7 +59,7 @@ func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
-	if ctx.Value(outsiderKey{}) != nil && !k.mayFetchFor(kid) {
+	if ctx.Value(outsiderKey{}) != nil && !k.mayFetchFor(ctx, kid) {
 		return nil, errUnknownKey
 	}
 	payload, err := k.verify(ctx, kid, jwt)
@@ -74,29 +77,51 @@ func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 }
 
 // mayFetchFor reports whether an outsider's token naming kid may go to
-// the remote key set: a known kid always, another once every
-// unknownKeyEvery.
-func (k *keySet) mayFetchFor(kid string) bool {
+// the remote key set: a kid that verified before, or one the provider
+// publishes (the key set is read for that at most once every
+// unknownKeyEvery, all outsiders together).
+func (k *keySet) mayFetchFor(ctx context.Context, kid string) bool {
 	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.known[kid] {
+	if k.known[kid] || k.published[kid] {
+		k.mu.Unlock()
 		return true
 	}
 	now := k.now()
 	if now.Sub(k.lastUnknown) < unknownKeyEvery && now.After(k.lastUnknown.Add(-time.Minute)) {
+		k.mu.Unlock()
 		return false
 	}
 	k.lastUnknown = now
-	return true
+	k.mu.Unlock()
+	kids, err := k.publishedKeys(ctx)
+	if err != nil {
+		return false
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.published, k.publishedN = map[string]bool{}, len(kids)
+	for _, id := range kids {
+		if len(k.published) < maxKnownKeys {
+			k.published[id] = true
+		}
+	}
+	return k.published[kid]
 }
 
 func (k *keySet) verify(ctx context.Context, kid, jwt string) ([]byte, error) {
-	if kid == "" {
-		n, err := k.countKeys(ctx)
+	if kid == "" && ctx.Value(outsiderKey{}) != nil {
+		k.mu.Lock() // mayFetchFor read the key set for it, lately
+		n := k.publishedN
+		k.mu.Unlock()
+		if n != 1 {
+			return nil, fmt.Errorf("the token names no kid and the provider publishes %d keys", n)
+		}
+	} else if kid == "" {
+		kids, err := k.publishedKeys(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if n != 1 {
+		if n := len(kids); n != 1 {
 			return nil, fmt.Errorf("the ID token names no kid and the provider publishes %d keys", n)
 		}
 	}
@@ -122,26 +147,34 @@ func jwtKeyID(jwt string) (string, error) {
 	return h.KID, nil
 }
 
-func (k *keySet) countKeys(ctx context.Context) (int, error) {
+// publishedKeys reads the provider's key set: the kid of each key ("" for
+// a key without one).
+func (k *keySet) publishedKeys(ctx context.Context) ([]string, error) {
 	req, err := http.NewRequestWithContext(context.WithValue(ctx, endpointKey{}, "jwks"), http.MethodGet, k.jwksURI, nil)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	resp, err := k.client.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("fetch JWKS: %w", err)
+		return nil, fmt.Errorf("fetch JWKS: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("fetch JWKS: status %d", resp.StatusCode)
+		return nil, fmt.Errorf("fetch JWKS: status %d", resp.StatusCode)
 	}
 	var set struct {
-		Keys []json.RawMessage `json:"keys"`
+		Keys []struct {
+			KID string `json:"kid"`
+		} `json:"keys"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
-		return 0, fmt.Errorf("fetch JWKS: %w", err)
+		return nil, fmt.Errorf("fetch JWKS: %w", err)
 	}
-	return len(set.Keys), nil
+	kids := make([]string, len(set.Keys))
+	for i, key := range set.Keys {
+		kids[i] = key.KID
+	}
+	return kids, nil
 }
 
 // userinfo reads the userinfo endpoint with the access token: a JSON
