@@ -67,6 +67,7 @@ type AutheliaOptions struct {
 type Authelia struct {
 	Issuer string // https://auth.example.test:PORT
 	Host   string // auth.example.test
+	Domain string // its cookie domain: every name under it dials 127.0.0.1
 	Addr   string // 127.0.0.1:PORT
 	Dir    string
 	PKI    *PKI
@@ -100,9 +101,35 @@ func (a *Authelia) Log() string { return a.log.String() }
 func StartAuthelia(t testing.TB, o AutheliaOptions) *Authelia {
 	t.Helper()
 	bin := Bin(t, "AUTHELIA_BIN")
+	a := WriteAuthelia(t, o)
+	cmd := exec.Command(bin, "--config", a.Config)
+	cmd.Dir = a.Dir
+	cmd.Env = AutheliaEnv()
+	a.Run(t, cmd)
+	return a
+}
+
+// AutheliaEnv is this process's environment without what Authelia would
+// read as its own configuration (AUTHELIA_*, X_AUTHELIA_*: AUTHELIA_BIN
+// among them).
+func AutheliaEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AUTHELIA_") && !strings.HasPrefix(kv, "X_AUTHELIA_") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// WriteAuthelia writes what StartAuthelia starts Authelia with (the
+// configuration, users, TLS and signing keys, in a new directory), for a
+// free loopback port, and starts nothing.
+func WriteAuthelia(t testing.TB, o AutheliaOptions) *Authelia {
+	t.Helper()
 	dir := t.TempDir()
 	port := FreePort(t)
-	a := &Authelia{Host: "auth." + AutheliaDomain, Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, log: &lockedBuffer{}}
+	a := &Authelia{Host: "auth." + AutheliaDomain, Domain: AutheliaDomain, Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir}
 	a.Issuer = fmt.Sprintf("https://%s:%d", a.Host, port)
 	a.PKI = NewPKI(t, dir, a.Host, "*."+AutheliaDomain)
 	jwks := filepath.Join(dir, "jwks.key")
@@ -120,9 +147,14 @@ func StartAuthelia(t testing.TB, o AutheliaOptions) *Authelia {
 	if err := os.WriteFile(a.Config, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--config", a.Config)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "X_AUTHELIA_CONFIG_FILTERS=")
+	return a
+}
+
+// Run starts cmd, an Authelia serving a.Issuer at a.Addr, stops it when
+// the test ends, and waits until its health check answers.
+func (a *Authelia) Run(t testing.TB, cmd *exec.Cmd) {
+	t.Helper()
+	a.log = &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = a.log, a.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -145,7 +177,7 @@ func StartAuthelia(t testing.TB, o AutheliaOptions) *Authelia {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return a
+				return
 			}
 		}
 		select {
@@ -160,10 +192,14 @@ func StartAuthelia(t testing.TB, o AutheliaOptions) *Authelia {
 }
 
 // Dial connects to addr, with Authelia's names (and every other name
-// under AutheliaDomain) on 127.0.0.1 at the port asked for.
+// under its domain, and under .localhost) on 127.0.0.1 at the port asked
+// for; Authelia's host at port 443 is a.Addr.
 func (a *Authelia) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	host, port, err := net.SplitHostPort(addr)
-	if err == nil && (host == AutheliaDomain || strings.HasSuffix(host, "."+AutheliaDomain) || strings.HasSuffix(host, ".localhost")) {
+	switch {
+	case err == nil && host == a.Host && port == "443":
+		addr = a.Addr // a test cannot listen on 443: Authelia is at a.Addr
+	case err == nil && (host == a.Domain || strings.HasSuffix(host, "."+a.Domain) || strings.HasSuffix(host, ".localhost")):
 		addr = net.JoinHostPort("127.0.0.1", port)
 	}
 	var d net.Dialer
