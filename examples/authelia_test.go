@@ -4,11 +4,7 @@
 package examples_test
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,8 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/compose-spec/compose-go/v2/cli"
-	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/oidc-proxy/oidc-proxy/proxy/authelia"
 	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 )
@@ -93,102 +87,17 @@ func TestValidateCanRefuse(t *testing.T) {
 // stack) are the test's. It must become healthy and serve discovery for
 // https://auth.example.com, and know the proxy's client.
 func TestComposeAutheliaStarts(t *testing.T) {
-	bin := proxytest.Bin(t, "AUTHELIA_BIN")
-	dir := "memos-authelia"
-	opts, err := cli.NewProjectOptions([]string{filepath.Join(dir, "compose.yaml")}, cli.WithWorkingDirectory(dir), cli.WithName("memos-authelia"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	project, err := opts.LoadProject(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The secrets the user writes, as the header says.
-	secrets := t.TempDir()
-	secret := make([]byte, 36)
-	rand.Read(secret)
-	os.WriteFile(filepath.Join(secrets, "oidc-client-secret"), []byte(hex.EncodeToString(secret)+"\n"), 0o600)
-	// The authelia binary where the image has it on PATH.
-	binDir := t.TempDir()
-	if err := os.Symlink(bin, filepath.Join(binDir, "authelia")); err != nil {
-		t.Fatal(err)
-	}
-	volumes := map[string]string{}
-	binds := func(svc types.ServiceConfig) []proxytest.Bind {
-		out := []proxytest.Bind{{Source: filepath.Dir(bin), Target: filepath.Dir(bin), ReadOnly: true},
-			{Source: binDir, Target: "/opt/authelia", ReadOnly: true}}
-		for _, v := range svc.Volumes {
-			src := v.Source
-			if v.Type == types.VolumeTypeVolume {
-				if volumes[v.Source] == "" {
-					volumes[v.Source] = t.TempDir()
-				}
-				src = volumes[v.Source]
-			}
-			out = append(out, proxytest.Bind{Source: src, Target: v.Target, ReadOnly: v.ReadOnly})
-		}
-		for _, s := range svc.Secrets {
-			target := s.Target
-			if target == "" {
-				target = "/run/secrets/" + s.Source
-			}
-			out = append(out, proxytest.Bind{Source: filepath.Join(secrets, filepath.Base(project.Secrets[s.Source].File)), Target: target, ReadOnly: true})
-		}
-		return out
-	}
-	env := func(svc types.ServiceConfig, more ...string) []string {
-		out := []string{"PATH=/opt/authelia:/usr/local/bin:/usr/bin:/bin"}
-		for k, v := range svc.Environment {
-			if v != nil {
-				out = append(out, k+"="+*v)
-			}
-		}
-		return append(out, more...)
-	}
-
-	// The secrets service, its own script.
-	gen := project.Services["authelia-secrets"]
-	argv := append(append([]string{}, gen.Entrypoint...), gen.Command...)
-	if out, err := proxytest.Root(t, binds(gen), env(gen), argv...).CombinedOutput(); err != nil {
-		t.Fatalf("the authelia-secrets service failed: %v\n%s", err, out)
-	}
-	// Again, as at every `docker compose up`: nothing it made is lost.
-	before, _ := os.ReadFile(filepath.Join(volumes["authelia-secrets"], "session"))
-	if out, err := proxytest.Root(t, binds(gen), env(gen), argv...).CombinedOutput(); err != nil {
-		t.Fatalf("the authelia-secrets service, run again: %v\n%s", err, out)
-	}
-	if after, _ := os.ReadFile(filepath.Join(volumes["authelia-secrets"], "session")); string(after) != string(before) || len(before) == 0 {
-		t.Error("a second start replaced Authelia's session secret")
-	}
-	digest, _ := os.ReadFile(filepath.Join(volumes["authelia-secrets"], "oidc-client-digest"))
-	if !authelia.Matches(strings.TrimSpace(string(digest)), hex.EncodeToString(secret)) {
-		t.Errorf("the client digest the service made does not match the client secret: %q", digest)
-	}
-
-	// Authelia, as the compose file runs it; the listen address and TLS
-	// are the test's.
-	svc := project.Services["authelia"]
-	port := proxytest.FreePort(t)
-	tlsDir := t.TempDir()
-	pki := proxytest.NewPKI(t, tlsDir, "auth.example.com", "*.example.com")
-	a := &proxytest.Authelia{Host: "auth.example.com", Domain: "example.com", Addr: fmt.Sprintf("127.0.0.1:%d", port),
-		Issuer: "https://auth.example.com", PKI: pki} // as Caddy serves it: Dial finds Authelia at Addr
-	b := append(binds(svc), proxytest.Bind{Source: tlsDir, Target: "/test-tls", ReadOnly: true})
-	cmd := proxytest.Root(t, b, env(svc,
-		fmt.Sprintf("AUTHELIA_SERVER_ADDRESS=tcp://127.0.0.1:%d/", port),
-		"AUTHELIA_SERVER_TLS_CERTIFICATE=/test-tls/server.crt", "AUTHELIA_SERVER_TLS_KEY=/test-tls/server.key"),
-		"/opt/authelia/authelia", "--config", "/config/configuration.yml")
-	a.Run(t, cmd)
-
+	st := newStack(t)
+	st.secretsService()
+	a := st.authelia("127.0.0.1:"+itoa(proxytest.FreePort(t)), true)
 	c := a.HTTPClient()
 	resp, err := c.Get(a.Issuer + "/.well-known/openid-configuration")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var doc struct {
-		Issuer        string   `json:"issuer"`
-		AuthMethods   []string `json:"token_endpoint_auth_methods_supported"`
-		Authorization string   `json:"authorization_endpoint"`
+		Issuer        string `json:"issuer"`
+		Authorization string `json:"authorization_endpoint"`
 	}
 	json.NewDecoder(resp.Body).Decode(&doc)
 	resp.Body.Close()

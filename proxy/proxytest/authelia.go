@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -154,22 +153,9 @@ func WriteAuthelia(t testing.TB, o AutheliaOptions) *Authelia {
 // the test ends, and waits until its health check answers.
 func (a *Authelia) Run(t testing.TB, cmd *exec.Cmd) {
 	t.Helper()
-	a.log = &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = a.log, a.log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
+	proc := Start(t, cmd)
+	a.log = proc.out
+	done := proc.Done
 	c := a.HTTPClient()
 	deadline := time.Now().Add(60 * time.Second)
 	for {

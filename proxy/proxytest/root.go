@@ -58,8 +58,20 @@ func Root(t testing.TB, binds []Bind, env []string, argv ...string) *exec.Cmd {
 		}
 	}
 	mount("/usr", "usr", true)
-	mount("/etc", "etc", true)
 	mount("/dev", "dev", false)
+	// /etc is the root's own (so that binds may land in it), with the
+	// machine's trust store and the few files programs read.
+	for _, f := range []string{"nsswitch.conf", "passwd", "group", "localtime", "resolv.conf", "mime.types"} {
+		if b, err := os.ReadFile(filepath.Join("/etc", f)); err == nil {
+			os.WriteFile(filepath.Join(root, "etc", f), b, 0o644)
+		}
+	}
+	for _, d := range []string{"ssl", "ca-certificates"} {
+		if _, err := os.Stat(filepath.Join("/etc", d)); err == nil {
+			os.MkdirAll(filepath.Join(root, "etc", d), 0o755)
+			mount(filepath.Join("/etc", d), filepath.Join("etc", d), true)
+		}
+	}
 	for _, b := range binds {
 		target := filepath.Join(root, b.Target)
 		if fi, err := os.Stat(b.Source); err == nil && !fi.IsDir() {
