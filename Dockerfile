@@ -11,7 +11,13 @@
 # under /run/secrets).
 ARG GO_IMAGE=docker.io/library/golang:1.26.8-bookworm
 
-FROM ${GO_IMAGE} AS build
+# The build stage runs on the machine's own platform and cross-compiles for
+# the image's (no emulation): one
+#   docker buildx build --platform linux/amd64,linux/arm64 .
+# makes both images.
+FROM --platform=$BUILDPLATFORM ${GO_IMAGE} AS build
+ARG TARGETOS=linux
+ARG TARGETARCH=amd64
 WORKDIR /src
 ENV CGO_ENABLED=0
 COPY go.mod go.sum ./
@@ -19,7 +25,7 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/oidc-proxy ./cmd/oidc-proxy && \
+    GOOS=${TARGETOS} GOARCH=${TARGETARCH} go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/oidc-proxy ./cmd/oidc-proxy && \
     mkdir -p /out/state && cp /etc/ssl/certs/ca-certificates.crt /out/
 
 FROM scratch
