@@ -353,6 +353,9 @@ const (
 	// DefaultMemosAdminUsername is the setup account the proxy creates in
 	// a fresh Memos: a name Memos accepts, and not a person's.
 	DefaultMemosAdminUsername = "oidc-proxy-admin"
+	// DefaultMemosIdPID is memos.idp_id's default: the bridge then takes
+	// over a Memos provider of the same OpenID Provider, if there is one.
+	DefaultMemosIdPID = "oidc-proxy"
 	MinSecretLength           = 32
 )
 
@@ -416,7 +419,7 @@ func (m *Memos) applyDefaults() {
 		return
 	}
 	if m.IdPID == "" {
-		m.IdPID = "oidc-proxy"
+		m.IdPID = DefaultMemosIdPID
 	}
 	if m.IdPTitle == "" {
 		m.IdPTitle = "Single sign-on"

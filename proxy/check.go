@@ -15,7 +15,8 @@ func (p *Proxy) Check(ctx context.Context) ([]string, error) {
 	var found []string
 	var errs []error
 	issuer := p.oidc.Issuer()
-	op, err := p.oidc.Discover(ctx)
+	err := p.oidc.DiscoverNow(ctx) // kept: integrations' checks read the endpoints
+	op := p.oidc.Provider()
 	if err != nil {
 		errs = append(errs, fmt.Errorf("provider %s: %w", issuer, err))
 	} else {

@@ -110,6 +110,9 @@ type Kit struct {
 	Forbidden func(w http.ResponseWriter, r *http.Request, s *session.Session)
 	// StoreUnavailable answers when the session store is down.
 	StoreUnavailable func(w http.ResponseWriter, r *http.Request, err error)
+	// Provider is the OpenID Provider's authorization, token and userinfo
+	// endpoints, by its discovery; ok is false until discovery is done.
+	Provider func() (auth, token, userinfo string, ok bool)
 }
 
 // Session is the identity's session.

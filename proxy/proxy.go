@@ -236,6 +236,13 @@ func (p *Proxy) kit(rt *Route, transport http.RoundTripper) Kit {
 		ErrorPage:        p.errorPage,
 		Forbidden:        p.forbidden,
 		StoreUnavailable: p.storeUnavailable,
+		Provider: func() (string, string, string, bool) {
+			op := p.oidc.Provider()
+			if op == nil {
+				return "", "", "", false
+			}
+			return op.AuthURL(), op.TokenURL(), op.UserinfoURL(), true
+		},
 	}
 }
 

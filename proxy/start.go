@@ -20,3 +20,9 @@ func (p *Proxy) Start(ctx context.Context) {
 
 // Ready reports whether discovery has succeeded.
 func (p *Proxy) Ready() bool { return p.sh.live.Load().oidc.Provider() != nil }
+
+// Discover runs the OpenID Provider's discovery once, now (a command that
+// needs it, such as memos-setup, without starting the proxy).
+func (p *Proxy) Discover(ctx context.Context) error {
+	return p.sh.live.Load().oidc.DiscoverNow(ctx)
+}

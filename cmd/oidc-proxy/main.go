@@ -118,6 +118,12 @@ func setupMemos(ctx context.Context, cfg *config.Config, log *slog.Logger, stdou
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	// The provider's endpoints tell which of Memos's providers sign users
+	// in at the same place (see memos.Bridge.Register).
+	if err := p.Discover(ctx); err != nil {
+		fmt.Fprintf(stderr, "memos-setup: the OpenID Provider %s does not answer discovery (needed to find Memos's providers of the same issuer): %v\n", cfg.OIDC.Issuer, err)
+		return 3
+	}
 	for _, bridge := range bridges {
 		did, err := bridge.Register(ctx)
 		if err != nil {

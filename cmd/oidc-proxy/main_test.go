@@ -284,11 +284,24 @@ func TestMemosSetup(t *testing.T) {
 		}
 	}))
 	defer memos.Close()
+	// A provider that answers discovery: memos-setup reads its endpoints.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	issuer := "http://" + ln.Addr().String()
+	op, err := testop.New(issuer, testop.Config{ClientID: "memos", ClientSecret: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opSrv := httptest.NewUnstartedServer(op.Handler())
+	opSrv.Listener.Close()
+	opSrv.Listener = ln
+	opSrv.Start()
+	defer opSrv.Close()
 	dir := t.TempDir()
 	write := func(name, token string) string {
 		os.WriteFile(filepath.Join(dir, "token-"+name), []byte(token), 0o600)
 		path := writeConfig(t, "127.0.0.1:0", memos.URL)
 		data, _ := os.ReadFile(path)
+		data = []byte(strings.Replace(string(data), "issuer: http://127.0.0.1:1", "issuer: "+issuer, 1))
 		data = append(data, []byte("memos:\n  bridge: true\n  admin_token_file: "+filepath.Join(dir, "token-"+name)+"\n")...)
 		os.WriteFile(path, data, 0o600)
 		return path

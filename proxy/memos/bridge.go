@@ -75,6 +75,25 @@ type Bridge struct {
 	ready      atomic.Bool            // Memos has an admin
 	checkMu    sync.Mutex             // one "has Memos an admin?" at a time
 	admins     *session.Cache[bool]   // bearer hash → Memos confirmed an admin
+	idpName    atomic.Pointer[string] // the provider in Memos, once registered (see Register)
+}
+
+// idp is the bridge's identity provider's name in Memos: the one
+// Register chose, or identity-providers/<memos.idp_id> before.
+func (b *Bridge) idp() string {
+	if n := b.idpName.Load(); n != nil {
+		return *n
+	}
+	return "identity-providers/" + b.clientID
+}
+
+// opEndpoints are the endpoints of the proxy's OpenID Provider.
+type opEndpoints struct{ auth, token, userinfo string }
+
+// matches reports whether a Memos provider's endpoints are this OpenID
+// Provider's.
+func (o *opEndpoints) matches(auth, token, userinfo string) bool {
+	return sameURL(auth, o.auth) && sameURL(token, o.token) && (userinfo == "" || o.userinfo == "" || sameURL(userinfo, o.userinfo))
 }
 
 func (b *Bridge) token() string {

@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/oidc-proxy/oidc-proxy/config"
 	"io"
 	"net/http"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -105,7 +108,7 @@ func (b *Bridge) memosSignIn(ctx context.Context, s *session.Session, u memosUse
 	}
 	client := http.Header{"User-Agent": {r.UserAgent()}, "X-Forwarded-For": {b.k.ClientIP(r)}, "X-Real-Ip": {b.k.ClientIP(r)}}
 	resp, err := b.call(ctx, "AuthService/SignIn", map[string]any{
-		"ssoCredentials": map[string]string{"idpName": "identity-providers/" + b.clientID, "code": code, "redirectUri": b.callbackURL},
+		"ssoCredentials": map[string]string{"idpName": b.idp(), "code": code, "redirectUri": b.callbackURL},
 	}, client, &answer)
 	if err != nil {
 		return nil, err
@@ -115,11 +118,28 @@ func (b *Bridge) memosSignIn(ctx context.Context, s *session.Session, u memosUse
 		return nil, errors.New("memos SignIn set no " + memosRefreshCookie + " cookie")
 	}
 	if answer.User.Username != "" && answer.User.Username != u.Identifier {
-		b.k.Log.Info("memos bridge: Memos gave the user another username", "user", u.Identifier, "memos_username", answer.User.Username,
-			"why", "Memos usernames are 1-36 of a-z A-Z 0-9 -, not all digits, not reserved")
+		b.k.Log.Warn("memos bridge: Memos gave the user another username", "user", u.Identifier, "memos_username", answer.User.Username,
+			"why", whyRenamed(u.Identifier))
 	}
 	b.keepInStep(ctx, s, answer.User)
 	return cookies, nil
+}
+
+// memosUsername is what Memos 0.30 accepts as a username.
+var memosUsername = regexp.MustCompile(`^[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,34}[a-zA-Z0-9])?$`)
+
+// whyRenamed says why Memos gave a user who signed in as name another
+// username: its username rules refuse the name, or (the rules allow it)
+// the name is another account's.
+func whyRenamed(name string) string {
+	allDigits := strings.Trim(name, "0123456789") == ""
+	switch {
+	case !memosUsername.MatchString(name) || allDigits:
+		return "Memos's username rules refuse the name (1-36 of a-z A-Z 0-9 and -, not all digits)"
+	case slices.Contains([]string{"admin", "administrator", "api", "memos", "root", "support", "system"}, strings.ToLower(name)):
+		return "Memos reserves the name"
+	}
+	return "the name is taken by another Memos account (a password account, or one linked to another identity provider); Memos never links a sign-in to it"
 }
 
 // memosSignOut ends the browser's Memos session, if it has one: Memos
@@ -174,25 +194,114 @@ func (b *Bridge) memosFailed(w http.ResponseWriter, r *http.Request, err error) 
 		"You are signed in, but Memos refused the single sign-on. Ask the administrator to look at the proxy's log.")
 }
 
-// memosIdP is the identity provider the proxy registers in Memos.
-func (b *Bridge) memosIdP() map[string]any {
+// memosIdP is the identity provider the proxy registers in Memos, under
+// the name name.
+func (b *Bridge) memosIdP(name string) map[string]any {
 	return map[string]any{
-		"name":  "identity-providers/" + b.clientID,
+		"name":  name,
 		"type":  "OAUTH2",
 		"title": b.title,
 		"config": map[string]any{"oauth2Config": map[string]any{
 			"clientId": b.clientID, "clientSecret": b.secrets[0],
 			"authUrl": b.authURL, "tokenUrl": b.tokenURL, "userInfoUrl": b.userinfoURL,
 			"scopes":       []string{"profile", "email"},
-			"fieldMapping": map[string]string{"identifier": "preferred_username", "displayName": "name", "email": "email"},
+			"fieldMapping": map[string]string{"identifier": b.usernameClaim, "displayName": "name", "email": "email"},
 		}},
 	}
 }
 
-// Register makes the proxy Memos's identity provider, or brings
-// the registration up to date: listed first (anonymously), then updated
-// or created with the admin's token. It is safe to run any number of
-// times. It reports what it did.
+// memosProvider is an identity provider as Memos lists it (anyone may
+// list them; Memos never shows the secret).
+type memosProvider struct {
+	Name   string `json:"name"`
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Config struct {
+		OAuth2 struct {
+			ClientID     string `json:"clientId"`
+			AuthURL      string `json:"authUrl"`
+			TokenURL     string `json:"tokenUrl"`
+			UserInfoURL  string `json:"userInfoUrl"`
+			FieldMapping struct {
+				Identifier string `json:"identifier"`
+			} `json:"fieldMapping"`
+		} `json:"oauth2Config"`
+	} `json:"config"`
+}
+
+// errTwoProviders is a Memos with more than one identity provider that
+// signs users in at the proxy's own OpenID Provider: which one's users
+// should keep their accounts is the administrator's choice.
+type errTwoProviders struct{ names []string }
+
+func (e *errTwoProviders) Error() string {
+	return fmt.Sprintf("Memos has %d identity providers that sign users in at this proxy's OpenID Provider (%s): set memos.idp_id to the id (after identity-providers/) of the one your users signed in with, and the proxy takes it over so that they keep their accounts",
+		len(e.names), strings.Join(e.names, ", "))
+}
+
+// choose picks, among Memos's identity providers, the one the bridge
+// becomes (its name), and whether it is one to take over from the
+// OpenID Provider. See Register.
+func (b *Bridge) choose(list []memosProvider, op *opEndpoints) (name string, takeOver *memosProvider, err error) {
+	own := "identity-providers/" + b.clientID
+	if b.clientID != config.DefaultMemosIdPID { // the administrator named it
+		return own, nil, nil
+	}
+	var ours, theirs []*memosProvider
+	for i := range list {
+		p := &list[i]
+		c := p.Config.OAuth2
+		switch {
+		case p.Type != "OAUTH2":
+		case sameURL(c.AuthURL, b.authURL) && sameURL(c.TokenURL, b.tokenURL):
+			ours = append(ours, p)
+		case op != nil && op.matches(c.AuthURL, c.TokenURL, c.UserInfoURL):
+			if c.FieldMapping.Identifier != b.usernameClaim {
+				b.k.Log.Warn("memos bridge: Memos has an identity provider at this proxy's OpenID Provider that links users by another claim; left alone",
+					"provider", p.Name, "title", p.Title, "identifier", c.FieldMapping.Identifier, "username_claim", b.usernameClaim,
+					"hint", "its users keep their accounts through the proxy only if memos.username_claim is "+c.FieldMapping.Identifier+" and memos.idp_id names it")
+				continue
+			}
+			theirs = append(theirs, p)
+		}
+	}
+	switch {
+	case len(theirs) > 1:
+		e := &errTwoProviders{}
+		for _, p := range theirs {
+			e.names = append(e.names, fmt.Sprintf("%s (%q)", p.Name, p.Title))
+		}
+		return "", nil, e
+	case len(theirs) == 1:
+		return theirs[0].Name, theirs[0], nil
+	}
+	for _, p := range ours { // taken over before
+		if p.Name != own {
+			return p.Name, nil, nil
+		}
+	}
+	return own, nil, nil
+}
+
+// sameURL compares two endpoint URLs as the same endpoint.
+func sameURL(a, b string) bool {
+	return a != "" && strings.EqualFold(strings.TrimSuffix(a, "/"), strings.TrimSuffix(b, "/"))
+}
+
+// Register makes the proxy Memos's identity provider, or brings the
+// registration up to date. It is safe to run any number of times, and
+// reports what it did.
+//
+// Users are linked in Memos by (identity provider, identifier). A Memos
+// that already signs users in at the proxy's OpenID Provider (Memos's own
+// SSO, set up by its guide) holds those links under its provider: the
+// bridge takes that provider over (the same id, its configuration now
+// the bridge's endpoints; its title kept), so that every user it linked
+// signs in through the proxy as the same Memos user. A provider of
+// another OpenID Provider, or one linking by another claim, is never
+// touched; two of them that could be taken over are an error naming
+// both. memos.idp_id, set to anything but the default, names the
+// provider to be, and nothing is looked for.
 func (b *Bridge) Register(ctx context.Context) (string, error) {
 	if b == nil {
 		return "", errors.New("memos.bridge is off")
@@ -200,34 +309,55 @@ func (b *Bridge) Register(ctx context.Context) (string, error) {
 	if b.token() == "" {
 		return "", errors.New("no Memos admin token: set memos.admin_token_file")
 	}
+	var op *opEndpoints
+	if b.k.Provider != nil {
+		if auth, token, userinfo, ok := b.k.Provider(); ok {
+			op = &opEndpoints{auth, token, userinfo}
+		}
+	}
+	if b.clientID == config.DefaultMemosIdPID && op == nil {
+		return "", errors.New("waiting for the OpenID Provider's discovery (to find Memos's providers of the same issuer)")
+	}
 	var list struct {
-		IdentityProviders []struct {
-			Name string `json:"name"`
-		} `json:"identityProviders"`
+		IdentityProviders []memosProvider `json:"identityProviders"`
 	}
 	if _, err := b.call(ctx, "IdentityProviderService/ListIdentityProviders", map[string]any{}, nil, &list); err != nil {
 		return "", err
 	}
-	admin := http.Header{"Authorization": {"Bearer " + b.token()}}
-	idp := b.memosIdP()
-	for _, existing := range list.IdentityProviders {
-		if existing.Name == idp["name"] {
-			_, err := b.call(ctx, "IdentityProviderService/UpdateIdentityProvider", map[string]any{
-				"identityProvider": idp, "updateMask": "title,config",
-			}, admin, nil)
-			if err != nil {
-				return "", err
-			}
-			return "updated " + existing.Name, nil
-		}
-	}
-	_, err := b.call(ctx, "IdentityProviderService/CreateIdentityProvider", map[string]any{
-		"identityProviderId": b.clientID, "identityProvider": idp,
-	}, admin, nil)
+	name, takeOver, err := b.choose(list.IdentityProviders, op)
 	if err != nil {
 		return "", err
 	}
-	return "created " + idp["name"].(string), nil
+	admin := http.Header{"Authorization": {"Bearer " + b.token()}}
+	idp := b.memosIdP(name)
+	for _, existing := range list.IdentityProviders {
+		if existing.Name != name {
+			continue
+		}
+		mask := "title,config"
+		if existing.Name != "identity-providers/"+b.clientID {
+			mask = "config" // a provider taken over keeps the title its users know
+			idp["title"] = existing.Title
+		}
+		if _, err := b.call(ctx, "IdentityProviderService/UpdateIdentityProvider", map[string]any{
+			"identityProvider": idp, "updateMask": mask,
+		}, admin, nil); err != nil {
+			return "", err
+		}
+		b.idpName.Store(&name)
+		if takeOver != nil {
+			return fmt.Sprintf("took over Memos's identity provider %s (%q), which signed users in at %s: the users it linked keep their Memos accounts",
+				name, existing.Title, takeOver.Config.OAuth2.AuthURL), nil
+		}
+		return "updated " + name, nil
+	}
+	if _, err := b.call(ctx, "IdentityProviderService/CreateIdentityProvider", map[string]any{
+		"identityProviderId": strings.TrimPrefix(name, "identity-providers/"), "identityProvider": idp,
+	}, admin, nil); err != nil {
+		return "", err
+	}
+	b.idpName.Store(&name)
+	return "created " + name, nil
 }
 
 func truncate(s string, n int) string {

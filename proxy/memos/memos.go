@@ -10,6 +10,7 @@ package memos
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/oidc-proxy/oidc-proxy/config"
@@ -114,7 +115,29 @@ func (b *Bridge) Start(ctx context.Context) {
 	go b.setUpInBackground(ctx)
 }
 
-// Check implements proxy.Integration.
-func (b *Bridge) Check(context.Context) []string {
-	return []string{"memos bridge: Memos reaches the token endpoint at " + b.tokenURL + " (not checked from here)"}
+// Check implements proxy.Integration: which of Memos's identity providers
+// the bridge is, or would take over (see Register).
+func (b *Bridge) Check(ctx context.Context) []string {
+	lines := []string{"memos bridge: Memos reaches the token endpoint at " + b.tokenURL + " (not checked from here)"}
+	var list struct {
+		IdentityProviders []memosProvider `json:"identityProviders"`
+	}
+	if _, err := b.call(ctx, "IdentityProviderService/ListIdentityProviders", map[string]any{}, nil, &list); err != nil {
+		return append(lines, "memos bridge: Memos's identity providers cannot be listed: "+err.Error())
+	}
+	var op *opEndpoints
+	if b.k.Provider != nil {
+		if auth, token, userinfo, ok := b.k.Provider(); ok {
+			op = &opEndpoints{auth, token, userinfo}
+		}
+	}
+	name, takeOver, err := b.choose(list.IdentityProviders, op)
+	switch {
+	case err != nil:
+		return append(lines, "memos bridge: "+err.Error())
+	case takeOver != nil:
+		return append(lines, fmt.Sprintf("memos bridge: takes over Memos's identity provider %s (%q, at %s): the users it linked keep their accounts",
+			name, takeOver.Title, takeOver.Config.OAuth2.AuthURL))
+	}
+	return append(lines, "memos bridge: is Memos's identity provider "+name)
 }

@@ -240,6 +240,10 @@ func (b *Bridge) setUpInBackground(ctx context.Context) {
 			b.k.Log.Warn("memos bridge: not registering at start", "why", err)
 			return
 		}
+		if two := (*errTwoProviders)(nil); errors.As(err, &two) {
+			b.k.Log.Error("memos bridge: not registered: the administrator must choose", "why", err)
+			return
+		}
 		b.k.Log.Warn("memos bridge: setting up Memos failed; retrying", "in", delay, "err", err)
 		select {
 		case <-ctx.Done():

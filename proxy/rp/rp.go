@@ -96,6 +96,16 @@ func (c *Client) CloseIdleConnections() { c.cfg.HTTPClient.CloseIdleConnections(
 // Provider is what discovery found, or nil before it succeeded.
 func (c *Client) Provider() *Provider { return c.provider.Load() }
 
+// DiscoverNow runs discovery once, now, and keeps what it found.
+func (c *Client) DiscoverNow(ctx context.Context) error {
+	op, err := c.Discover(ctx)
+	if err != nil {
+		return err
+	}
+	c.provider.Store(op)
+	return nil
+}
+
 // Start runs discovery in the background, retrying with back-off (1 s
 // doubling to 1 min) until it succeeds or ctx ends. Until then Provider
 // is nil.
