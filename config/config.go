@@ -356,7 +356,7 @@ const (
 	// DefaultMemosIdPID is memos.idp_id's default: the bridge then takes
 	// over a Memos provider of the same OpenID Provider, if there is one.
 	DefaultMemosIdPID = "oidc-proxy"
-	MinSecretLength           = 32
+	MinSecretLength   = 32
 )
 
 // DefaultScopes is the scope list used when oidc.scopes is omitted.
