@@ -3,6 +3,7 @@
 //	oidc-proxy -config oidc-proxy.yaml          serve
 //	oidc-proxy -config oidc-proxy.yaml -check   validate the configuration, reach the provider and the upstream, and exit
 //	oidc-proxy -config oidc-proxy.yaml memos-setup   register the proxy as Memos's identity provider, and exit
+//	oidc-proxy init -memos-url URL -issuer URL  write a configuration, secrets and Authelia's client block
 //	oidc-proxy -version                         print the version
 package main
 
@@ -30,7 +31,12 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	var code int
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		code = initSetup(os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
+	} else {
+		code = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	}
 	stop()
 	os.Exit(code)
 }
@@ -51,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case len(rest) == 1 && rest[0] == "memos-setup":
 		memosSetup = true
 	case len(rest) > 0:
-		fmt.Fprintf(stderr, "oidc-proxy: unknown command %q (the only one is memos-setup)\n", rest[0])
+		fmt.Fprintf(stderr, "oidc-proxy: unknown command %q (the commands are memos-setup, and init before any flag)\n", rest[0])
 		return 2
 	}
 	if *showVersion {

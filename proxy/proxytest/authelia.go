@@ -29,6 +29,9 @@ const AutheliaDomain = "example.test"
 type AutheliaUser struct {
 	Name, Password, DisplayName, Email string
 	Groups                             []string
+	// TOTP, when set, is the user's second factor: a base32 secret (see
+	// TOTPCode), registered before Authelia starts.
+	TOTP string
 }
 
 // AutheliaClient is an OpenID Connect client registration. Empty fields
@@ -56,6 +59,9 @@ type AutheliaOptions struct {
 	// RateLimits keeps Authelia's default rate limits (on in a real
 	// deployment); off, the token and userinfo limits are disabled.
 	RateLimits bool
+	// MoreConfig are further configuration files (a client block, as a
+	// user pastes it), passed after the generated one.
+	MoreConfig []string
 	// Configuration replaces the generated configuration file whole: its
 	// text, after "{{PORT}}", "{{DIR}}", "{{CERT}}", "{{KEY}}" and
 	// "{{JWKS_KEY}}" are filled in.
@@ -72,6 +78,8 @@ type Authelia struct {
 	PKI    *PKI
 	Config string // the configuration file
 	log    *lockedBuffer
+	// TOTP are the second factors of users who have one (user -> secret).
+	TOTP map[string]string
 }
 
 type lockedBuffer struct {
@@ -99,13 +107,44 @@ func (a *Authelia) Log() string { return a.log.String() }
 // when the test ends.
 func StartAuthelia(t testing.TB, o AutheliaOptions) *Authelia {
 	t.Helper()
-	bin := Bin(t, "AUTHELIA_BIN")
 	a := WriteAuthelia(t, o)
-	cmd := exec.Command(bin, "--config", a.Config)
+	a.Start(t, o)
+	return a
+}
+
+// Start starts the Authelia that WriteAuthelia wrote for o (its users'
+// second factors registered first), with o's MoreConfig, and waits until
+// it is healthy. Between the two, a test may write what needs the issuer.
+func (a *Authelia) Start(t testing.TB, o AutheliaOptions) {
+	t.Helper()
+	bin := Bin(t, "AUTHELIA_BIN")
+	args := []string{"--config", a.Config}
+	for _, f := range o.MoreConfig {
+		args = append(args, "--config", f)
+	}
+	a.TOTP = map[string]string{}
+	for _, u := range o.Users {
+		if u.TOTP == "" {
+			continue
+		}
+		if len(a.TOTP) == 0 {
+			if out, err := a.command(bin, append([]string{"storage", "migrate", "up"}, args...)...).CombinedOutput(); err != nil {
+				t.Fatalf("authelia storage migrate up: %v\n%s", err, out)
+			}
+		}
+		if out, err := a.command(bin, append([]string{"storage", "user", "totp", "generate", u.Name, "--secret", u.TOTP}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("authelia storage user totp generate: %v\n%s", err, out)
+		}
+		a.TOTP[u.Name] = u.TOTP
+	}
+	a.Run(t, a.command(bin, args...))
+}
+
+func (a *Authelia) command(bin string, args ...string) *exec.Cmd {
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = a.Dir
 	cmd.Env = AutheliaEnv()
-	a.Run(t, cmd)
-	return a
+	return cmd
 }
 
 // AutheliaEnv is this process's environment without what Authelia would

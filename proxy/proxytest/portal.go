@@ -2,12 +2,17 @@ package proxytest
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/base32"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // PortalSignIn signs user in at Authelia's portal by its API, as the
@@ -39,8 +44,26 @@ func (a *Authelia) PortalSignIn(c *http.Client, portal, user, password string) (
 			Redirect string `json:"redirect"`
 		} `json:"data"`
 	}
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &ans) != nil || ans.Status != "OK" || ans.Data.Redirect == "" {
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &ans) != nil || ans.Status != "OK" {
 		return nil, fmt.Errorf("authelia first factor: %d %s", resp.StatusCode, raw)
+	}
+	if ans.Data.Redirect == "" { // a second factor is needed
+		secret := a.TOTP[user]
+		if secret == "" {
+			return nil, fmt.Errorf("authelia asks %s for a second factor, and the test gave none", user)
+		}
+		body, _ = json.Marshal(map[string]any{"token": TOTPCode(secret, time.Now()), "flow": q.Get("flow"), "flowID": q.Get("flow_id")})
+		req, _ = http.NewRequest(http.MethodPost, a.Issuer+"/api/secondfactor/totp", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Origin", a.Issuer)
+		if resp, err = c.Do(req); err != nil {
+			return nil, err
+		}
+		raw, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &ans) != nil || ans.Status != "OK" || ans.Data.Redirect == "" {
+			return nil, fmt.Errorf("authelia second factor: %d %s", resp.StatusCode, raw)
+		}
 	}
 	resp, err = c.Get(ans.Data.Redirect)
 	if err != nil {
@@ -92,6 +115,23 @@ func (a *Authelia) consent(c *http.Client, flowID string) (*http.Response, error
 		return nil, fmt.Errorf("authelia consent decision: %d %s", resp.StatusCode, raw)
 	}
 	return c.Get(ans.Data.RedirectURI)
+}
+
+// TOTPCode is the RFC 6238 code (SHA-1, 30 s, 6 digits) of a base32
+// secret at t.
+func TOTPCode(secret string, t time.Time) string {
+	key, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.ToUpper(secret))
+	if err != nil {
+		return ""
+	}
+	var msg [8]byte
+	binary.BigEndian.PutUint64(msg[:], uint64(t.Unix()/30))
+	m := hmac.New(sha1.New, key)
+	m.Write(msg[:])
+	sum := m.Sum(nil)
+	off := sum[len(sum)-1] & 0x0f
+	code := binary.BigEndian.Uint32(sum[off:off+4]) & 0x7fffffff
+	return fmt.Sprintf("%06d", code%1000000)
 }
 
 // Browser is an HTTP client as a browser navigates: cookies kept,
