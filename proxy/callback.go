@@ -58,10 +58,14 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 			code = "unknown_error"
 		}
 		p.metrics.signIns.WithLabelValues("failure", "provider_error").Inc()
+		fix := op.Explain(code)
 		p.log.Warn("sign-in refused by the provider", "reason", "provider_error", "error", code,
-			"description", truncate(q.Get("error_description"), 200), "client", p.trusted.clientIP(r))
-		p.errorPage(w, r, http.StatusForbidden, "Sign-in did not complete",
-			"The identity provider answered: "+code+".")
+			"description", truncate(q.Get("error_description"), 200), "fix", fix, "client", p.trusted.clientIP(r))
+		msg := "The identity provider answered: " + code + "."
+		if fix != "" {
+			msg += " The proxy's registration there needs a change (for the administrator): " + fix + "."
+		}
+		p.errorPage(w, r, http.StatusForbidden, "Sign-in did not complete", msg)
 		return
 	}
 	code := q.Get("code")
@@ -153,7 +157,13 @@ func (p *Proxy) redeem(w http.ResponseWriter, r *http.Request, op *rp.Provider, 
 		return nil, false
 	case err != nil:
 		pass.end(p.now(), se != nil, 0) // a refusal by the token endpoint is a failure it counted
-		p.signInFailed(w, r, rp.Reason(err), err, http.StatusBadGateway, "")
+		msg := ""
+		if se != nil && op.Explain(se.Code) != "" {
+			fix := op.Explain(se.Code)
+			p.log.Warn("sign-in: the provider refused the proxy's client", "error", se.Code, "fix", fix)
+			msg = "The identity provider refused the proxy's client (" + se.Code + "). For the administrator: " + fix + "."
+		}
+		p.signInFailed(w, r, rp.Reason(err), err, http.StatusBadGateway, msg)
 		return nil, false
 	}
 	pass.end(p.now(), false, 0)

@@ -31,6 +31,17 @@ func (p *Proxy) Check(ctx context.Context) ([]string, error) {
 		if op.EndSession() == "" && p.logoutURL == "" {
 			found = append(found, "  note: no end_session_endpoint and no oidc.logout_url: sign-out ends only the proxy's session")
 		}
+		// The client's registration, as a sign-in would meet it.
+		if err := op.ProbeAuthorization(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("provider %s: the authorization request is refused: %w", issuer, err))
+		} else {
+			found = append(found, "  the client, its callback "+p.external.String()+Prefix+"callback and scopes: accepted")
+		}
+		if err := op.ProbeClient(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("provider %s: the client's credentials are refused: %w", issuer, err))
+		} else {
+			found = append(found, "  the client's credentials: accepted (checked with one token request the provider refuses by design)")
+		}
 	}
 	for _, rt := range p.routes.routes {
 		label := "upstream " + rt.upstream.String()
