@@ -265,20 +265,26 @@ func (b *Bridge) choose(list []memosProvider, op *opEndpoints) (name string, tak
 			theirs = append(theirs, p)
 		}
 	}
+	// A provider taken over before counts as a candidate too: one more of
+	// the same issuer is a question for the administrator, not a switch.
+	var candidates []*memosProvider
+	for _, p := range ours {
+		if p.Name != own {
+			candidates = append(candidates, p)
+		}
+	}
+	candidates = append(candidates, theirs...)
 	switch {
-	case len(theirs) > 1:
+	case len(candidates) > 1:
 		e := &errTwoProviders{}
-		for _, p := range theirs {
+		for _, p := range candidates {
 			e.names = append(e.names, fmt.Sprintf("%s (%q)", p.Name, p.Title))
 		}
 		return "", nil, e
-	case len(theirs) == 1:
+	case len(candidates) == 1 && len(theirs) == 1:
 		return theirs[0].Name, theirs[0], nil
-	}
-	for _, p := range ours { // taken over before
-		if p.Name != own {
-			return p.Name, nil, nil
-		}
+	case len(candidates) == 1:
+		return candidates[0].Name, nil, nil
 	}
 	return own, nil, nil
 }
