@@ -73,4 +73,3 @@ func TestTakeoverWithTheStandIn(t *testing.T) {
 		t.Errorf("a second candidate: %v", err)
 	}
 }
-
