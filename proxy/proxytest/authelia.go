@@ -46,7 +46,7 @@ type AutheliaClient struct {
 	Policy       string
 	Consent      string
 	// Lifespan names a custom lifespan ("short": access and ID tokens of
-	// 66 s).
+	// 66 s; "medium": 200 s).
 	Lifespan string
 	// Extra are more lines of the client's YAML, indented as its keys.
 	Extra []string
@@ -329,6 +329,10 @@ identity_providers:
         short:
           access_token: '66 seconds'
           id_token: '66 seconds'
+          refresh_token: '90 minutes'
+        medium:
+          access_token: '200 seconds'
+          id_token: '200 seconds'
           refresh_token: '90 minutes'
     clients:
 `, users, AutheliaDomain, AutheliaDomain)
