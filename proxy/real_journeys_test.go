@@ -204,7 +204,9 @@ func TestRealBrowserJourneys(t *testing.T) {
 	if _, err := as.proxy.Reload(as.config(t, "{allowed_groups: [nobody]}")); err != nil {
 		t.Fatal(err)
 	}
-	browserAt(t, ctx, as.origin("app")+"/", "", "", func() bool { return strings.Contains(pageText(ctx), "Access denied") || strings.Contains(pageText(ctx), "not allowed") })
+	browserAt(t, ctx, as.origin("app")+"/", "", "", func() bool {
+		return strings.Contains(pageText(ctx), "Access denied") || strings.Contains(pageText(ctx), "not allowed")
+	})
 	if _, err := as.proxy.Reload(as.config(t, "{}")); err != nil {
 		t.Fatal(err)
 	}
