@@ -121,14 +121,21 @@ func TestComposeStackJourney(t *testing.T) {
 	ctx := proxytest.Chromium(t, 120*time.Second,
 		[2]string{"host-resolver-rules", "MAP auth.example.com 127.0.0.1, MAP memos.example.com 127.0.0.1"},
 		[2]string{"ignore-certificate-errors", "true"})
-	if err := chromedp.Do(ctx,
-		chromedp.Navigate("https://memos.example.com/"),
-		chromedp.WaitVisible(chromedp.ID("username-textfield")),
-		chromedp.SendKeys(chromedp.ID("username-textfield"), "alice"),
-		chromedp.SendKeys(chromedp.ID("password-textfield"), "change-me-now"),
-		chromedp.Click(chromedp.ID("sign-in-button")),
-	); err != nil {
-		t.Fatalf("Authelia's portal: %v\n%s", err, proxyProc.Output())
+	if err := chromedp.Do(ctx, chromedp.Navigate("https://memos.example.com/")); err != nil {
+		t.Fatal(err)
+	}
+	tries := 0
+	waitFor(t, 60*time.Second, "Authelia's portal", func() bool {
+		ok, _ := chromedp.Run(ctx, chromedp.Evaluate[bool]("!!document.getElementById('username-textfield')"))
+		if loc, _ := chromedp.Run(ctx, chromedp.Location()); !ok && strings.HasPrefix(loc, "https://memos.example.com/") {
+			if tries++; tries%10 == 0 { // "Memos is being set up": the proxy's first run is under way
+				chromedp.Do(ctx, chromedp.Navigate("https://memos.example.com/"))
+			}
+		}
+		return ok
+	}, proxyProc.Output)
+	if err := proxytest.Fill(ctx, map[string]string{"username-textfield": "alice", "password-textfield": "change-me-now"}, "sign-in-button"); err != nil {
+		t.Fatalf("Authelia's portal: %v", err)
 	}
 	// Authelia asks for consent once (pre-configured mode), then the
 	// browser is back at Memos.
@@ -141,7 +148,7 @@ func TestComposeStackJourney(t *testing.T) {
 	for {
 		loc, body := landed()
 		if strings.HasPrefix(loc, "https://auth.example.com/consent") {
-			chromedp.Do(ctx, chromedp.Click(chromedp.ID("openid-consent-accept")))
+			proxytest.Click(ctx, "openid-consent-accept")
 		}
 		if strings.HasPrefix(loc, "https://memos.example.com/") && strings.Contains(currentUser(ctx), `"username":"alice"`) {
 			break
@@ -181,9 +188,10 @@ func TestComposeStackJourney(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate("https://memos.example.com/")); err != nil {
 		t.Fatal(err)
 	}
-	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.ID("username-textfield"))); err != nil {
-		t.Errorf("after sign-out, Memos did not ask to sign in again: %v", err)
-	}
+	waitFor(t, 30*time.Second, "after sign-out, Memos asking to sign in again", func() bool {
+		ok, _ := chromedp.Run(ctx, chromedp.Evaluate[bool]("!!document.getElementById('username-textfield')"))
+		return ok
+	}, proxyProc.Output)
 }
 
 // currentUser is what Memos's web app, in the page, gets from Memos as its

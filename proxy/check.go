@@ -40,7 +40,7 @@ func (p *Proxy) Check(ctx context.Context) ([]string, error) {
 		if err := op.ProbeClient(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("provider %s: the client's credentials are refused: %w", issuer, err))
 		} else {
-			found = append(found, "  the client's credentials: accepted (checked with one token request the provider refuses by design)")
+			found = append(found, "  the client's credentials: accepted (checked with a made-up code, which the provider refuses after it authenticated the client)")
 		}
 	}
 	for _, rt := range p.routes.routes {

@@ -128,10 +128,9 @@ func browserAt(t *testing.T, ctx context.Context, url, user, password string, do
 		switch {
 		case portal && !typed && user != "":
 			typed = true
-			chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("username-textfield"), user),
-				chromedp.SendKeys(chromedp.ID("password-textfield"), password), chromedp.Click(chromedp.ID("sign-in-button")))
+			proxytest.Fill(ctx, map[string]string{"username-textfield": user, "password-textfield": password}, "sign-in-button")
 		case consent:
-			chromedp.Do(ctx, chromedp.Click(chromedp.ID("openid-consent-accept")))
+			proxytest.Click(ctx, "openid-consent-accept")
 		}
 		if time.Now().After(deadline) {
 			body, _ := chromedp.Run(ctx, chromedp.Evaluate[string]("document.body ? document.body.innerText : ''"))

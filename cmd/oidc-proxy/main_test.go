@@ -191,7 +191,10 @@ func TestCheckReachesPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	issuer := "http://" + ln.Addr().String()
-	op, err := testop.New(issuer, testop.Config{ClientID: "memos", ClientSecret: "s3cret"})
+	// The client as the configuration has it (-check asks for its callback
+	// and authenticates it).
+	op, err := testop.New(issuer, testop.Config{ClientID: "memos", ClientSecret: "s3cret",
+		RedirectURIs: []string{"https://memos.example.com/oauth2/callback"}})
 	if err != nil {
 		t.Fatal(err)
 	}

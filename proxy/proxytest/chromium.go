@@ -2,6 +2,7 @@ package proxytest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"testing"
@@ -48,4 +49,29 @@ func Chromium(t testing.TB, timeout time.Duration, flags ...[2]string) context.C
 	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
 	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
 	return ctx
+}
+
+// Fill types values into a page's inputs (by element id) and clicks the
+// button with id button, by script, as a person typing would (React's
+// value setter and input events: the portal's form takes them). It is
+// chromedp's SendKeys and Click without their node queries, which race
+// with pages that change their attributes while they are read.
+func Fill(ctx context.Context, values map[string]string, button string) error {
+	js := `(() => { const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set;`
+	for id, v := range values {
+		js += fmt.Sprintf(`{ const el = document.getElementById(%q); if (!el) return false; el.focus(); set.call(el, %q);
+			el.dispatchEvent(new Event('input', {bubbles: true})); el.dispatchEvent(new Event('change', {bubbles: true})); }`, id, v)
+	}
+	js += fmt.Sprintf(`const b = document.getElementById(%q); if (!b) return false; b.click(); return true; })()`, button)
+	ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js))
+	if err == nil && !ok {
+		err = fmt.Errorf("the page has no form with %v and %s", values, button)
+	}
+	return err
+}
+
+// Click clicks the element with id, by script (see Fill).
+func Click(ctx context.Context, id string) error {
+	_, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`(() => { const b = document.getElementById(%q); if (b) b.click(); return !!b; })()`, id)))
+	return err
 }

@@ -86,13 +86,15 @@ func (p *Provider) ProbeAuthorization(ctx context.Context) error {
 	}
 }
 
-// ProbeClient authenticates the proxy's client at the token endpoint (a
-// client_credentials request, which the proxy's client is usually not
-// allowed: unauthorized_client then means the credentials were accepted).
-// It returns nil when they were, a *Refusal when not. It costs one
-// refused token request, which a provider's rate limit counts.
+// ProbeClient authenticates the proxy's client at the token endpoint with
+// a code that was never issued: a provider authenticates the client
+// before it looks at the code (RFC 6749 4.1.3), so invalid_grant means the
+// credentials were accepted, invalid_client that they were not. It
+// returns nil when they were, a *Refusal when not. It costs one refused
+// token request, which a provider's rate limit counts.
 func (p *Provider) ProbeClient(ctx context.Context) error {
-	form := url.Values{"grant_type": {"client_credentials"}}
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {"oidc-proxy-check-" + probeToken()},
+		"redirect_uri": {p.c.cfg.RedirectURL}, "code_verifier": {oauth2.GenerateVerifier()}}
 	c := p.c.cfg
 	req, err := http.NewRequestWithContext(context.WithValue(ctx, endpointKey{}, "token"), http.MethodPost, p.TokenURL(), nil)
 	if err != nil {
