@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -257,4 +258,75 @@ func TestRealBrowserJourneys(t *testing.T) {
 	// carol has no email at Authelia: she signs in all the same.
 	signOut()
 	browserAt(t, ctx, as.origin("memos")+"/", "carol", "carol-password", func() bool { return strings.Contains(memosMe(ctx), `"username":"carol"`) })
+}
+
+// TestRealAutheliaTwoReplicasOnRedis: two replicas of the proxy share the
+// Redis store in front of the real Authelia (rotating refresh tokens of
+// 200 s): a session signed in on one is served by the other; the refresh
+// happens on the second, and the next one on the first spends the token
+// the second stored (a reused token would be refused, and the session
+// ended).
+func TestRealAutheliaTwoReplicasOnRedis(t *testing.T) {
+	rs := startRedis(t)
+	a := proxytest.StartAuthelia(t, proxytest.AutheliaOptions{
+		Users: []proxytest.AutheliaUser{{Name: "alice", Password: alicePassword, DisplayName: "Alice", Email: "alice@example.test"}},
+		Clients: []proxytest.AutheliaClient{{ID: "memos", Secret: realSecret, Lifespan: "medium",
+			RedirectURIs: []string{"http://127.0.0.1/oauth2/callback"}}},
+	})
+	s := &stand{t: t, logs: &syncBuffer{}}
+	lnA, lnB := listen(t), listen(t)
+	s.issuer, s.url = a.Issuer, "http://"+lnA.Addr().String()
+	s.startUpstream()
+	yaml := fmt.Sprintf("external_url: %q\nupstream: %q\noidc:\n  issuer: %q\n  client_id: memos\n  client_secret: %q\nsession:\n  secret: %q\n",
+		s.url, s.upstream.URL, a.Issuer, realSecret, sessionSecret)
+	build := func() *config.Config {
+		cfg, err := config.Parse("replicas.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		useRedis(rs)(cfg)
+		return cfg
+	}
+	idp := func() *http.Client {
+		return &http.Client{Transport: a.Transport(), Timeout: 10 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	s.proxy = startReplica(t, build(), proxy.Options{Logger: s.logger(), Now: s.clock, IdPClient: idp()}, lnA)
+	replicaB := startReplica(t, build(), proxy.Options{Logger: s.logger(), Now: s.clock, IdPClient: idp()}, lnB)
+	s.waitReady()
+	for !replicaB.Ready() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	urlB := "http://" + lnB.Addr().String()
+
+	c := a.Browser("")
+	resp, body, err := a.SignIn(c, s.url+"/", "alice", alicePassword)
+	if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(body, "hello alice") {
+		t.Fatalf("sign-in on replica A: %v %v %s", err, resp, body)
+	}
+	cookie := cookieHeader(c, s.url)
+	refreshes := func(result string) int {
+		return metricValue(metricsText(s), `oidc_proxy_refreshes_total{result="`+result+`"}`) +
+			metricValue(func() string {
+				rec := httptest.NewRecorder()
+				replicaB.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+				return rec.Body.String()
+			}(), `oidc_proxy_refreshes_total{result="`+result+`"}`)
+	}
+	if resp, body := get(t, urlB, "/on-b", cookie); resp.StatusCode != http.StatusOK || !strings.Contains(body, "hello alice") {
+		t.Fatalf("replica B: %d %s", resp.StatusCode, body)
+	}
+	for i, step := range []struct {
+		base string
+		skew time.Duration
+	}{{urlB, 145 * time.Second}, {s.url, 180 * time.Second}} {
+		s.skew.Store(int64(step.skew))
+		before := refreshes("success")
+		if resp, body := get(t, step.base, fmt.Sprintf("/refresh/%d", i), cookie); resp.StatusCode != http.StatusOK || !strings.Contains(body, "hello alice") {
+			t.Fatalf("refresh %d: %d %s", i+1, resp.StatusCode, body)
+		}
+		if refreshes("success") != before+1 || refreshes("refused")+refreshes("failed") != 0 {
+			t.Errorf("refresh %d on %s: success %d → %d, refused %d, failed %d", i+1, step.base, before, refreshes("success"), refreshes("refused"), refreshes("failed"))
+		}
+	}
 }
