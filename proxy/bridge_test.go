@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/oidc-proxy/oidc-proxy/config"
-	"github.com/oidc-proxy/oidc-proxy/examples/demo/testop"
+	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 )
 
 const bobPassword = "bob-password"
@@ -27,8 +27,8 @@ func bridgeStand(t *testing.T, edits ...func(*config.Config)) (*stand, *fakeMemo
 		for _, e := range edits {
 			e(c)
 		}
-	}, func(o *testop.Config) {
-		o.Users = append(o.Users, &testop.User{Username: "bob", Password: bobPassword, Name: "Bob", Email: "bob@example.com"})
+	}, func(o *proxytest.OPConfig) {
+		o.Users = append(o.Users, &proxytest.OPUser{Username: "bob", Password: bobPassword, Name: "Bob", Email: "bob@example.com"})
 	})
 	serveOn(t, bridgeLn, s.proxy.BridgeHandler())
 	// The proxy registers itself at start (admin_token_file); doing it

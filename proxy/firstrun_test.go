@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/oidc-proxy/oidc-proxy/config"
-	"github.com/oidc-proxy/oidc-proxy/examples/demo/testop"
+	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 )
 
 // firstRun configures the bridge as a new user does: a token file (and
@@ -34,10 +34,10 @@ func memosStand(t *testing.T, fm *fakeMemos, bridge func(dir, addr string) func(
 		for _, e := range edits {
 			e(c)
 		}
-	}, func(o *testop.Config) {
+	}, func(o *proxytest.OPConfig) {
 		o.Users = append(o.Users,
-			&testop.User{Username: "bob", Password: bobPassword, Name: "Bob", Email: "bob@example.com"},
-			&testop.User{Username: "carol", Password: "carol-password", Name: "Carol"})
+			&proxytest.OPUser{Username: "bob", Password: bobPassword, Name: "Bob", Email: "bob@example.com"},
+			&proxytest.OPUser{Username: "carol", Password: "carol-password", Name: "Carol"})
 	})
 	serveOn(t, bridgeLn, s.proxy.BridgeHandler())
 	return s

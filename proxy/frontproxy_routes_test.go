@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/oidc-proxy/oidc-proxy/examples/demo/testop"
+	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 )
 
 // TestForwardAuthRoutes: the nginx and Caddy examples in front of two
@@ -34,8 +34,8 @@ func frontRoutes(t *testing.T, example, bin string, args func(dir, conf string) 
 	opLn, proxyLn := listen(t), listen(t)
 	issuer := "http://" + opLn.Addr().String()
 	rs := &routesStand{t: t, logs: &syncBuffer{}, port: port, extras: map[string]string{}}
-	op, err := testop.New(issuer, testop.Config{ClientID: "memos", ClientSecret: clientSecret,
-		RedirectURIs: []string{rs.url("one.localhost", "/oauth2/callback")}, Users: []*testop.User{
+	op, err := proxytest.NewOP(issuer, proxytest.OPConfig{ClientID: "memos", ClientSecret: clientSecret,
+		RedirectURIs: []string{rs.url("one.localhost", "/oauth2/callback")}, Users: []*proxytest.OPUser{
 			{Username: "alice", Password: alicePassword, Name: "Alice", Email: "alice@example.com", Groups: []string{"admins"}},
 			{Username: "bob", Password: bobPassword, Name: "Bob", Email: "bob@example.com", Groups: []string{"users"}},
 		}})

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/oidc-proxy/oidc-proxy/config"
-	"github.com/oidc-proxy/oidc-proxy/examples/demo/testop"
 	"github.com/oidc-proxy/oidc-proxy/proxy"
+	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 )
 
 // app is an upstream that records what it receives and answers with its
@@ -45,7 +45,7 @@ func newApp(t *testing.T, name string) *app {
 // *.localhost to loopback as Chromium does.
 type routesStand struct {
 	t      *testing.T
-	op     *testop.OP
+	op     *proxytest.OP
 	port   string // every host's port: the proxy's
 	yaml   string
 	apps   map[string]*app
@@ -100,22 +100,22 @@ routes:
 
 // newRoutesStand starts the OP, the apps, fake Memos and the proxy;
 // store is a session block line ("" for cookies).
-func newRoutesStand(t *testing.T, store string, opEdits ...func(*testop.Config)) *routesStand {
+func newRoutesStand(t *testing.T, store string, opEdits ...func(*proxytest.OPConfig)) *routesStand {
 	t.Helper()
 	rs := &routesStand{t: t, logs: &syncBuffer{}, apps: map[string]*app{}, extras: map[string]string{}}
 	proxyLn, opLn, bridgeLn := listen(t), listen(t), listen(t)
 	_, rs.port, _ = net.SplitHostPort(proxyLn.Addr().String())
 	issuer := "http://" + opLn.Addr().String()
-	users := []*testop.User{
+	users := []*proxytest.OPUser{
 		{Username: "alice", Password: alicePassword, Name: "Alice Liddell", Email: "alice@example.com", Groups: []string{"admins", "users"}},
 		{Username: "bob", Password: bobPassword, Name: "Bob", Email: "bob@example.com", Groups: []string{"users"}},
 	}
-	opCfg := testop.Config{ClientID: "memos", ClientSecret: clientSecret,
+	opCfg := proxytest.OPConfig{ClientID: "memos", ClientSecret: clientSecret,
 		RedirectURIs: []string{rs.url("auth.localhost", "/oauth2/callback")}, Users: users}
 	for _, e := range opEdits {
 		e(&opCfg)
 	}
-	op, err := testop.New(issuer, opCfg)
+	op, err := proxytest.NewOP(issuer, opCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -616,7 +616,7 @@ func TestUpstreamCannotSetTheProxysCookies(t *testing.T) {
 // first still gives the provider's end_session_endpoint the ID token of
 // the session it ended, and returns to the page's host.
 func TestRoutesSignOutReachesTheProvider(t *testing.T) {
-	rs := newRoutesStand(t, "", func(o *testop.Config) { o.EndSession = true })
+	rs := newRoutesStand(t, "", func(o *proxytest.OPConfig) { o.EndSession = true })
 	c := rs.browser()
 	rs.signIn(c, "grafana.localhost", "/", "alice", alicePassword)
 	nr := noRedirect(c)

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oidc-proxy/oidc-proxy/examples/demo/testop"
+	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 )
 
 // The sign-in gate against an anonymous flood of sign-in completions:
@@ -28,7 +28,7 @@ func floodStand(t *testing.T) *stand {
 	return newStand(t, func(c *cfg) {
 		c.TrustedProxies = []string{"127.0.0.1"}
 		c.OIDC.Scopes = []string{"openid", "profile", "email", "offline_access"}
-	}, func(o *testop.Config) { o.RateLimit = true })
+	}, func(o *proxytest.OPConfig) { o.RateLimit = true })
 }
 
 // fromAddr is c with every request sent as from addr (by the trusted

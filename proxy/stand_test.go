@@ -19,9 +19,9 @@ import (
 	"time"
 
 	"github.com/oidc-proxy/oidc-proxy/config"
-	"github.com/oidc-proxy/oidc-proxy/examples/demo/testop"
 	"github.com/oidc-proxy/oidc-proxy/proxy"
 	"github.com/oidc-proxy/oidc-proxy/proxy/memos"
+	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 )
 
 const (
@@ -34,8 +34,8 @@ const (
 // proxy between them, all on loopback.
 type stand struct {
 	t        *testing.T
-	op       *testop.OP
-	alice    *testop.User
+	op       *proxytest.OP
+	alice    *proxytest.OPUser
 	proxy    replica
 	url      string // the proxy's external URL
 	issuer   string
@@ -83,28 +83,28 @@ func listen(t *testing.T) net.Listener {
 
 // newStand starts everything; edit changes the configuration before the
 // proxy is built, and opCfg the OP's configuration.
-func newStand(t *testing.T, edit func(*config.Config), opEdit func(*testop.Config)) *stand {
+func newStand(t *testing.T, edit func(*config.Config), opEdit func(*proxytest.OPConfig)) *stand {
 	t.Helper()
 	return newStandWith(t, nil, edit, opEdit)
 }
 
 // newStandWith is newStand with upstream answering the upstream's requests
 // from the start (nil: the recorder's default).
-func newStandWith(t *testing.T, upstream http.HandlerFunc, edit func(*config.Config), opEdit func(*testop.Config)) *stand {
+func newStandWith(t *testing.T, upstream http.HandlerFunc, edit func(*config.Config), opEdit func(*proxytest.OPConfig)) *stand {
 	t.Helper()
 	s := &stand{t: t, logs: &syncBuffer{}, upstreamHandler: upstream}
 	proxyLn, opLn := listen(t), listen(t)
 	s.url = "http://" + proxyLn.Addr().String()
 	issuer := "http://" + opLn.Addr().String()
 
-	s.alice = &testop.User{Username: "alice", Password: alicePassword, Name: "Alice Liddell",
+	s.alice = &proxytest.OPUser{Username: "alice", Password: alicePassword, Name: "Alice Liddell",
 		Email: "alice@example.com", Groups: []string{"admins", "users"}}
-	opCfg := testop.Config{ClientID: "memos", ClientSecret: clientSecret,
-		RedirectURIs: []string{s.url + "/oauth2/callback"}, Users: []*testop.User{s.alice}}
+	opCfg := proxytest.OPConfig{ClientID: "memos", ClientSecret: clientSecret,
+		RedirectURIs: []string{s.url + "/oauth2/callback"}, Users: []*proxytest.OPUser{s.alice}}
 	if opEdit != nil {
 		opEdit(&opCfg)
 	}
-	op, err := testop.New(issuer, opCfg)
+	op, err := proxytest.NewOP(issuer, opCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +377,7 @@ func noRedirect(c *http.Client) *http.Client {
 
 type (
 	cfg   = config.Config
-	opCfg = testop.Config
+	opCfg = proxytest.OPConfig
 )
 
 // handle makes h answer the upstream's requests from now on.

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/oidc-proxy/oidc-proxy/config"
-	"github.com/oidc-proxy/oidc-proxy/examples/demo/testop"
 	"github.com/oidc-proxy/oidc-proxy/proxy"
+	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 )
 
 func TestServerSentEventsFlowUnbuffered(t *testing.T) {
@@ -178,7 +178,7 @@ func TestUpstreamDownGives502(t *testing.T) {
 func TestProviderDownAtStart(t *testing.T) {
 	ln := listen(t)
 	issuer := "http://" + ln.Addr().String()
-	op, err := testop.New(issuer, testop.Config{ClientID: "memos", ClientSecret: clientSecret})
+	op, err := proxytest.NewOP(issuer, proxytest.OPConfig{ClientID: "memos", ClientSecret: clientSecret})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/oidc-proxy/oidc-proxy/examples/demo/testop"
+	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 )
 
 // result accumulates the runs of one target at one connection count.
@@ -193,9 +193,9 @@ func startProxy(ctx context.Context, upstream, extra string) (*signedInProxy, er
 		return nil, err
 	}
 	external := "http://" + pxAddr
-	op, err := testop.New("http://"+opAddr, testop.Config{
+	op, err := proxytest.NewOP("http://"+opAddr, proxytest.OPConfig{
 		ClientID: "loadbench", ClientSecret: "loadbench-secret", RedirectURIs: []string{external + "/oauth2/callback"},
-		Users: []*testop.User{{Username: "alice", Password: "alice-password", Name: "Alice Liddell",
+		Users: []*proxytest.OPUser{{Username: "alice", Password: "alice-password", Name: "Alice Liddell",
 			Email: "alice@example.com", Groups: []string{"admins", "users"}}},
 	})
 	if err != nil {

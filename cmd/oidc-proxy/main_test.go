@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oidc-proxy/oidc-proxy/examples/demo/testop"
+	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 )
 
 func writeConfig(t *testing.T, listen, upstream string) string {
@@ -193,7 +193,7 @@ func TestCheckReachesPeers(t *testing.T) {
 	issuer := "http://" + ln.Addr().String()
 	// The client as the configuration has it (-check asks for its callback
 	// and authenticates it).
-	op, err := testop.New(issuer, testop.Config{ClientID: "memos", ClientSecret: "s3cret",
+	op, err := proxytest.NewOP(issuer, proxytest.OPConfig{ClientID: "memos", ClientSecret: "s3cret",
 		RedirectURIs: []string{"https://memos.example.com/oauth2/callback"}})
 	if err != nil {
 		t.Fatal(err)
@@ -290,7 +290,7 @@ func TestMemosSetup(t *testing.T) {
 	// A provider that answers discovery: memos-setup reads its endpoints.
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	issuer := "http://" + ln.Addr().String()
-	op, err := testop.New(issuer, testop.Config{ClientID: "memos", ClientSecret: "s3cret"})
+	op, err := proxytest.NewOP(issuer, proxytest.OPConfig{ClientID: "memos", ClientSecret: "s3cret"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,8 +26,8 @@ import (
 	"time"
 
 	"github.com/oidc-proxy/oidc-proxy/config"
-	"github.com/oidc-proxy/oidc-proxy/examples/demo/testop"
 	"github.com/oidc-proxy/oidc-proxy/proxy"
+	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 )
 
 func main() {
@@ -49,9 +49,9 @@ func run(proxyAddr, opAddr, appAddr string) error {
 	external := "http://" + proxyAddr
 	secret := randomString()
 	password := randomString()[:12]
-	op, err := testop.New("http://"+opAddr, testop.Config{
+	op, err := proxytest.NewOP("http://"+opAddr, proxytest.OPConfig{
 		ClientID: "demo", ClientSecret: secret, RedirectURIs: []string{external + "/oauth2/callback"},
-		Users: []*testop.User{{Username: "alice", Password: password, Name: "Alice Demo",
+		Users: []*proxytest.OPUser{{Username: "alice", Password: password, Name: "Alice Demo",
 			Email: "alice@example.com", Groups: []string{"admins", "users"}}},
 	})
 	if err != nil {

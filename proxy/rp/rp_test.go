@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oidc-proxy/oidc-proxy/examples/demo/testop"
+	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 	"github.com/oidc-proxy/oidc-proxy/proxy/rp"
 	"golang.org/x/oauth2"
 )
@@ -23,16 +23,16 @@ const (
 
 // certified serves the test provider (zitadel/oidc, set up as Authelia)
 // and returns a relying party discovered against it, and alice.
-func certified(t *testing.T, scopes ...string) (*rp.Client, *rp.Provider, *testop.OP, *testop.User) {
+func certified(t *testing.T, scopes ...string) (*rp.Client, *rp.Provider, *proxytest.OP, *proxytest.OPUser) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	issuer := "http://" + ln.Addr().String()
-	alice := &testop.User{Username: "alice", Password: "pw", Name: "Alice", Email: "alice@example.com", Groups: []string{"admins"}}
-	op, err := testop.New(issuer, testop.Config{ClientID: "proxy", ClientSecret: clientSecret,
-		RedirectURIs: []string{redirectURL}, Users: []*testop.User{alice}})
+	alice := &proxytest.OPUser{Username: "alice", Password: "pw", Name: "Alice", Email: "alice@example.com", Groups: []string{"admins"}}
+	op, err := proxytest.NewOP(issuer, proxytest.OPConfig{ClientID: "proxy", ClientSecret: clientSecret,
+		RedirectURIs: []string{redirectURL}, Users: []*proxytest.OPUser{alice}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package testop
+package proxytest
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-// Package testop is an OpenID Provider for the demo and the tests, built on
+// The test OpenID Provider (OP), for the demo and the tests, built on
 // the certified github.com/zitadel/oidc/v3/pkg/op and set up to behave the
 // way Authelia 4.39 does where the proxy can tell:
 //
@@ -10,10 +10,11 @@
 //   - the callback carries iss (RFC 9207) and discovery announces it;
 //   - discovery lists no end_session_endpoint (unless EndSession is set);
 //   - with RateLimit, the token endpoint limits failures per client
-//     address as Authelia does by default (limiter.go).
+//     address as Authelia does by default (oplimiter.go).
 //
 // It is for tests and demos on loopback: users and passwords are in memory.
-package testop
+
+package proxytest
 
 import (
 	"context"
@@ -34,8 +35,8 @@ import (
 	"golang.org/x/text/language"
 )
 
-// User is an account at the test provider.
-type User struct {
+// OPUser is an account at the test provider.
+type OPUser struct {
 	Username string // preferred_username
 	Password string
 	Name     string
@@ -49,14 +50,14 @@ type User struct {
 }
 
 // Subject is the user's sub: an opaque UUID, as Authelia's.
-func (u *User) Subject() string { return u.id }
+func (u *OPUser) Subject() string { return u.id }
 
-// Config sets up a provider.
-type Config struct {
+// OPConfig sets up a test provider.
+type OPConfig struct {
 	ClientID     string
 	ClientSecret string
 	RedirectURIs []string
-	Users        []*User
+	Users        []*OPUser
 	// EndSession keeps end_session_endpoint in discovery (Authelia has none).
 	EndSession bool
 	// ClientAuthMethod is the client's registered token endpoint auth
@@ -72,7 +73,7 @@ type Config struct {
 type OP struct {
 	issuer  string
 	handler http.Handler
-	users   map[string]*User // by sub
+	users   map[string]*OPUser // by sub
 
 	// TokenRequests counts requests to the token endpoint.
 	TokenRequests  atomic.Int64
@@ -83,11 +84,11 @@ type OP struct {
 	tokenForms     []url.Values
 }
 
-// New builds a provider whose issuer is issuer (for example
+// NewOP builds a provider whose issuer is issuer (for example
 // "http://127.0.0.1:9000"); serve its Handler at that address.
-func New(issuer string, cfg Config) (*OP, error) {
-	o := &OP{issuer: issuer, users: map[string]*User{}, limit: newLimiter(nil)}
-	us := userStore{byID: map[string]*User{}}
+func NewOP(issuer string, cfg OPConfig) (*OP, error) {
+	o := &OP{issuer: issuer, users: map[string]*OPUser{}, limit: newLimiter(nil)}
+	us := userStore{byID: map[string]*OPUser{}}
 	for _, u := range cfg.Users {
 		u.id = uuid.NewString()
 		us.byID[u.id] = u
@@ -107,7 +108,7 @@ func New(issuer string, cfg Config) (*OP, error) {
 		GrantTypeRefreshToken: true,
 	}, st, op.StaticIssuer(issuer), op.WithAllowInsecure())
 	if err != nil {
-		return nil, fmt.Errorf("testop: %w", err)
+		return nil, fmt.Errorf("proxytest: %w", err)
 	}
 	mux := http.NewServeMux()
 	interceptor := op.NewIssuerInterceptor(provider.IssuerFromRequest)
@@ -277,7 +278,7 @@ func (s *store) SetUserinfoFromToken(ctx context.Context, ui *oidc.UserInfo, tok
 	return nil
 }
 
-type userStore struct{ byID map[string]*User }
+type userStore struct{ byID map[string]*OPUser }
 
 func (s userStore) GetUserByID(id string) *storage.User {
 	if u := s.byID[id]; u != nil {
@@ -297,7 +298,7 @@ func (s userStore) GetUserByUsername(name string) *storage.User {
 
 func (userStore) ExampleClientID() string { return "service" }
 
-func (userStore) convert(u *User) *storage.User {
+func (userStore) convert(u *OPUser) *storage.User {
 	return &storage.User{
 		ID: u.id, Username: u.Username, Password: u.Password, FirstName: u.Name,
 		Email: u.Email, EmailVerified: true, PreferredLanguage: language.English,
