@@ -10,9 +10,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -328,5 +331,78 @@ func TestRealAutheliaTwoReplicasOnRedis(t *testing.T) {
 		if refreshes("success") != before+1 || refreshes("refused")+refreshes("failed") != 0 {
 			t.Errorf("refresh %d on %s: success %d → %d, refused %d, failed %d", i+1, step.base, before, refreshes("success"), refreshes("refused"), refreshes("failed"))
 		}
+	}
+}
+
+// TestRealBrowserTwoReplicas: Chromium behind one address that sends each
+// request to the next of two replicas on Redis (a load balancer, round
+// robin), with the real Authelia: the sign-in's steps and the pages after
+// it land on both replicas, and every page is alice's, across a refresh.
+func TestRealBrowserTwoReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the real programs in a browser")
+	}
+	rs := startRedis(t)
+	lb := listen(t)
+	_, port, _ := strings.Cut(lb.Addr().String(), ":")
+	external := "http://app.localhost:" + port
+	a := proxytest.StartAuthelia(t, proxytest.AutheliaOptions{
+		Users:   []proxytest.AutheliaUser{{Name: "alice", Password: alicePassword, DisplayName: "Alice", Email: "alice@example.test"}},
+		Clients: []proxytest.AutheliaClient{{ID: "memos", Secret: realSecret, Lifespan: "medium", RedirectURIs: []string{external + "/oauth2/callback"}}},
+	})
+	s := &stand{t: t, logs: &syncBuffer{}}
+	s.issuer, s.url = a.Issuer, external
+	s.startUpstream()
+	yaml := fmt.Sprintf("external_url: %q\nupstream: %q\noidc:\n  issuer: %q\n  client_id: memos\n  client_secret: %q\nsession:\n  secret: %q\n",
+		external, s.upstream.URL, a.Issuer, realSecret, sessionSecret)
+	var backends []string
+	var replicas []replica
+	for range 2 {
+		cfg, err := config.Parse("lb.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		useRedis(rs)(cfg)
+		ln := listen(t)
+		r := startReplica(t, cfg, proxy.Options{Logger: s.logger(), Now: s.clock, IdPClient: &http.Client{Transport: a.Transport(),
+			Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}, ln)
+		if s.proxy.Proxy == nil {
+			s.proxy = r
+		}
+		replicas = append(replicas, r)
+		for !r.Ready() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		backends = append(backends, ln.Addr().String())
+	}
+	var served [2]atomic.Int64
+	var next atomic.Int64
+	serveOn(t, lb, &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		i := next.Add(1) % 2
+		served[i].Add(1)
+		pr.SetURL(&url.URL{Scheme: "http", Host: backends[i]})
+		pr.Out.Host = pr.In.Host
+	}})
+	s.handle(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "<!doctype html><title>app</title><p>app for %s</p>", r.Header.Get("Remote-User"))
+	})
+	ctx := proxytest.Chromium(t, 2*time.Minute, [2]string{"host-resolver-rules", "MAP " + a.Host + " 127.0.0.1"}, [2]string{"ignore-certificate-errors", "true"})
+	browserAt(t, ctx, external+"/", "alice", alicePassword, func() bool { return strings.Contains(pageText(ctx), "app for alice") })
+	for i, skew := range []time.Duration{0, 0, 0, 145 * time.Second, 145 * time.Second, 145 * time.Second} {
+		s.skew.Store(int64(skew))
+		browserAt(t, ctx, fmt.Sprintf("%s/page/%d", external, i), "", "", func() bool { return strings.Contains(pageText(ctx), "app for alice") })
+	}
+	if served[0].Load() < 3 || served[1].Load() < 3 {
+		t.Errorf("the replicas served %d and %d requests", served[0].Load(), served[1].Load())
+	}
+	success, refused := 0, 0
+	for _, r := range replicas {
+		rec := httptest.NewRecorder()
+		r.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		success += metricValue(rec.Body.String(), `oidc_proxy_refreshes_total{result="success"}`)
+		refused += metricValue(rec.Body.String(), `oidc_proxy_refreshes_total{result="refused"}`)
+	}
+	if success < 1 || refused != 0 {
+		t.Errorf("refreshes across the replicas: %d succeeded, %d refused", success, refused)
 	}
 }
