@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 	"io"
 	"net/http"
 	"net/url"
@@ -13,7 +14,7 @@ import (
 )
 
 func pkcePair() (verifier, challenge string) {
-	verifier = strings.Repeat("v", 20) + randomHex()
+	verifier = strings.Repeat("v", 20) + proxytest.RandomHex()
 	sum := sha256.Sum256([]byte(verifier))
 	return verifier, base64.RawURLEncoding.EncodeToString(sum[:])
 }
@@ -95,7 +96,7 @@ func TestMemosBridgeTokenEndpoint(t *testing.T) {
 		}
 		return q.Get("code")
 	}
-	secret := fm.clientSecret()
+	secret := fm.ClientSecret()
 	token := func(code, id, secret, verifier, redirect string, basic bool) (int, string) {
 		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirect}}
 		if verifier != "" {
@@ -207,8 +208,8 @@ func TestMemosBridgeUsernames(t *testing.T) {
 	// Signing in again finds the same (linked) user.
 	c2 := s.browser()
 	s.signInAs(c2, "/", "alice.liddell", alicePassword)
-	if again, _ := memosWhoAmI(t, c2, s.url); again != user || fm.userCount() != 1 {
-		t.Errorf("second sign-in: %q, %d users", again, fm.userCount())
+	if again, _ := memosWhoAmI(t, c2, s.url); again != user || fm.UserCount() != 1 {
+		t.Errorf("second sign-in: %q, %d users", again, fm.UserCount())
 	}
 }
 
@@ -217,7 +218,7 @@ func TestMemosBridgeUsernames(t *testing.T) {
 // looping.
 func TestMemosBridgeMemosRefuses(t *testing.T) {
 	s, fm, _ := bridgeStand(t)
-	fm.closedRegistration = true
+	fm.ClosedRegistration = true
 	c := s.browser()
 	resp, _ := s.signInAs(c, "/", "alice", alicePassword)
 	if resp.StatusCode != 200 {

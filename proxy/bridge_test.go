@@ -16,12 +16,12 @@ const bobPassword = "bob-password"
 
 // bridgeStand is a stand whose upstream is the Memos stand-in, with the
 // bridge on and registered in Memos, and bob as a second user of the OP.
-func bridgeStand(t *testing.T, edits ...func(*config.Config)) (*stand, *fakeMemos, *url.URL) {
+func bridgeStand(t *testing.T, edits ...func(*config.Config)) (*stand, *proxytest.FakeMemos, *url.URL) {
 	t.Helper()
-	fm := newFakeMemos()
+	fm := proxytest.NewFakeMemos()
 	bridgeLn := listen(t)
 	s := newStandWith(t, fm.ServeHTTP, func(c *config.Config) {
-		c.Memos = config.Memos{Bridge: true, AdminToken: memosAdminPAT, IdPID: "oidc-proxy", IdPTitle: "Single sign-on",
+		c.Memos = config.Memos{Bridge: true, AdminToken: proxytest.MemosAdminPAT, IdPID: "oidc-proxy", IdPTitle: "Single sign-on",
 			BridgeListen: bridgeLn.Addr().String(), BridgeURL: "http://" + bridgeLn.Addr().String(), UsernameClaim: "preferred_username"}
 		c.OIDC.LogoutURL = "https://auth.example.com/logout"
 		for _, e := range edits {
@@ -141,23 +141,23 @@ func TestMemosBridgeSignsIntoMemos(t *testing.T) {
 	if user, _ := memosWhoAmI(t, c, s.url); user != "alice" {
 		t.Fatalf("Memos says %q is signed in", user)
 	}
-	if u := fm.users["alice"]; u == nil || u.DisplayName != "Alice Liddell" || u.Email != "alice@example.com" {
+	if u := fm.Users["alice"]; u == nil || u.DisplayName != "Alice Liddell" || u.Email != "alice@example.com" {
 		t.Errorf("Memos user: %+v", u)
 	}
 	// Memos's list of sessions names the browser, not the proxy.
-	if got := fm.signInClients[0]; got != "test-browser/1 from 127.0.0.1" {
+	if got := fm.SignInClients[0]; got != "test-browser/1 from 127.0.0.1" {
 		t.Errorf("the SignIn came from %q", got)
 	}
 	// Memos authenticated with HTTP Basic, and it was accepted at once.
-	if strings.Join(fm.tokenAuth, ",") != "basic" {
-		t.Errorf("token requests: %v", fm.tokenAuth)
+	if strings.Join(fm.TokenAuth, ",") != "basic" {
+		t.Errorf("token requests: %v", fm.TokenAuth)
 	}
 
 	// A second sign-in (another browser) reuses the user.
 	c2 := s.browser()
 	s.signInAs(c2, "/", "alice", alicePassword)
-	if user, _ := memosWhoAmI(t, c2, s.url); user != "alice" || fm.userCount() != 1 {
-		t.Errorf("second sign-in: %q, %d users", user, fm.userCount())
+	if user, _ := memosWhoAmI(t, c2, s.url); user != "alice" || fm.UserCount() != 1 {
+		t.Errorf("second sign-in: %q, %d users", user, fm.UserCount())
 	}
 }
 
@@ -181,9 +181,9 @@ func TestMemosBridgeUserSwitch(t *testing.T) {
 		t.Errorf("sign-out does not clear Memos in the browser: %v", resp.Header)
 	}
 	// Memos ended that session too: its refresh cookie is refused.
-	fm.mu.Lock()
-	revoked := fm.refresh[aliceRefresh] == nil || fm.refresh[aliceRefresh].revoked
-	fm.mu.Unlock()
+	fm.Mu.Lock()
+	revoked := fm.Refresh[aliceRefresh] == nil || fm.Refresh[aliceRefresh].Revoked
+	fm.Mu.Unlock()
 	if !revoked {
 		t.Errorf("alice's Memos session outlived the sign-out")
 	}
@@ -216,8 +216,8 @@ func TestMemosBridgeSignInPage(t *testing.T) {
 	if user, _ := memosWhoAmI(t, c, s.url); user != "alice" {
 		t.Errorf("after /auth Memos shows %q", user)
 	}
-	if fm.userCount() != 1 {
-		t.Errorf("%d Memos users", fm.userCount())
+	if fm.UserCount() != 1 {
+		t.Errorf("%d Memos users", fm.UserCount())
 	}
 	// Password sign-in stays closed.
 	if resp, _ := navigate(t, noRedirect(c), s.url+"/auth/admin"); resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/auth" {
@@ -234,7 +234,7 @@ func TestMemosBridgeSignInPage(t *testing.T) {
 // configured.
 func TestMemosBridgePasswordSignInAllowed(t *testing.T) {
 	s, fm, _ := bridgeStand(t, func(c *config.Config) { c.Memos.AllowPasswordSignIn = true })
-	fm.users["root-admin"] = &fakeUser{Username: "root-admin", Password: "pw"}
+	fm.Users["root-admin"] = &proxytest.FakeUser{Username: "root-admin", Password: "pw"}
 	c := s.browser()
 	s.signInAs(c, "/", "alice", alicePassword)
 	if resp, _ := navigate(t, noRedirect(c), s.url+"/auth/admin"); resp.StatusCode != 200 {
@@ -245,9 +245,9 @@ func TestMemosBridgePasswordSignInAllowed(t *testing.T) {
 	}
 	// Setting Memos up: before the bridge is registered, /auth shows
 	// Memos's own page instead of an error.
-	fm.mu.Lock()
-	clear(fm.idps)
-	fm.mu.Unlock()
+	fm.Mu.Lock()
+	clear(fm.IdPs)
+	fm.Mu.Unlock()
 	if resp, body := navigate(t, noRedirect(c), s.url+"/auth"); resp.StatusCode != 200 || !strings.Contains(body, "<title>Memos</title>") {
 		t.Errorf("/auth with the bridge unregistered: %d", resp.StatusCode)
 	}
@@ -301,7 +301,7 @@ func TestMemosBridgeAcrossReplicas(t *testing.T) {
 	if dump := rs.dump(); strings.Contains(dump, "alice") || strings.Contains(dump, code) {
 		t.Errorf("Redis holds the user or the code in the clear while the code waits")
 	}
-	secret := fm.clientSecret()
+	secret := fm.ClientSecret()
 	redeem := func(bridge string) int {
 		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {s.url + "/auth/callback"},
 			"code_verifier": {verifier}, "client_id": {"oidc-proxy"}, "client_secret": {secret}}
@@ -328,10 +328,10 @@ func TestMemosBridgePersonalAccessTokens(t *testing.T) {
 	s, fm, _ := bridgeStand(t, func(c *config.Config) { c.Memos.PassBearerTokens = true })
 	c := s.browser()
 	s.signInAs(c, "/", "alice", alicePassword) // creates alice in Memos
-	pat := "memos_pat_" + randomHex()
-	fm.mu.Lock()
-	fm.access[pat] = "alice"
-	fm.mu.Unlock()
+	pat := "memos_pat_" + proxytest.RandomHex()
+	fm.Mu.Lock()
+	fm.Access[pat] = "alice"
+	fm.Mu.Unlock()
 	call := func(token string) (*http.Response, string) {
 		req := mustReq(http.MethodGet, s.url+"/api/v1/memos")
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -343,7 +343,7 @@ func TestMemosBridgePersonalAccessTokens(t *testing.T) {
 		t.Errorf("a confirmed token: %d %s", resp.StatusCode, body)
 	}
 	before := s.seenCount()
-	if resp, _ := call("memos_pat_" + randomHex()); resp.StatusCode != http.StatusUnauthorized {
+	if resp, _ := call("memos_pat_" + proxytest.RandomHex()); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("an unknown token: %d", resp.StatusCode)
 	}
 	for _, r := range s.seen.since(before) {

@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 	"net/http"
 	"os"
 	"os/exec"
@@ -126,7 +127,7 @@ func TestBrowserMemosBridge(t *testing.T) {
 // lands on their notes, never on Memos's "Set up your instance" page
 // (the stand-in's app goes there whenever Memos has no admin).
 func TestBrowserMemosFirstRun(t *testing.T) {
-	fm := newEmptyMemos()
+	fm := proxytest.NewEmptyMemos()
 	s := memosStand(t, fm, firstRun, t.TempDir())
 	ctx := newBrowser(t)
 	if err := browserSignIn(ctx, s.url+"/", "alice", alicePassword, "notes"); err != nil {

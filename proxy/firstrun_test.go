@@ -26,7 +26,7 @@ func firstRun(dir string, bridgeAddr string) func(*config.Config) {
 // memosStand is a stand in front of fm with the bridge configured by
 // bridge (and edits), its bridge endpoints served, and bob and carol (no
 // email) as further users of the OP.
-func memosStand(t *testing.T, fm *fakeMemos, bridge func(dir, addr string) func(*config.Config), dir string, edits ...func(*config.Config)) *stand {
+func memosStand(t *testing.T, fm *proxytest.FakeMemos, bridge func(dir, addr string) func(*config.Config), dir string, edits ...func(*config.Config)) *stand {
 	t.Helper()
 	bridgeLn := listen(t)
 	s := newStandWith(t, fm.ServeHTTP, func(c *config.Config) {
@@ -53,7 +53,7 @@ func mode(t *testing.T, path string) os.FileMode {
 }
 
 func TestMemosFirstRunNeedsNoManualStep(t *testing.T) {
-	fm := newEmptyMemos()
+	fm := proxytest.NewEmptyMemos()
 	dir := t.TempDir()
 	s := memosStand(t, fm, firstRun, dir)
 	eventually(t, "the proxy did not set Memos up", func() bool {
@@ -68,11 +68,11 @@ func TestMemosFirstRunNeedsNoManualStep(t *testing.T) {
 	}
 	password, _ := os.ReadFile(passwordFile)
 	token, _ := os.ReadFile(tokenFile)
-	fm.mu.Lock()
-	admin := fm.users[config.DefaultMemosAdminUsername]
-	tokenUser := fm.access[strings.TrimSpace(string(token))]
-	idps, pats := len(fm.idps), fm.pats
-	fm.mu.Unlock()
+	fm.Mu.Lock()
+	admin := fm.Users[config.DefaultMemosAdminUsername]
+	tokenUser := fm.Access[strings.TrimSpace(string(token))]
+	idps, pats := len(fm.IdPs), fm.PATs
+	fm.Mu.Unlock()
 	if admin == nil || admin.Role != "ADMIN" || admin.Password != strings.TrimSpace(string(password)) || len(admin.Password) < 40 {
 		t.Fatalf("setup account: %+v", admin)
 	}
@@ -98,10 +98,10 @@ func TestMemosFirstRunNeedsNoManualStep(t *testing.T) {
 	eventually(t, "the second start did not register", func() bool {
 		return strings.Count(s.logs.String(), "registered as Memos's identity provider") == 2
 	})
-	fm.mu.Lock()
-	defer fm.mu.Unlock()
-	if fm.pats != 1 || len(fm.users) != 2 || fm.users[config.DefaultMemosAdminUsername].Password != admin.Password {
-		t.Errorf("the second start changed Memos: %d tokens, %d users", fm.pats, len(fm.users))
+	fm.Mu.Lock()
+	defer fm.Mu.Unlock()
+	if fm.PATs != 1 || len(fm.Users) != 2 || fm.Users[config.DefaultMemosAdminUsername].Password != admin.Password {
+		t.Errorf("the second start changed Memos: %d tokens, %d users", fm.PATs, len(fm.Users))
 	}
 	if again, _ := os.ReadFile(tokenFile); string(again) != string(token) {
 		t.Error("the token file changed")
@@ -112,7 +112,7 @@ func TestMemosFirstRunNeedsNoManualStep(t *testing.T) {
 // volume start at once on an empty Memos: one setup account, one token
 // file both use, both registered.
 func TestMemosFirstRunTwoReplicasTogether(t *testing.T) {
-	fm := newEmptyMemos()
+	fm := proxytest.NewEmptyMemos()
 	dir := t.TempDir()
 	var s *stand
 	var wg sync.WaitGroup
@@ -123,16 +123,16 @@ func TestMemosFirstRunTwoReplicasTogether(t *testing.T) {
 	eventually(t, "both replicas did not finish", func() bool {
 		return strings.Count(s.logs.String(), "registered as Memos's identity provider") == 2
 	})
-	fm.mu.Lock()
+	fm.Mu.Lock()
 	admins := 0
-	for _, u := range fm.users {
+	for _, u := range fm.Users {
 		if u.Role == "ADMIN" {
 			admins++
 		}
 	}
-	fm.mu.Unlock()
+	fm.Mu.Unlock()
 	token, err := os.ReadFile(filepath.Join(dir, "memos-admin-token"))
-	if admins != 1 || err != nil || fm.caller(&http.Request{Header: http.Header{"Authorization": {"Bearer " + strings.TrimSpace(string(token))}}}) != config.DefaultMemosAdminUsername {
+	if admins != 1 || err != nil || fm.Caller(&http.Request{Header: http.Header{"Authorization": {"Bearer " + strings.TrimSpace(string(token))}}}) != config.DefaultMemosAdminUsername {
 		t.Errorf("%d admins; token file: %v", admins, err)
 	}
 }
@@ -141,7 +141,7 @@ func TestMemosFirstRunTwoReplicasTogether(t *testing.T) {
 // nowhere to keep a token for stays closed (its set-up page too), and the
 // log says what to set.
 func TestMemosFirstRunWithoutATokenFile(t *testing.T) {
-	fm := newEmptyMemos()
+	fm := proxytest.NewEmptyMemos()
 	s := memosStand(t, fm, firstRun, t.TempDir(), func(c *config.Config) { c.Memos.AdminTokenFile, c.Memos.AdminPasswordFile = "", "" })
 	eventually(t, "no log line says what to set", func() bool {
 		return strings.Contains(s.logs.String(), "memos.admin_token_file is not set")
@@ -150,8 +150,8 @@ func TestMemosFirstRunWithoutATokenFile(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || strings.Contains(body, "Set up your instance") || !strings.Contains(body, "being set up") {
 		t.Errorf("%d %s", resp.StatusCode, body)
 	}
-	if fm.userCount() != 0 {
-		t.Errorf("%d Memos users", fm.userCount())
+	if fm.UserCount() != 0 {
+		t.Errorf("%d Memos users", fm.UserCount())
 	}
 }
 
@@ -178,14 +178,14 @@ func TestMemosSignUpClosed(t *testing.T) {
 		if tt.bearer != "" {
 			req.Header.Set("Authorization", "Bearer "+tt.bearer)
 		}
-		before := fm.userCount()
+		before := fm.UserCount()
 		resp, _ := do(t, c, req) // with alice's proxy session: the web app's call
-		if resp.StatusCode != http.StatusForbidden || fm.userCount() != before {
-			t.Errorf("%s with bearer %.12q: %d, %d users", tt.path, tt.bearer, resp.StatusCode, fm.userCount())
+		if resp.StatusCode != http.StatusForbidden || fm.UserCount() != before {
+			t.Errorf("%s with bearer %.12q: %d, %d users", tt.path, tt.bearer, resp.StatusCode, fm.UserCount())
 		}
 	}
 	// An admin (steven, by his token) may.
-	resp, out := memosCall(t, c, s.url, "UserService/CreateUser", memosAdminPAT, body)
+	resp, out := memosCall(t, c, s.url, "UserService/CreateUser", proxytest.MemosAdminPAT, body)
 	if resp.StatusCode != 200 || out["username"] != "mallory" {
 		t.Errorf("the admin's CreateUser: %d %v", resp.StatusCode, out)
 	}
@@ -196,8 +196,8 @@ func TestMemosSignUpOpenWithPasswordSignIn(t *testing.T) {
 	c := s.browser()
 	s.signInAs(c, "/", "alice", alicePassword)
 	resp, _ := memosCall(t, c, s.url, "UserService/CreateUser", "", `{"user":{"username":"dave","password":"x"}}`)
-	if resp.StatusCode != 200 || fm.userCount() != 2 {
-		t.Errorf("sign-up with allow_password_sign_in: %d, %d users", resp.StatusCode, fm.userCount())
+	if resp.StatusCode != 200 || fm.UserCount() != 2 {
+		t.Errorf("sign-up with allow_password_sign_in: %d, %d users", resp.StatusCode, fm.UserCount())
 	}
 }
 
@@ -205,13 +205,13 @@ func TestMemosSignUpOpenWithPasswordSignIn(t *testing.T) {
 // at each sign-in; name and email follow the provider's, a missing email
 // never blanks one; the setup account and other accounts stay as they are.
 func TestMemosRolesAndProfilesFromTheProvider(t *testing.T) {
-	fm := newEmptyMemos()
+	fm := proxytest.NewEmptyMemos()
 	dir := t.TempDir()
 	s := memosStand(t, fm, firstRun, dir, func(c *config.Config) { c.Memos.AdminGroups = []string{"admins"} })
 	eventually(t, "the proxy did not set Memos up", func() bool {
 		return strings.Contains(s.logs.String(), "registered as Memos's identity provider")
 	})
-	role := func(user string) string { return fm.role(user) }
+	role := func(user string) string { return fm.Role(user) }
 	s.signInAs(s.browser(), "/", "alice", alicePassword)
 	if role("alice") != "ADMIN" || !strings.Contains(s.logs.String(), `msg="memos role changed" user=alice role=ADMIN`) {
 		t.Fatalf("alice in admins: %s\n%s", role("alice"), s.logs.String())
@@ -220,38 +220,38 @@ func TestMemosRolesAndProfilesFromTheProvider(t *testing.T) {
 	if role("bob") != "USER" {
 		t.Errorf("bob: %s", role("bob"))
 	}
-	fm.mu.Lock()
-	for _, u := range fm.updates {
+	fm.Mu.Lock()
+	for _, u := range fm.Updates {
 		if strings.HasPrefix(u, "bob:") {
 			t.Errorf("bob, a user already, was updated: %s", u)
 		}
 	}
-	fm.mu.Unlock()
+	fm.Mu.Unlock()
 	// alice leaves admins and changes her name and email at the provider.
 	s.alice.Groups = []string{"users"}
 	s.alice.Name, s.alice.Email = "Alice Changed", "alice@new.example.com"
 	s.signInAs(s.browser(), "/", "alice", alicePassword)
-	fm.mu.Lock()
-	a := *fm.users["alice"]
-	fm.mu.Unlock()
+	fm.Mu.Lock()
+	a := *fm.Users["alice"]
+	fm.Mu.Unlock()
 	if a.Role != "USER" || a.DisplayName != "Alice Changed" || a.Email != "alice@new.example.com" {
 		t.Errorf("alice after the change: %+v", a)
 	}
 	// carol has no email at the provider: Memos keeps the one she has.
 	s.signInAs(s.browser(), "/", "carol", "carol-password")
-	fm.mu.Lock()
-	fm.users["carol"].Email = "carol@kept.example.com"
-	fm.mu.Unlock()
+	fm.Mu.Lock()
+	fm.Users["carol"].Email = "carol@kept.example.com"
+	fm.Mu.Unlock()
 	s.signInAs(s.browser(), "/", "carol", "carol-password")
-	fm.mu.Lock()
-	defer fm.mu.Unlock()
-	if fm.users["carol"].Email != "carol@kept.example.com" || fm.users["carol"].DisplayName != "Carol" {
-		t.Errorf("carol: %+v", *fm.users["carol"])
+	fm.Mu.Lock()
+	defer fm.Mu.Unlock()
+	if fm.Users["carol"].Email != "carol@kept.example.com" || fm.Users["carol"].DisplayName != "Carol" {
+		t.Errorf("carol: %+v", *fm.Users["carol"])
 	}
-	if setup := fm.users[config.DefaultMemosAdminUsername]; setup.Role != "ADMIN" || setup.DisplayName != "oidc-proxy (setup account)" {
+	if setup := fm.Users[config.DefaultMemosAdminUsername]; setup.Role != "ADMIN" || setup.DisplayName != "oidc-proxy (setup account)" {
 		t.Errorf("the setup account changed: %+v", *setup)
 	}
-	for _, u := range fm.updates {
+	for _, u := range fm.Updates {
 		if strings.HasPrefix(u, config.DefaultMemosAdminUsername+":") {
 			t.Errorf("the setup account was updated: %s", u)
 		}

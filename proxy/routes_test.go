@@ -49,7 +49,7 @@ type routesStand struct {
 	port   string // every host's port: the proxy's
 	yaml   string
 	apps   map[string]*app
-	fm     *fakeMemos
+	fm     *proxytest.FakeMemos
 	logs   *syncBuffer
 	proxy  replica
 	extras map[string]string // host → another replica's address to dial
@@ -124,11 +124,11 @@ func newRoutesStand(t *testing.T, store string, opEdits ...func(*proxytest.OPCon
 	for _, n := range []string{"grafana", "admin", "apps", "tools-a", "tools-ab"} {
 		rs.apps[n] = newApp(t, n)
 	}
-	rs.fm = newFakeMemos()
+	rs.fm = proxytest.NewFakeMemos()
 	memosSrv := httptest.NewServer(rs.fm)
 	t.Cleanup(memosSrv.Close)
 	tokenFile := filepath.Join(t.TempDir(), "memos-admin-token")
-	os.WriteFile(tokenFile, []byte(memosAdminPAT+"\n"), 0o600)
+	os.WriteFile(tokenFile, []byte(proxytest.MemosAdminPAT+"\n"), 0o600)
 	rs.yaml = fmt.Sprintf(routesYAML, rs.port, issuer, clientSecret, sessionSecret, store,
 		memosSrv.URL, tokenFile, bridgeLn.Addr().String(),
 		rs.apps["grafana"].srv.URL, rs.apps["admin"].srv.URL, rs.apps["apps"].srv.URL,
@@ -501,11 +501,11 @@ func TestRoutesReturnURLs(t *testing.T) {
 
 // memosSessions counts user's Memos sessions that are not over.
 func (rs *routesStand) memosSessions(user string) int {
-	rs.fm.mu.Lock()
-	defer rs.fm.mu.Unlock()
+	rs.fm.Mu.Lock()
+	defer rs.fm.Mu.Unlock()
 	live := 0
-	for _, r := range rs.fm.refresh {
-		if r.user == user && !r.revoked {
+	for _, r := range rs.fm.Refresh {
+		if r.User == user && !r.Revoked {
 			live++
 		}
 	}

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"encoding/json"
+	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 	"strings"
 	"testing"
 )
@@ -26,13 +27,13 @@ func guideProvider(s *stand, id, identifier string) json.RawMessage {
 func TestTakeoverWithTheStandIn(t *testing.T) {
 	s, fm, _ := bridgeStand(t) // memos.idp_id at its default
 	// alice signed in with Memos's own button before: linked to "guide".
-	fm.mu.Lock()
-	fm.idps["identity-providers/guide"] = guideProvider(s, "guide", "preferred_username")
-	fm.idps["identity-providers/by-email"] = guideProvider(s, "by-email", "email")
-	fm.users["alice"] = &fakeUser{Username: "alice", DisplayName: "Alice", Role: "USER"}
-	fm.identities["guide\x00alice"] = "alice"
-	usersBefore := len(fm.users)
-	fm.mu.Unlock()
+	fm.Mu.Lock()
+	fm.IdPs["identity-providers/guide"] = guideProvider(s, "guide", "preferred_username")
+	fm.IdPs["identity-providers/by-email"] = guideProvider(s, "by-email", "email")
+	fm.Users["alice"] = &proxytest.FakeUser{Username: "alice", DisplayName: "Alice", Role: "USER"}
+	fm.Identities["guide\x00alice"] = "alice"
+	usersBefore := len(fm.Users)
+	fm.Mu.Unlock()
 
 	did, err := s.proxy.RegisterWithMemos(t.Context())
 	if err != nil || !strings.Contains(did, "took over Memos's identity provider identity-providers/guide") {
@@ -41,9 +42,9 @@ func TestTakeoverWithTheStandIn(t *testing.T) {
 	if !strings.Contains(s.logs.String(), "links users by another claim; left alone") {
 		t.Errorf("the provider linking by email was not named:\n%s", grepLines(s.logs.String(), "memos bridge"))
 	}
-	fm.mu.Lock()
-	byEmail := string(fm.idps["identity-providers/by-email"])
-	fm.mu.Unlock()
+	fm.Mu.Lock()
+	byEmail := string(fm.IdPs["identity-providers/by-email"])
+	fm.Mu.Unlock()
 	if byEmail != string(guideProvider(s, "by-email", "email")) {
 		t.Errorf("the provider linking by email changed: %s", byEmail)
 	}
@@ -54,9 +55,9 @@ func TestTakeoverWithTheStandIn(t *testing.T) {
 	if name, _ := memosWhoAmI(t, c, s.url); name != "alice" {
 		t.Errorf("alice through the proxy is %q", name)
 	}
-	fm.mu.Lock()
-	usersAfter := len(fm.users)
-	fm.mu.Unlock()
+	fm.Mu.Lock()
+	usersAfter := len(fm.Users)
+	fm.Mu.Unlock()
 	if usersAfter != usersBefore {
 		t.Errorf("%d accounts were created", usersAfter-usersBefore)
 	}
@@ -66,9 +67,9 @@ func TestTakeoverWithTheStandIn(t *testing.T) {
 		t.Errorf("again: %q %v", did, err)
 	}
 	// A second provider of the same issuer and claim appears: refused, both named.
-	fm.mu.Lock()
-	fm.idps["identity-providers/guide-2"] = guideProvider(s, "guide-2", "preferred_username")
-	fm.mu.Unlock()
+	fm.Mu.Lock()
+	fm.IdPs["identity-providers/guide-2"] = guideProvider(s, "guide-2", "preferred_username")
+	fm.Mu.Unlock()
 	if _, err := s.proxy.RegisterWithMemos(t.Context()); err == nil || !strings.Contains(err.Error(), "identity-providers/guide-2") {
 		t.Errorf("a second candidate: %v", err)
 	}

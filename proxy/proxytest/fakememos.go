@@ -1,4 +1,4 @@
-package proxy_test
+package proxytest
 
 import (
 	"bytes"
@@ -15,7 +15,8 @@ import (
 	"time"
 )
 
-// fakeMemos stands in for Memos 0.30 as ../shared/PEERS.md describes it:
+// FakeMemos stands in for Memos 0.30, for what the real one cannot be
+// made to do (faults), as ../shared/PEERS.md describes it:
 // Connect JSON at /memos.api.v1.<Service>/<Method>; a 15-minute access
 // token and a memos_refresh cookie rotated on every use (an old one
 // replayed is refused); SSO SignIn that really calls the registered
@@ -31,70 +32,70 @@ import (
 // ("/") is a page whose script does what Memos's does at start: with no
 // admin yet it shows the setup page; else RefreshToken with the cookie,
 // then GetCurrentUser.
-type fakeMemos struct {
-	mu         sync.Mutex
-	users      map[string]*fakeUser // by username
-	identities map[string]string    // idp uid + "\x00" + identifier → username
-	idps       map[string]json.RawMessage
-	access     map[string]string // access token or personal access token → username
-	refresh    map[string]*fakeRefresh
-	adminPAT   string
+type FakeMemos struct {
+	Mu         sync.Mutex
+	Users      map[string]*FakeUser // by username
+	Identities map[string]string    // idp uid + "\x00" + identifier → username
+	IdPs       map[string]json.RawMessage
+	Access     map[string]string // access token or personal access token → username
+	Refresh    map[string]*FakeRefresh
+	AdminPAT   string
 	// closedRegistration refuses to create users (DisallowUserRegistration).
-	closedRegistration bool
+	ClosedRegistration bool
 	// tokenAuth records how each token request authenticated: "basic" or
 	// "form".
-	tokenAuth []string
-	signIns   int
+	TokenAuth []string
+	SignIns   int
 	// signInClients records the User-Agent and X-Forwarded-For of each SSO
 	// SignIn.
-	signInClients []string
+	SignInClients []string
 	// owner is the admin an existing instance was set up with ("" for an
 	// empty instance); userCount leaves it out.
-	owner string
+	Owner string
 	// pats counts the personal access tokens created; updates records
 	// every UpdateUser as "user:mask".
-	pats    int
-	updates []string
+	PATs    int
+	Updates []string
 	client  *http.Client
 }
 
-type fakeUser struct {
+type FakeUser struct {
 	Username, DisplayName, Email, Password string
 	Role                                   string // ADMIN or USER
 }
 
-type fakeRefresh struct {
-	user    string
-	revoked bool
+type FakeRefresh struct {
+	User    string
+	Revoked bool
 }
 
-const memosAdminPAT = "memos_pat_admin0123456789abcdef0123456789ab"
+const MemosAdminPAT = "memos_pat_admin0123456789abcdef0123456789ab"
 
-// newFakeMemos is an existing instance: set up by its admin "steven",
-// whose personal access token is memosAdminPAT.
-func newFakeMemos() *fakeMemos {
-	m := newEmptyMemos()
-	m.owner, m.adminPAT = "steven", memosAdminPAT
-	m.users["steven"] = &fakeUser{Username: "steven", Password: "steven-password", Role: "ADMIN"}
-	m.access[memosAdminPAT] = "steven"
+// NewFakeMemos is an existing instance: set up by its admin "steven",
+// whose personal access token is MemosAdminPAT.
+func NewFakeMemos() *FakeMemos {
+	m := NewEmptyMemos()
+	m.Owner, m.AdminPAT = "steven", MemosAdminPAT
+	m.Users["steven"] = &FakeUser{Username: "steven", Password: "steven-password", Role: "ADMIN"}
+	m.Access[MemosAdminPAT] = "steven"
 	return m
 }
 
-// newEmptyMemos is a Memos that has just been started: no users at all.
-func newEmptyMemos() *fakeMemos {
-	return &fakeMemos{
-		users: map[string]*fakeUser{}, identities: map[string]string{}, idps: map[string]json.RawMessage{},
-		access: map[string]string{}, refresh: map[string]*fakeRefresh{},
+// NewEmptyMemos is a Memos that has just been started: no users at all.
+func NewEmptyMemos() *FakeMemos {
+	return &FakeMemos{
+		Users: map[string]*FakeUser{}, Identities: map[string]string{}, IdPs: map[string]json.RawMessage{},
+		Access: map[string]string{}, Refresh: map[string]*FakeRefresh{},
 		client: &http.Client{Timeout: 10 * time.Second},
 	}
 }
 
-// admin is the instance's admin, or "" while it has none (m.mu held).
-func (m *fakeMemos) admin() string {
-	if m.owner != "" {
-		return m.owner
+// admin is the instance's admin, or "" while it has none (m.Mu held).
+func (m *FakeMemos) admin() string {
+	if m.Owner != "" {
+		return m.Owner
 	}
-	for _, u := range m.users {
+	for _, u := range m.Users {
 		if u.Role == "ADMIN" {
 			return u.Username
 		}
@@ -116,7 +117,7 @@ func connectError(w http.ResponseWriter, status int, code, msg string) {
 	json.NewEncoder(w).Encode(map[string]string{"code": code, "message": msg})
 }
 
-func (m *fakeMemos) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (m *FakeMemos) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if method, ok := strings.CutPrefix(r.URL.Path, "/memos.api.v1."); ok {
 		if r.Method != http.MethodPost {
 			connectError(w, http.StatusMethodNotAllowed, "unimplemented", "POST only")
@@ -131,11 +132,11 @@ func (m *fakeMemos) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/api/v1/memos":
 		// What an API client gets: who Memos thinks is calling, and which
 		// identity headers reached it.
-		json.NewEncoder(w).Encode(map[string]any{"caller": m.caller(r), "remoteUser": r.Header.Values("Remote-User")})
+		json.NewEncoder(w).Encode(map[string]any{"caller": m.Caller(r), "remoteUser": r.Header.Values("Remote-User")})
 	case r.URL.Path == "/api/v1/sse":
 		m.sse(w, r)
 	case strings.HasPrefix(r.URL.Path, "/file/attachments/"):
-		if m.caller(r) == "" && m.cookieUser(r) == "" {
+		if m.Caller(r) == "" && m.cookieUser(r) == "" {
 			http.Error(w, "unauthenticated", http.StatusUnauthorized)
 			return
 		}
@@ -179,47 +180,47 @@ const memosApp = `<!doctype html><title>Memos</title><div id="app">loading</div>
 </script>`
 
 // caller is the user of the request's bearer token, or "" (anonymous).
-func (m *fakeMemos) caller(r *http.Request) string {
+func (m *FakeMemos) Caller(r *http.Request) string {
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
 		return ""
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.access[token]
+	m.Mu.Lock()
+	defer m.Mu.Unlock()
+	return m.Access[token]
 }
 
-func (m *fakeMemos) cookieUser(r *http.Request) string {
+func (m *FakeMemos) cookieUser(r *http.Request) string {
 	c, err := r.Cookie("memos_refresh")
 	if err != nil {
 		return ""
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if rec := m.refresh[c.Value]; rec != nil && !rec.revoked {
-		return rec.user
+	m.Mu.Lock()
+	defer m.Mu.Unlock()
+	if rec := m.Refresh[c.Value]; rec != nil && !rec.Revoked {
+		return rec.User
 	}
 	return ""
 }
 
 // session starts a Memos session for user: an access token, and the
 // refresh cookie set in w.
-func (m *fakeMemos) session(w http.ResponseWriter, r *http.Request, user string) string {
+func (m *FakeMemos) session(w http.ResponseWriter, r *http.Request, user string) string {
 	access, refresh := "memos_at_"+randomHex(), randomHex()
-	m.mu.Lock()
-	m.access[access] = user
-	m.refresh[refresh] = &fakeRefresh{user: user}
-	m.mu.Unlock()
+	m.Mu.Lock()
+	m.Access[access] = user
+	m.Refresh[refresh] = &FakeRefresh{User: user}
+	m.Mu.Unlock()
 	c := &http.Cookie{Name: "memos_refresh", Value: refresh, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode,
 		MaxAge: 30 * 24 * 3600, Secure: r.Header.Get("X-Forwarded-Proto") == "https"}
 	w.Header().Add("Set-Cookie", c.String())
 	return access
 }
 
-func (m *fakeMemos) userJSON(name string) map[string]any {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	u := m.users[name]
+func (m *FakeMemos) userJSON(name string) map[string]any {
+	m.Mu.Lock()
+	defer m.Mu.Unlock()
+	u := m.Users[name]
 	role := u.Role
 	if role == "" {
 		role = "USER"
@@ -227,7 +228,7 @@ func (m *fakeMemos) userJSON(name string) map[string]any {
 	return map[string]any{"name": "users/" + u.Username, "username": u.Username, "displayName": u.DisplayName, "email": u.Email, "state": "NORMAL", "role": role}
 }
 
-func (m *fakeMemos) connect(w http.ResponseWriter, r *http.Request, method string) {
+func (m *FakeMemos) connect(w http.ResponseWriter, r *http.Request, method string) {
 	var body map[string]json.RawMessage
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&body); err != nil {
 		connectError(w, http.StatusBadRequest, "invalid_argument", "bad JSON")
@@ -239,24 +240,24 @@ func (m *fakeMemos) connect(w http.ResponseWriter, r *http.Request, method strin
 		m.signIn(w, r, body)
 	case "AuthService/RefreshToken":
 		c, err := r.Cookie("memos_refresh")
-		m.mu.Lock()
-		var rec *fakeRefresh
+		m.Mu.Lock()
+		var rec *FakeRefresh
 		if err == nil {
-			rec = m.refresh[c.Value]
+			rec = m.Refresh[c.Value]
 		}
-		ok := rec != nil && !rec.revoked
+		ok := rec != nil && !rec.Revoked
 		if ok {
-			rec.revoked = true // rotated: the old one is spent
+			rec.Revoked = true // rotated: the old one is spent
 		}
-		m.mu.Unlock()
+		m.Mu.Unlock()
 		if !ok {
 			connectError(w, http.StatusUnauthorized, "unauthenticated", "refresh token revoked or invalid")
 			return
 		}
-		access := m.session(w, r, rec.user)
+		access := m.session(w, r, rec.User)
 		json.NewEncoder(w).Encode(map[string]any{"accessToken": access, "expiresAt": time.Now().Add(15 * time.Minute).UTC().Format(time.RFC3339)})
 	case "AuthService/GetCurrentUser": // by bearer, or by the refresh cookie
-		user := m.caller(r)
+		user := m.Caller(r)
 		if user == "" {
 			user = m.cookieUser(r)
 		}
@@ -266,23 +267,23 @@ func (m *fakeMemos) connect(w http.ResponseWriter, r *http.Request, method strin
 		}
 		json.NewEncoder(w).Encode(map[string]any{"user": m.userJSON(user)})
 	case "AuthService/SignOut":
-		if m.caller(r) == "" {
+		if m.Caller(r) == "" {
 			connectError(w, http.StatusUnauthorized, "unauthenticated", "user not found")
 			return
 		}
 		if c, err := r.Cookie("memos_refresh"); err == nil {
-			m.mu.Lock()
-			if rec := m.refresh[c.Value]; rec != nil {
-				rec.revoked = true
+			m.Mu.Lock()
+			if rec := m.Refresh[c.Value]; rec != nil {
+				rec.Revoked = true
 			}
-			m.mu.Unlock()
+			m.Mu.Unlock()
 		}
 		http.SetCookie(w, &http.Cookie{Name: "memos_refresh", Path: "/", MaxAge: -1, HttpOnly: true})
 		io.WriteString(w, "{}")
 	case "InstanceService/GetInstanceProfile":
-		m.mu.Lock()
+		m.Mu.Lock()
 		admin := m.admin()
-		m.mu.Unlock()
+		m.Mu.Unlock()
 		profile := map[string]any{"version": "0.30.0"}
 		if admin != "" {
 			profile["admin"] = m.userJSON(admin)
@@ -295,31 +296,31 @@ func (m *fakeMemos) connect(w http.ResponseWriter, r *http.Request, method strin
 	case "UserService/CreatePersonalAccessToken":
 		var parent string
 		json.Unmarshal(body["parent"], &parent)
-		caller := m.caller(r)
+		caller := m.Caller(r)
 		if caller == "" || "users/"+caller != parent {
 			connectError(w, http.StatusForbidden, "permission_denied", "permission denied")
 			return
 		}
 		token := "memos_pat_" + randomHex()
-		m.mu.Lock()
-		m.access[token] = caller
-		m.pats++
-		m.mu.Unlock()
+		m.Mu.Lock()
+		m.Access[token] = caller
+		m.PATs++
+		m.Mu.Unlock()
 		json.NewEncoder(w).Encode(map[string]any{"personalAccessToken": map[string]string{"name": parent + "/personalAccessTokens/" + randomHex()[:8]}, "token": token})
 	case "IdentityProviderService/ListIdentityProviders":
-		m.mu.Lock()
+		m.Mu.Lock()
 		var list []json.RawMessage
-		for _, idp := range m.idps {
+		for _, idp := range m.IdPs {
 			var v map[string]any
 			json.Unmarshal(idp, &v)
 			delete(v["config"].(map[string]any)["oauth2Config"].(map[string]any), "clientSecret") // never returned
 			b, _ := json.Marshal(v)
 			list = append(list, b)
 		}
-		m.mu.Unlock()
+		m.Mu.Unlock()
 		json.NewEncoder(w).Encode(map[string]any{"identityProviders": list})
 	case "IdentityProviderService/CreateIdentityProvider", "IdentityProviderService/UpdateIdentityProvider":
-		if m.role(m.caller(r)) != "ADMIN" {
+		if m.Role(m.Caller(r)) != "ADMIN" {
 			connectError(w, http.StatusUnauthorized, "unauthenticated", "user not found")
 			return
 		}
@@ -333,11 +334,11 @@ func (m *fakeMemos) connect(w http.ResponseWriter, r *http.Request, method strin
 			json.Unmarshal(body["identityProviderId"], &id)
 			name = "identity-providers/" + id
 		}
-		m.mu.Lock()
-		_, exists := m.idps[name]
+		m.Mu.Lock()
+		_, exists := m.IdPs[name]
 		create := method == "IdentityProviderService/CreateIdentityProvider"
 		if create == exists {
-			m.mu.Unlock()
+			m.Mu.Unlock()
 			if create {
 				connectError(w, http.StatusInternalServerError, "internal", "UNIQUE constraint failed: idp.uid")
 			} else {
@@ -345,21 +346,21 @@ func (m *fakeMemos) connect(w http.ResponseWriter, r *http.Request, method strin
 			}
 			return
 		}
-		m.idps[name] = body["identityProvider"]
-		m.mu.Unlock()
+		m.IdPs[name] = body["identityProvider"]
+		m.Mu.Unlock()
 		w.Write(body["identityProvider"])
 	default:
 		connectError(w, http.StatusNotFound, "unimplemented", method)
 	}
 }
 
-func (m *fakeMemos) signIn(w http.ResponseWriter, r *http.Request, body map[string]json.RawMessage) {
+func (m *FakeMemos) signIn(w http.ResponseWriter, r *http.Request, body map[string]json.RawMessage) {
 	if raw, ok := body["passwordCredentials"]; ok {
 		var pc struct{ Username, Password string }
 		json.Unmarshal(raw, &pc)
-		m.mu.Lock()
-		u := m.users[pc.Username]
-		m.mu.Unlock()
+		m.Mu.Lock()
+		u := m.Users[pc.Username]
+		m.Mu.Unlock()
 		if u == nil || u.Password == "" || u.Password != pc.Password {
 			connectError(w, http.StatusUnauthorized, "unauthenticated", "unmatched username and password")
 			return
@@ -373,11 +374,11 @@ func (m *fakeMemos) signIn(w http.ResponseWriter, r *http.Request, body map[stri
 		connectError(w, http.StatusBadRequest, "invalid_argument", "credentials required")
 		return
 	}
-	m.mu.Lock()
-	raw := m.idps[sso.IdpName]
-	m.signIns++
-	m.signInClients = append(m.signInClients, r.UserAgent()+" from "+r.Header.Get("X-Forwarded-For"))
-	m.mu.Unlock()
+	m.Mu.Lock()
+	raw := m.IdPs[sso.IdpName]
+	m.SignIns++
+	m.SignInClients = append(m.SignInClients, r.UserAgent()+" from "+r.Header.Get("X-Forwarded-For"))
+	m.Mu.Unlock()
 	if raw == nil {
 		connectError(w, http.StatusBadRequest, "invalid_argument", "identity provider not found")
 		return
@@ -426,30 +427,30 @@ func (m *fakeMemos) signIn(w http.ResponseWriter, r *http.Request, body map[stri
 	display, _ := claims[oc.FieldMapping.DisplayName].(string)
 	email, _ := claims[oc.FieldMapping.Email].(string)
 	uid := strings.TrimPrefix(sso.IdpName, "identity-providers/")
-	m.mu.Lock()
-	user, linked := m.identities[uid+"\x00"+identifier]
+	m.Mu.Lock()
+	user, linked := m.Identities[uid+"\x00"+identifier]
 	if !linked {
-		if m.closedRegistration {
-			m.mu.Unlock()
+		if m.ClosedRegistration {
+			m.Mu.Unlock()
 			connectError(w, http.StatusForbidden, "permission_denied", "user registration is not allowed")
 			return
 		}
 		user = identifier
 		reserved := map[string]bool{"admin": true, "administrator": true, "api": true, "memos": true, "root": true, "support": true, "system": true}
 		allDigits := strings.Trim(user, "0123456789") == ""
-		if !memosUsername.MatchString(user) || allDigits || reserved[strings.ToLower(user)] || m.users[user] != nil {
+		if !memosUsername.MatchString(user) || allDigits || reserved[strings.ToLower(user)] || m.Users[user] != nil {
 			user = "u-" + randomHex()[:12]
 		}
-		m.users[user] = &fakeUser{Username: user, DisplayName: display, Email: email, Role: "USER"}
-		m.identities[uid+"\x00"+identifier] = user
+		m.Users[user] = &FakeUser{Username: user, DisplayName: display, Email: email, Role: "USER"}
+		m.Identities[uid+"\x00"+identifier] = user
 	}
-	m.mu.Unlock()
+	m.Mu.Unlock()
 	access := m.session(w, r, user)
 	json.NewEncoder(w).Encode(map[string]any{"user": m.userJSON(user), "accessToken": access,
 		"accessTokenExpiresAt": time.Now().Add(15 * time.Minute).UTC().Format(time.RFC3339)})
 }
 
-func (m *fakeMemos) exchange(tokenURL string, form url.Values, id, secret string, basic bool) (string, error) {
+func (m *FakeMemos) exchange(tokenURL string, form url.Values, id, secret string, basic bool) (string, error) {
 	f := url.Values{}
 	for k, v := range form {
 		f[k] = v
@@ -465,9 +466,9 @@ func (m *fakeMemos) exchange(tokenURL string, form url.Values, id, secret string
 		req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
 		how = "basic"
 	}
-	m.mu.Lock()
-	m.tokenAuth = append(m.tokenAuth, how)
-	m.mu.Unlock()
+	m.Mu.Lock()
+	m.TokenAuth = append(m.TokenAuth, how)
+	m.Mu.Unlock()
 	resp, err := m.client.Do(req)
 	if err != nil {
 		return "", err
@@ -485,8 +486,8 @@ func (m *fakeMemos) exchange(tokenURL string, form url.Values, id, secret string
 }
 
 // sse streams a few events, one every 100 ms, to a signed-in caller.
-func (m *fakeMemos) sse(w http.ResponseWriter, r *http.Request) {
-	if m.caller(r) == "" {
+func (m *FakeMemos) sse(w http.ResponseWriter, r *http.Request) {
+	if m.Caller(r) == "" {
 		http.Error(w, "unauthenticated", http.StatusUnauthorized)
 		return
 	}
@@ -501,33 +502,33 @@ func (m *fakeMemos) sse(w http.ResponseWriter, r *http.Request) {
 }
 
 // userCount counts the users besides the instance's own admin.
-func (m *fakeMemos) userCount() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	n := len(m.users)
-	if m.owner != "" {
+func (m *FakeMemos) UserCount() int {
+	m.Mu.Lock()
+	defer m.Mu.Unlock()
+	n := len(m.Users)
+	if m.Owner != "" {
 		n--
 	}
 	return n
 }
 
 // clientSecret is the client secret the proxy registered.
-func (m *fakeMemos) clientSecret() string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+func (m *FakeMemos) ClientSecret() string {
+	m.Mu.Lock()
+	defer m.Mu.Unlock()
 	var idp struct {
 		Config struct {
 			OAuth2Config struct{ ClientSecret string } `json:"oauth2Config"`
 		}
 	}
-	json.Unmarshal(m.idps["identity-providers/oidc-proxy"], &idp)
+	json.Unmarshal(m.IdPs["identity-providers/oidc-proxy"], &idp)
 	return idp.Config.OAuth2Config.ClientSecret
 }
 
-func (m *fakeMemos) role(user string) string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if u := m.users[user]; u != nil {
+func (m *FakeMemos) Role(user string) string {
+	m.Mu.Lock()
+	defer m.Mu.Unlock()
+	if u := m.Users[user]; u != nil {
 		return u.Role
 	}
 	return ""
@@ -536,27 +537,27 @@ func (m *fakeMemos) role(user string) string {
 // createUser is UserService/CreateUser: on an empty instance the first
 // user is an ADMIN, whoever asks; later, a USER for an admin, or for
 // anyone while registration is open (an invalid bearer is anonymous).
-func (m *fakeMemos) createUser(w http.ResponseWriter, r *http.Request, body map[string]json.RawMessage) {
+func (m *FakeMemos) createUser(w http.ResponseWriter, r *http.Request, body map[string]json.RawMessage) {
 	var u struct{ Username, Password, DisplayName, Email string }
 	json.Unmarshal(body["user"], &u)
-	callerRole := m.role(m.caller(r))
-	m.mu.Lock()
+	callerRole := m.Role(m.Caller(r))
+	m.Mu.Lock()
 	role, status, code, msg := "USER", 0, "", ""
 	switch {
 	case !memosUsername.MatchString(u.Username):
 		status, code, msg = http.StatusBadRequest, "invalid_argument", "invalid username"
-	case m.users[u.Username] != nil:
+	case m.Users[u.Username] != nil:
 		status, code, msg = http.StatusConflict, "already_exists", "user already exists"
 	case m.admin() == "":
 		role = "ADMIN"
 	case callerRole == "ADMIN":
-	case m.closedRegistration:
+	case m.ClosedRegistration:
 		status, code, msg = http.StatusForbidden, "permission_denied", "user registration is not allowed"
 	}
 	if status == 0 {
-		m.users[u.Username] = &fakeUser{Username: u.Username, Password: u.Password, DisplayName: u.DisplayName, Email: u.Email, Role: role}
+		m.Users[u.Username] = &FakeUser{Username: u.Username, Password: u.Password, DisplayName: u.DisplayName, Email: u.Email, Role: role}
 	}
-	m.mu.Unlock()
+	m.Mu.Unlock()
 	if status != 0 {
 		connectError(w, status, code, msg)
 		return
@@ -566,7 +567,7 @@ func (m *fakeMemos) createUser(w http.ResponseWriter, r *http.Request, body map[
 
 // updateUser is UserService/UpdateUser with a mask: an admin changes
 // anyone's role, display name and email; a user their own name and email.
-func (m *fakeMemos) updateUser(w http.ResponseWriter, r *http.Request, body map[string]json.RawMessage) {
+func (m *FakeMemos) updateUser(w http.ResponseWriter, r *http.Request, body map[string]json.RawMessage) {
 	var req struct {
 		User struct {
 			Name, Role, DisplayName, Email string
@@ -575,18 +576,18 @@ func (m *fakeMemos) updateUser(w http.ResponseWriter, r *http.Request, body map[
 	}
 	raw, _ := json.Marshal(body)
 	json.Unmarshal(raw, &req)
-	caller := m.caller(r)
-	admin := m.role(caller) == "ADMIN"
+	caller := m.Caller(r)
+	admin := m.Role(caller) == "ADMIN"
 	name := strings.TrimPrefix(req.User.Name, "users/")
-	m.mu.Lock()
-	u := m.users[name]
+	m.Mu.Lock()
+	u := m.Users[name]
 	if u == nil {
-		m.mu.Unlock()
+		m.Mu.Unlock()
 		connectError(w, http.StatusNotFound, "not_found", "user not found")
 		return
 	}
 	if caller == "" || (!admin && caller != name) {
-		m.mu.Unlock()
+		m.Mu.Unlock()
 		connectError(w, http.StatusForbidden, "permission_denied", "permission denied")
 		return
 	}
@@ -594,7 +595,7 @@ func (m *fakeMemos) updateUser(w http.ResponseWriter, r *http.Request, body map[
 		switch strings.TrimSpace(f) {
 		case "role":
 			if !admin {
-				m.mu.Unlock()
+				m.Mu.Unlock()
 				connectError(w, http.StatusForbidden, "permission_denied", "only an admin changes a role")
 				return
 			}
@@ -604,12 +605,15 @@ func (m *fakeMemos) updateUser(w http.ResponseWriter, r *http.Request, body map[
 		case "email":
 			u.Email = req.User.Email
 		default:
-			m.mu.Unlock()
+			m.Mu.Unlock()
 			connectError(w, http.StatusBadRequest, "invalid_argument", "unsupported update mask: "+f)
 			return
 		}
 	}
-	m.updates = append(m.updates, name+":"+req.UpdateMask)
-	m.mu.Unlock()
+	m.Updates = append(m.Updates, name+":"+req.UpdateMask)
+	m.Mu.Unlock()
 	json.NewEncoder(w).Encode(m.userJSON(name))
 }
+
+// RandomHex is 32 random hex digits.
+func RandomHex() string { return randomHex() }
