@@ -51,18 +51,26 @@ session:
   secret: %q
 `, s.url, s.upstream.URL, a.Issuer, realSecret, sessionSecret)
 	s.yaml = yaml
-	cfg, err := config.Parse("real.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if edit != nil {
-		edit(cfg)
-	}
-	idp := &http.Client{Transport: a.Transport(), Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	s.proxy = startReplica(t, cfg, proxy.Options{Logger: s.logger(), Now: s.clock, IdPClient: idp}, ln)
+	s.proxy = realReplica(s, a, yaml, ln, edit)
 	s.waitReady()
 	return &realStand{s, a}
+}
+
+// realReplica starts a proxy of the configuration text yaml (then edits)
+// on ln, signing in at the real Authelia a, logging into s's log, on s's
+// clock.
+func realReplica(s *stand, a *proxytest.Authelia, yaml string, ln net.Listener, edits ...func(*config.Config)) replica {
+	s.t.Helper()
+	cfg, err := config.Parse("real.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, e := range edits {
+		if e != nil {
+			e(cfg)
+		}
+	}
+	return startReplica(s.t, cfg, proxy.Options{Logger: s.logger(), Now: s.clock, IdPClient: a.IdPClient()}, ln)
 }
 
 // signIn signs alice in from addr through Authelia's portal; the test
@@ -150,5 +158,3 @@ func metricValue(page, series string) int {
 	}
 	return 0
 }
-
-var _ = net.JoinHostPort

@@ -107,9 +107,7 @@ routes:
 `, as.origin("sso"), as.a.Issuer, realSecret, as.a.Issuer+"/logout", sessionSecret, as.m.URL,
 		filepath.Join(as.tokenDir, "memos-admin-token"), bridgeLn.Addr().String(), as.upstream.URL, as.keyFile)
 	as.issuer, as.url = as.a.Issuer, as.origin("sso")
-	idp := &http.Client{Transport: as.a.Transport(), Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	as.proxy = startReplica(t, as.config(t, "{}"), proxy.Options{Logger: as.logger(), Now: as.clock, IdPClient: idp}, ln)
+	as.proxy = startReplica(t, as.config(t, "{}"), proxy.Options{Logger: as.logger(), Now: as.clock, IdPClient: as.a.IdPClient()}, ln)
 	serveOn(t, bridgeLn, as.proxy.BridgeHandler())
 	as.waitReady()
 	return as
@@ -282,20 +280,8 @@ func TestRealAutheliaTwoReplicasOnRedis(t *testing.T) {
 	s.startUpstream()
 	yaml := fmt.Sprintf("external_url: %q\nupstream: %q\noidc:\n  issuer: %q\n  client_id: memos\n  client_secret: %q\nsession:\n  secret: %q\n",
 		s.url, s.upstream.URL, a.Issuer, realSecret, sessionSecret)
-	build := func() *config.Config {
-		cfg, err := config.Parse("replicas.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
-		if err != nil {
-			t.Fatal(err)
-		}
-		useRedis(rs)(cfg)
-		return cfg
-	}
-	idp := func() *http.Client {
-		return &http.Client{Transport: a.Transport(), Timeout: 10 * time.Second,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	}
-	s.proxy = startReplica(t, build(), proxy.Options{Logger: s.logger(), Now: s.clock, IdPClient: idp()}, lnA)
-	replicaB := startReplica(t, build(), proxy.Options{Logger: s.logger(), Now: s.clock, IdPClient: idp()}, lnB)
+	s.proxy = realReplica(s, a, yaml, lnA, useRedis(rs))
+	replicaB := realReplica(s, a, yaml, lnB, useRedis(rs))
 	s.waitReady()
 	for !replicaB.Ready() {
 		time.Sleep(10 * time.Millisecond)
@@ -358,14 +344,8 @@ func TestRealBrowserTwoReplicas(t *testing.T) {
 	var backends []string
 	var replicas []replica
 	for range 2 {
-		cfg, err := config.Parse("lb.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
-		if err != nil {
-			t.Fatal(err)
-		}
-		useRedis(rs)(cfg)
 		ln := listen(t)
-		r := startReplica(t, cfg, proxy.Options{Logger: s.logger(), Now: s.clock, IdPClient: &http.Client{Transport: a.Transport(),
-			Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}, ln)
+		r := realReplica(s, a, yaml, ln, useRedis(rs))
 		if s.proxy.Proxy == nil {
 			s.proxy = r
 		}

@@ -11,10 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/oidc-proxy/oidc-proxy/config"
-	"github.com/oidc-proxy/oidc-proxy/proxy"
 	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 )
 
@@ -192,13 +189,7 @@ memos:
   admin_token_file: %q
   bridge_listen: %q
 `, s.url, g.m.URL, g.a.Issuer, realSecret, sessionSecret, tokenFile, bridgeLn.Addr().String())
-	cfg, err := config.Parse("takeover.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	idp := &http.Client{Transport: g.a.Transport(), Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	s.proxy = startReplica(t, cfg, proxy.Options{Logger: s.logger(), Now: s.clock, IdPClient: idp}, ln)
+	s.proxy = realReplica(s, g.a, yaml, ln)
 	serveOn(t, bridgeLn, s.proxy.BridgeHandler())
 	s.waitReady()
 	return &realStand{s, g.a}

@@ -6,10 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/oidc-proxy/oidc-proxy/config"
-	"github.com/oidc-proxy/oidc-proxy/proxy"
 	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 )
 
@@ -32,13 +29,7 @@ func refusalStand(t *testing.T, client proxytest.AutheliaClient, secret string) 
 	s.startUpstream()
 	yaml := fmt.Sprintf("external_url: %q\nupstream: %q\noidc:\n  issuer: %q\n  client_id: memos\n  client_secret: %q\nsession:\n  secret: %q\n",
 		s.url, s.upstream.URL, a.Issuer, secret, sessionSecret)
-	cfg, err := config.Parse("refusal.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	idp := &http.Client{Transport: a.Transport(), Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	s.proxy = startReplica(t, cfg, proxy.Options{Logger: s.logger(), Now: s.clock, IdPClient: idp}, ln)
+	s.proxy = realReplica(s, a, yaml, ln)
 	s.waitReady()
 	return &realStand{s, a}
 }

@@ -135,9 +135,7 @@ func TestInitWithTheRealPrograms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	idp := &http.Client{Transport: a.Transport(), Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	p, bridges, err := build(cfg, proxy.Options{IdPClient: idp})
+	p, bridges, err := build(cfg, proxy.Options{IdPClient: a.IdPClient()})
 	if err != nil {
 		t.Fatal(err)
 	}

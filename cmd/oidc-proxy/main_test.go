@@ -85,22 +85,7 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = proxytest.SyncBuffer
 
 // TestServeAndGracefulShutdown starts the proxy with its IdP unreachable,
 // checks it serves anyway, and stops it while a request is in flight.

@@ -77,23 +77,25 @@ type Authelia struct {
 	Dir    string
 	PKI    *PKI
 	Config string // the configuration file
-	log    *lockedBuffer
+	log    *SyncBuffer
 	// TOTP are the second factors of users who have one (user -> secret).
 	TOTP map[string]string
 }
 
-type lockedBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for concurrent writers: a log a
+// program or a logger writes while a test reads it.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *SyncBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *SyncBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
@@ -242,6 +244,14 @@ func (a *Authelia) Transport() *http.Transport {
 func (a *Authelia) HTTPClient() *http.Client {
 	jar, _ := cookiejar.New(nil)
 	return &http.Client{Transport: a.Transport(), Jar: jar, Timeout: 30 * time.Second}
+}
+
+// IdPClient is the proxy's client of Authelia, as rp.NewHTTPClient makes
+// one (no redirects followed, a timeout), that reaches the test's names
+// and trusts the test CA: for proxy.Options.IdPClient.
+func (a *Authelia) IdPClient() *http.Client {
+	return &http.Client{Transport: a.Transport(), Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 // TLS is the client TLS configuration that trusts Authelia.

@@ -27,45 +27,26 @@ func (a *Authelia) PortalSignIn(c *http.Client, portal, user, password string) (
 		return nil, err
 	}
 	q := pu.Query()
-	body, _ := json.Marshal(map[string]any{"username": user, "password": password, "keepMeLoggedIn": false,
-		"flow": q.Get("flow"), "flowID": q.Get("flow_id")})
-	req, _ := http.NewRequest(http.MethodPost, a.Issuer+"/api/firstfactor", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Origin", a.Issuer)
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	raw, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	flow := map[string]any{"flow": q.Get("flow"), "flowID": q.Get("flow_id")}
 	var ans struct {
 		Status string `json:"status"`
 		Data   struct {
 			Redirect string `json:"redirect"`
 		} `json:"data"`
 	}
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &ans) != nil || ans.Status != "OK" {
-		return nil, fmt.Errorf("authelia first factor: %d %s", resp.StatusCode, raw)
+	if err := a.api(c, http.MethodPost, "/api/firstfactor", with(flow, map[string]any{"username": user, "password": password, "keepMeLoggedIn": false}), &ans); err != nil || ans.Status != "OK" {
+		return nil, fmt.Errorf("authelia first factor: %v %+v", err, ans)
 	}
 	if ans.Data.Redirect == "" { // a second factor is needed
 		secret := a.TOTP[user]
 		if secret == "" {
 			return nil, fmt.Errorf("authelia asks %s for a second factor, and the test gave none", user)
 		}
-		body, _ = json.Marshal(map[string]any{"token": TOTPCode(secret, time.Now()), "flow": q.Get("flow"), "flowID": q.Get("flow_id")})
-		req, _ = http.NewRequest(http.MethodPost, a.Issuer+"/api/secondfactor/totp", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Origin", a.Issuer)
-		if resp, err = c.Do(req); err != nil {
-			return nil, err
-		}
-		raw, _ = io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &ans) != nil || ans.Status != "OK" || ans.Data.Redirect == "" {
-			return nil, fmt.Errorf("authelia second factor: %d %s", resp.StatusCode, raw)
+		if err := a.api(c, http.MethodPost, "/api/secondfactor/totp", with(flow, map[string]any{"token": TOTPCode(secret, time.Now())}), &ans); err != nil || ans.Data.Redirect == "" {
+			return nil, fmt.Errorf("authelia second factor: %v %+v", err, ans)
 		}
 	}
-	resp, err = c.Get(ans.Data.Redirect)
+	resp, err := c.Get(ans.Data.Redirect)
 	if err != nil {
 		return nil, err
 	}
@@ -81,40 +62,62 @@ func (a *Authelia) PortalSignIn(c *http.Client, portal, user, password string) (
 // consent accepts the consent of flow flowID as the portal's page does,
 // and follows to the authorization endpoint's answer.
 func (a *Authelia) consent(c *http.Client, flowID string) (*http.Response, error) {
-	req, _ := http.NewRequest(http.MethodGet, a.Issuer+"/api/oidc/consent?flow_id="+url.QueryEscape(flowID), nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	raw, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	var info struct {
 		Data struct {
 			ClientID string `json:"client_id"`
 		} `json:"data"`
 	}
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &info) != nil || info.Data.ClientID == "" {
-		return nil, fmt.Errorf("authelia consent: %d %s", resp.StatusCode, raw)
+	if err := a.api(c, http.MethodGet, "/api/oidc/consent?flow_id="+url.QueryEscape(flowID), nil, &info); err != nil || info.Data.ClientID == "" {
+		return nil, fmt.Errorf("authelia consent: %v", err)
 	}
-	body, _ := json.Marshal(map[string]any{"flow_id": flowID, "client_id": info.Data.ClientID, "consent": true, "pre_configure": false})
-	req, _ = http.NewRequest(http.MethodPost, a.Issuer+"/api/oidc/consent", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Origin", a.Issuer)
-	if resp, err = c.Do(req); err != nil {
-		return nil, err
-	}
-	raw, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
 	var ans struct {
-		Status string `json:"status"`
-		Data   struct {
+		Data struct {
 			RedirectURI string `json:"redirect_uri"`
 		} `json:"data"`
 	}
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &ans) != nil || ans.Data.RedirectURI == "" {
-		return nil, fmt.Errorf("authelia consent decision: %d %s", resp.StatusCode, raw)
+	decision := map[string]any{"flow_id": flowID, "client_id": info.Data.ClientID, "consent": true, "pre_configure": false}
+	if err := a.api(c, http.MethodPost, "/api/oidc/consent", decision, &ans); err != nil || ans.Data.RedirectURI == "" {
+		return nil, fmt.Errorf("authelia consent decision: %v", err)
 	}
 	return c.Get(ans.Data.RedirectURI)
+}
+
+// api calls the portal's API as its page does (JSON, from its origin) and
+// decodes the answer into out; an answer other than 200 is an error.
+func (a *Authelia) api(c *http.Client, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, a.Issuer+path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", a.Issuer)
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, raw)
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("%s %s: %w: %s", method, path, err, raw)
+	}
+	return nil
+}
+
+// with is m and more, merged.
+func with(m, more map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range m {
+		out[k] = v
+	}
+	for k, v := range more {
+		out[k] = v
+	}
+	return out
 }
 
 // TOTPCode is the RFC 6238 code (SHA-1, 30 s, 6 digits) of a base32

@@ -11,7 +11,7 @@ import (
 type Process struct {
 	Cmd  *exec.Cmd
 	Done chan struct{} // closed when it exited
-	out  *lockedBuffer
+	out  *SyncBuffer
 }
 
 // Output is what the program printed so far.
@@ -22,7 +22,7 @@ func (p *Process) Output() string { return p.out.String() }
 // nothing it started outlives the test.
 func Start(t testing.TB, cmd *exec.Cmd) *Process {
 	t.Helper()
-	p := &Process{Cmd: cmd, Done: make(chan struct{}), out: &lockedBuffer{}}
+	p := &Process{Cmd: cmd, Done: make(chan struct{}), out: &SyncBuffer{}}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
