@@ -52,8 +52,8 @@ func cookieHeader(c *http.Client, u string) string {
 
 func TestForgedIdentityNeverReachesUpstream(t *testing.T) {
 	s := newStand(t, nil, nil)
-	alice := s.signIn("/")
-	addr := strings.TrimPrefix(s.url, "http://")
+	alice := s.SignIn("/")
+	addr := strings.TrimPrefix(s.URL, "http://")
 	forgeries := []string{
 		"Remote-User: admin\r\n",
 		"remote-user: admin\r\n",
@@ -68,20 +68,20 @@ func TestForgedIdentityNeverReachesUpstream(t *testing.T) {
 			for _, f := range forgeries {
 				name := fmt.Sprintf("session=%v %s %q", session, path, f)
 				t.Run(name, func(t *testing.T) {
-					before := s.seenCount()
+					before := s.SeenCount()
 					cookie := ""
 					if session {
-						cookie = "Cookie: " + cookieHeader(alice, s.url) + "\r\n"
+						cookie = "Cookie: " + cookieHeader(alice, s.URL) + "\r\n"
 					}
 					resp := rawRequest(t, addr, "GET "+path+" HTTP/1.1\r\nHost: "+addr+"\r\n"+cookie+f+"Connection: close\r\n\r\n")
-					forwarded := s.seenCount() > before
+					forwarded := s.SeenCount() > before
 					if forwarded != (session && path == "/private") {
 						t.Fatalf("forwarded=%v (status %d)", forwarded, resp.StatusCode)
 					}
 					if !forwarded {
 						return
 					}
-					h := s.lastSeen().Header
+					h := s.LastSeen().Header
 					for k, v := range h {
 						n := strings.ToLower(strings.NewReplacer("_", "-", ".", "-").Replace(k))
 						if !strings.HasPrefix(n, "remote-") {
@@ -100,14 +100,14 @@ func TestForgedIdentityNeverReachesUpstream(t *testing.T) {
 
 func TestForgedIdentityInTrailer(t *testing.T) {
 	s := newStand(t, nil, nil)
-	c := s.signIn("/")
+	c := s.SignIn("/")
 	got := make(chan http.Header, 1)
-	s.handle(func(w http.ResponseWriter, r *http.Request) {
+	s.Handle(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		got <- r.Trailer
 	})
 	// A chunked body whose trailer carries identity headers.
-	rawRequest(t, strings.TrimPrefix(s.url, "http://"), "POST /upload HTTP/1.1\r\nHost: x\r\nCookie: "+cookieHeader(c, s.url)+
+	rawRequest(t, strings.TrimPrefix(s.URL, "http://"), "POST /upload HTTP/1.1\r\nHost: x\r\nCookie: "+cookieHeader(c, s.URL)+
 		"\r\nTransfer-Encoding: chunked\r\nTrailer: Remote-User, Remote_user\r\nConnection: close\r\n\r\n"+
 		"4\r\nbody\r\n0\r\nRemote-User: admin\r\nRemote_user: admin\r\nX-Other: kept\r\n\r\n")
 	select {
@@ -129,7 +129,7 @@ func TestForgedIdentityInTrailer(t *testing.T) {
 // upstream without a session.
 func TestPathTricks(t *testing.T) {
 	s := newStand(t, nil, nil)
-	addr := strings.TrimPrefix(s.url, "http://")
+	addr := strings.TrimPrefix(s.URL, "http://")
 	paths := []string{
 		"/private", "/%2e%2e/private", "/oauth2/%2e%2e/private", "/oauth2/../private", "/oauth2/healthz/../../private",
 		"/oauth2/healthz/..%2f..%2fprivate", "//private", "//oauth2/healthz", "/oauth2%2Fhealthz", "/oauth2/healthz%2F..%2F..%2Fprivate",
@@ -144,9 +144,9 @@ func TestPathTricks(t *testing.T) {
 	for _, p := range paths {
 		for _, sp := range spoofs {
 			for _, host := range []string{addr, "localhost", "127.0.0.1:1"} {
-				before := s.seenCount()
+				before := s.SeenCount()
 				resp := rawRequest(t, addr, "GET "+p+" HTTP/1.1\r\nHost: "+host+"\r\nAccept: application/json\r\n"+sp+"Connection: close\r\n\r\n")
-				if s.seenCount() != before {
+				if s.SeenCount() != before {
 					t.Errorf("GET %s with %q Host %s reached the upstream unauthenticated (%d)", p, sp, host, resp.StatusCode)
 				}
 				if resp.StatusCode == http.StatusOK && !strings.HasPrefix(p, "/oauth2/healthz") {
@@ -159,9 +159,9 @@ func TestPathTricks(t *testing.T) {
 
 func TestAbusiveCookies(t *testing.T) {
 	s := newStand(t, nil, nil)
-	alice := s.signIn("/")
-	valid := sessionCookies(alice, s.url)[0]
-	addr := strings.TrimPrefix(s.url, "http://")
+	alice := s.SignIn("/")
+	valid := sessionCookies(alice, s.URL)[0]
+	addr := strings.TrimPrefix(s.URL, "http://")
 	var many strings.Builder
 	for i := range 2000 {
 		fmt.Fprintf(&many, "oidc_proxy_%d=%d; ", i, i)
@@ -178,7 +178,7 @@ func TestAbusiveCookies(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := s.seenCount()
+			before := s.SeenCount()
 			resp := rawRequest(t, addr, "GET /private HTTP/1.1\r\nHost: x\r\nCookie: "+tt.cookie+"\r\nConnection: close\r\n\r\n")
 			if tt.name == "chunk counts in the millions" {
 				// Unknown chunk names are ignored: the valid first chunk stands.
@@ -187,14 +187,14 @@ func TestAbusiveCookies(t *testing.T) {
 				}
 				return
 			}
-			if resp.StatusCode != http.StatusUnauthorized || s.seenCount() != before {
-				t.Errorf("status %d, forwarded %v", resp.StatusCode, s.seenCount() != before)
+			if resp.StatusCode != http.StatusUnauthorized || s.SeenCount() != before {
+				t.Errorf("status %d, forwarded %v", resp.StatusCode, s.SeenCount() != before)
 			}
 		})
 	}
 	// A 64 KB cookie is no session (or, past the header limit, refused
 	// outright); 1 MB of headers is refused before any work.
-	before := s.seenCount()
+	before := s.SeenCount()
 	resp := rawRequest(t, addr, "GET /private HTTP/1.1\r\nHost: x\r\nCookie: oidc_proxy="+strings.Repeat("A", 64<<10)+"\r\nConnection: close\r\n\r\n")
 	if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("64 KB cookie: %d", resp.StatusCode)
@@ -203,7 +203,7 @@ func TestAbusiveCookies(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("1 MB of headers: %d", resp.StatusCode)
 	}
-	if s.seenCount() != before {
+	if s.SeenCount() != before {
 		t.Errorf("forwarded")
 	}
 }
@@ -212,17 +212,17 @@ func TestAbusiveCookies(t *testing.T) {
 // session cookie.
 func oldSecretCookie(t *testing.T) string {
 	other := newStand(t, func(c *cfg) { c.Session.Secret = config.Secrets{"another-secret-0123456789abcdef-0123456789"} }, nil)
-	return sessionCookies(other.signIn("/"), other.url)[0].Value
+	return sessionCookies(other.SignIn("/"), other.URL)[0].Value
 }
 
 func TestLoginCookieFlood(t *testing.T) {
 	s := newStand(t, nil, nil)
-	c := noRedirect(s.browser())
+	c := noRedirect(s.Browser())
 	for range 200 {
-		req := mustReq(http.MethodGet, s.url+"/oauth2/start?rd=/x")
+		req := mustReq(http.MethodGet, s.URL+"/oauth2/start?rd=/x")
 		do(t, c, req)
 	}
-	u, _ := url.Parse(s.url)
+	u, _ := url.Parse(s.URL)
 	n := 0
 	for _, ck := range c.Jar.Cookies(u) {
 		if strings.HasPrefix(ck.Name, "oidc_proxy_login_") {
@@ -233,7 +233,7 @@ func TestLoginCookieFlood(t *testing.T) {
 		t.Errorf("%d login cookies after 200 sign-in starts; at most 5 may be pending", n)
 	}
 	// The newest still completes.
-	resp, _ := navigate(t, s.browser(), s.url+"/")
+	resp, _ := navigate(t, s.Browser(), s.URL+"/")
 	if resp.Request.URL.Path != "/login/username" {
 		t.Errorf("a new sign-in did not start")
 	}
@@ -241,15 +241,15 @@ func TestLoginCookieFlood(t *testing.T) {
 
 func TestSessionFixation(t *testing.T) {
 	s := newStand(t, nil, nil)
-	planted := s.signIn("/") // the attacker's own valid session
-	attacker := sessionCookies(planted, s.url)[0]
-	c := s.browser()
-	u, _ := url.Parse(s.url)
+	planted := s.SignIn("/") // the attacker's own valid session
+	attacker := sessionCookies(planted, s.URL)[0]
+	c := s.Browser()
+	u, _ := url.Parse(s.URL)
 	c.Jar.SetCookies(u, []*http.Cookie{
 		{Name: "oidc_proxy", Value: attacker.Value, Path: "/"},
 		{Name: "oidc_proxy_3", Value: "planted", Path: "/"},
 	})
-	resp, _ := navigate(t, c, s.url+"/oauth2/start?rd=/after")
+	resp, _ := navigate(t, c, s.URL+"/oauth2/start?rd=/after")
 	resp, _ = login(t, c, resp, "alice", alicePassword)
 	if resp.StatusCode != 200 {
 		t.Fatalf("sign-in: %d", resp.StatusCode)
@@ -272,7 +272,7 @@ func TestUnauthenticatedFlood(t *testing.T) {
 	const total = 10000
 	conc := raiseFileLimit(t, total)
 	s := newStand(t, nil, nil)
-	alice := s.signIn("/")
+	alice := s.SignIn("/")
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -286,7 +286,7 @@ func TestUnauthenticatedFlood(t *testing.T) {
 	for range conc {
 		wg.Go(func() {
 			for i := range jobs {
-				req := mustReq(http.MethodGet, s.url+"/private")
+				req := mustReq(http.MethodGet, s.URL+"/private")
 				if i%2 == 0 {
 					req.Header.Set("Accept", "text/html") // sends to sign-in: a login cookie each
 				}
@@ -311,7 +311,7 @@ func TestUnauthenticatedFlood(t *testing.T) {
 				return
 			default:
 			}
-			resp, body := do(t, alice, mustReq(http.MethodGet, s.url+"/notes"))
+			resp, body := do(t, alice, mustReq(http.MethodGet, s.URL+"/notes"))
 			if resp.StatusCode != 200 || !strings.Contains(body, "hello alice") {
 				t.Errorf("signed-in user during the flood: %d", resp.StatusCode)
 			}
@@ -338,7 +338,7 @@ func TestUnauthenticatedFlood(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > goroutines+20 {
 		t.Errorf("goroutines: %d before, %d after", goroutines, n)
 	}
-	s.seen.reset() // the test's own record of alice's requests
+	s.Seen.Reset() // the test's own record of alice's requests
 	runtime.GC()
 	runtime.GC() // sync.Pools empty over two cycles
 	var after runtime.MemStats
@@ -352,7 +352,7 @@ func TestUnauthenticatedFlood(t *testing.T) {
 func TestSlowHeadersAreCutOff(t *testing.T) {
 	s := newStand(t, nil, nil)
 	// The proxy's server, with a shorter header timeout than its 10 s.
-	srv := proxy.NewServer("", s.proxy, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := proxy.NewServer("", s.Proxy, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	srv.ReadHeaderTimeout = 300 * time.Millisecond
 	ln := listen(t)
 	go srv.Serve(ln)

@@ -28,8 +28,8 @@ func TestAccessRules(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newStand(t, func(c *cfg) { c.Access = tt.access }, nil)
-			c := s.browser()
-			resp, _ := navigate(t, c, s.url+"/notes")
+			c := s.Browser()
+			resp, _ := navigate(t, c, s.URL+"/notes")
 			resp, body := login(t, c, resp, "alice", alicePassword)
 			if tt.allowed {
 				if resp.StatusCode != 200 || !strings.Contains(body, "hello alice") {
@@ -40,18 +40,18 @@ func TestAccessRules(t *testing.T) {
 			if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, `<strong id="user">alice</strong>`) || !strings.Contains(body, `action="/oauth2/sign_out"`) {
 				t.Fatalf("denied user: %d %s", resp.StatusCode, body)
 			}
-			if s.seenCount() != 0 {
+			if s.SeenCount() != 0 {
 				t.Errorf("the upstream was reached")
 			}
-			resp, body = do(t, c, mustReq(http.MethodGet, s.url+"/api/v1/memos"))
+			resp, body = do(t, c, mustReq(http.MethodGet, s.URL+"/api/v1/memos"))
 			if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, `"user":"alice"`) {
 				t.Errorf("API call of a denied user: %d %s", resp.StatusCode, body)
 			}
-			if !strings.Contains(s.logs.String(), "access denied by the access rules") {
+			if !strings.Contains(s.Logs.String(), "access denied by the access rules") {
 				t.Errorf("no audit line")
 			}
 			// Sign-out still works for them.
-			resp, _ = do(t, noRedirect(c), mustReq(http.MethodPost, s.url+"/oauth2/sign_out"))
+			resp, _ = do(t, noRedirect(c), mustReq(http.MethodPost, s.URL+"/oauth2/sign_out"))
 			if resp.StatusCode != http.StatusFound {
 				t.Errorf("sign-out: %d", resp.StatusCode)
 			}
@@ -90,10 +90,10 @@ func TestAccessOddClaims(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s, _ := hostileStand(t, behaviour{userinfoClaims: tt.claims}, func(c *config.Config) { c.Access = tt.access })
-			s.waitReady()
-			resp, _ := navigate(t, s.browser(), s.url+"/")
-			if resp.StatusCode != tt.status || s.seenCount() != 0 {
-				t.Errorf("status %d, upstream reached %v", resp.StatusCode, s.seenCount() != 0)
+			s.WaitReady()
+			resp, _ := navigate(t, s.Browser(), s.URL+"/")
+			if resp.StatusCode != tt.status || s.SeenCount() != 0 {
+				t.Errorf("status %d, upstream reached %v", resp.StatusCode, s.SeenCount() != 0)
 			}
 		})
 	}
@@ -104,9 +104,9 @@ func TestAccessOddClaims(t *testing.T) {
 func TestPagesEscapeText(t *testing.T) {
 	s := newStand(t, func(c *cfg) { c.Access = config.Access{AllowedUsers: []string{"bob"}} }, nil)
 	evil := `"><script>alert(1)</script>&`
-	s.alice.Username = evil
-	c := s.browser()
-	resp, _ := navigate(t, c, s.url+"/")
+	s.Alice.Username = evil
+	c := s.Browser()
+	resp, _ := navigate(t, c, s.URL+"/")
 	resp, body := login(t, c, resp, evil, alicePassword)
 	if resp.StatusCode != http.StatusForbidden || strings.Contains(body, "<script>") ||
 		!strings.Contains(body, `<strong id="user">&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;&amp;</strong>`) {

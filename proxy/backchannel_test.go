@@ -26,7 +26,7 @@ func sidStand(t *testing.T, edit ...func(*config.Config)) (*stand, *hostileOP, f
 		sids = append(sids, sid)
 		c["sid"] = sid
 	}}, edit...)
-	s.waitReady()
+	s.WaitReady()
 	return s, op, func() string { mu.Lock(); defer mu.Unlock(); return sids[len(sids)-1] }
 }
 
@@ -40,7 +40,7 @@ func logoutClaims(op *hostileOP, jti string) map[string]any {
 
 func postLogout(t *testing.T, s *stand, token string) int {
 	t.Helper()
-	resp, err := http.PostForm(s.url+"/oauth2/backchannel_logout", url.Values{"logout_token": {token}})
+	resp, err := http.PostForm(s.URL+"/oauth2/backchannel_logout", url.Values{"logout_token": {token}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,8 +49,8 @@ func postLogout(t *testing.T, s *stand, token string) int {
 }
 
 func signedInHostile(t *testing.T, s *stand) *http.Client {
-	c := s.browser()
-	if resp, _ := navigate(t, c, s.url+"/"); resp.StatusCode != 200 {
+	c := s.Browser()
+	if resp, _ := navigate(t, c, s.URL+"/"); resp.StatusCode != 200 {
 		t.Fatalf("sign-in: %d", resp.StatusCode)
 	}
 	return c
@@ -65,10 +65,10 @@ func TestBackchannelLogoutBySubject(t *testing.T) {
 	s, op, _ := sidStand(t)
 	a, b := signedInHostile(t, s), signedInHostile(t, s)
 	if code := postLogout(t, s, op.sign(logoutClaims(op, "jti-1"))); code != 200 {
-		t.Fatalf("logout token refused: %d\n%s", code, s.logs.String())
+		t.Fatalf("logout token refused: %d\n%s", code, s.Logs.String())
 	}
 	for _, c := range []*http.Client{a, b} {
-		if code := statusOf(t, c, s.url+"/api"); code != http.StatusUnauthorized {
+		if code := statusOf(t, c, s.URL+"/api"); code != http.StatusUnauthorized {
 			t.Errorf("session after a logout of its subject: %d", code)
 		}
 	}
@@ -76,7 +76,7 @@ func TestBackchannelLogoutBySubject(t *testing.T) {
 		t.Errorf("replayed logout token: %d", code)
 	}
 	// Signing in again after the logout works.
-	if code := statusOf(t, signedInHostile(t, s), s.url+"/api"); code != 200 {
+	if code := statusOf(t, signedInHostile(t, s), s.URL+"/api"); code != 200 {
 		t.Errorf("a new session after the logout: %d", code)
 	}
 }
@@ -92,10 +92,10 @@ func TestBackchannelLogoutBySID(t *testing.T) {
 	if code := postLogout(t, s, op.sign(c)); code != 200 {
 		t.Fatalf("logout token refused: %d", code)
 	}
-	if code := statusOf(t, a, s.url+"/api"); code != http.StatusUnauthorized {
+	if code := statusOf(t, a, s.URL+"/api"); code != http.StatusUnauthorized {
 		t.Errorf("the session of that sid: %d", code)
 	}
-	if code := statusOf(t, b, s.url+"/api"); code != 200 {
+	if code := statusOf(t, b, s.URL+"/api"); code != 200 {
 		t.Errorf("another session of the same user: %d", code)
 	}
 }
@@ -135,7 +135,7 @@ func TestBackchannelLogoutRefusals(t *testing.T) {
 			if code := postLogout(t, s, token); code != http.StatusBadRequest {
 				t.Errorf("accepted: %d", code)
 			}
-			if code := statusOf(t, c, s.url+"/api"); code != 200 {
+			if code := statusOf(t, c, s.URL+"/api"); code != 200 {
 				t.Errorf("the session ended: %d", code)
 			}
 		})
@@ -143,7 +143,7 @@ func TestBackchannelLogoutRefusals(t *testing.T) {
 	if code := postLogout(t, s, ""); code != http.StatusBadRequest {
 		t.Errorf("no token: %d", code)
 	}
-	if !strings.Contains(s.logs.String(), "back-channel logout refused") {
+	if !strings.Contains(s.Logs.String(), "back-channel logout refused") {
 		t.Errorf("no log line")
 	}
 }
@@ -152,16 +152,16 @@ func TestBackchannelLogoutRefusals(t *testing.T) {
 // cookie taken before no longer works at this proxy.
 func TestSignOutEndsCopiesOfTheCookie(t *testing.T) {
 	s := newStand(t, nil, nil)
-	c := s.signIn("/")
-	other := s.signIn("/") // another session of the same user
-	stolen := cookieHeader(c, s.url)
-	do(t, noRedirect(c), mustReq(http.MethodPost, s.url+"/oauth2/sign_out"))
-	req := mustReq(http.MethodGet, s.url+"/api")
+	c := s.SignIn("/")
+	other := s.SignIn("/") // another session of the same user
+	stolen := cookieHeader(c, s.URL)
+	do(t, noRedirect(c), mustReq(http.MethodPost, s.URL+"/oauth2/sign_out"))
+	req := mustReq(http.MethodGet, s.URL+"/api")
 	req.Header.Set("Cookie", stolen)
 	if resp, _ := do(t, http.DefaultClient, req); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("the signed-out cookie still works: %d", resp.StatusCode)
 	}
-	if code := statusOf(t, other, s.url+"/api"); code != 200 {
+	if code := statusOf(t, other, s.URL+"/api"); code != 200 {
 		t.Errorf("the user's other session ended too: %d", code)
 	}
 }
@@ -196,7 +196,7 @@ func TestLogoutFloodReadsKeysRarely(t *testing.T) {
 		t.Errorf("a logout token of a published key: %d", code)
 	}
 	op.b.signer = ""
-	if code := statusOf(t, noRedirect(c), s.url+"/api"); code == 200 {
+	if code := statusOf(t, noRedirect(c), s.URL+"/api"); code == 200 {
 		t.Errorf("the session lives on after a valid logout token")
 	}
 }

@@ -23,7 +23,7 @@ func pkcePair() (verifier, challenge string) {
 // does, and returns the redirect's query.
 func authorize(t *testing.T, s *stand, c *http.Client, q url.Values) (*http.Response, url.Values) {
 	t.Helper()
-	resp, _ := navigate(t, noRedirect(c), s.url+"/oauth2/memos/authorize?"+q.Encode())
+	resp, _ := navigate(t, noRedirect(c), s.URL+"/oauth2/memos/authorize?"+q.Encode())
 	loc, _ := url.Parse(resp.Header.Get("Location"))
 	if loc == nil {
 		return resp, nil
@@ -32,7 +32,7 @@ func authorize(t *testing.T, s *stand, c *http.Client, q url.Values) (*http.Resp
 }
 
 func buttonQuery(s *stand, challenge string) url.Values {
-	q := url.Values{"client_id": {"oidc-proxy"}, "redirect_uri": {s.url + "/auth/callback"}, "state": {"memos-state-1"},
+	q := url.Values{"client_id": {"oidc-proxy"}, "redirect_uri": {s.URL + "/auth/callback"}, "state": {"memos-state-1"},
 		"response_type": {"code"}, "scope": {"profile email"}}
 	if challenge != "" {
 		q.Set("code_challenge", challenge)
@@ -50,20 +50,20 @@ func TestMemosBridgeButton(t *testing.T) {
 
 	// Without a proxy session the button signs in at the provider first,
 	// then comes back to finish Memos's flow.
-	c := s.browser()
-	resp, _ := navigate(t, c, s.url+"/oauth2/memos/authorize?"+buttonQuery(s, challenge).Encode())
+	c := s.Browser()
+	resp, _ := navigate(t, c, s.URL+"/oauth2/memos/authorize?"+buttonQuery(s, challenge).Encode())
 	resp, _ = login(t, c, resp, "alice", alicePassword)
 	if resp.Request.URL.Path != "/auth/callback" || resp.Request.URL.Query().Get("state") != "memos-state-1" {
 		t.Fatalf("the button's flow ended at %s", resp.Request.URL)
 	}
 	code := resp.Request.URL.Query().Get("code")
 	body, _ := json.Marshal(map[string]any{"ssoCredentials": map[string]string{
-		"idpName": "identity-providers/oidc-proxy", "code": code, "redirectUri": s.url + "/auth/callback", "codeVerifier": verifier}})
-	if resp, out := memosCall(t, c, s.url, "AuthService/SignIn", "", string(body)); resp.StatusCode != 200 {
+		"idpName": "identity-providers/oidc-proxy", "code": code, "redirectUri": s.URL + "/auth/callback", "codeVerifier": verifier}})
+	if resp, out := memosCall(t, c, s.URL, "AuthService/SignIn", "", string(body)); resp.StatusCode != 200 {
 		t.Fatalf("Memos's SignIn with the button's code: %d %v", resp.StatusCode, out)
 	}
 	// The same code again is refused (Memos's SignIn fails).
-	if resp, _ := memosCall(t, c, s.url, "AuthService/SignIn", "", string(body)); resp.StatusCode == 200 {
+	if resp, _ := memosCall(t, c, s.URL, "AuthService/SignIn", "", string(body)); resp.StatusCode == 200 {
 		t.Errorf("a code worked twice")
 	}
 	// Requests the bridge refuses, without redirecting anywhere.
@@ -86,8 +86,8 @@ func TestMemosBridgeButton(t *testing.T) {
 // attacker holding a code would try it.
 func TestMemosBridgeTokenEndpoint(t *testing.T) {
 	s, fm, bridge := bridgeStand(t)
-	c := s.browser()
-	s.signInAs(c, "/", "alice", alicePassword)
+	c := s.Browser()
+	signInAs(s, c, "/", "alice", alicePassword)
 	verifier, challenge := pkcePair()
 	newCode := func(challenge string) string {
 		_, q := authorize(t, s, c, buttonQuery(s, challenge))
@@ -122,7 +122,7 @@ func TestMemosBridgeTokenEndpoint(t *testing.T) {
 		}
 		return resp.StatusCode, out.Error
 	}
-	cb := s.url + "/auth/callback"
+	cb := s.URL + "/auth/callback"
 
 	// A stolen code with wrong client credentials is refused, and is not
 	// spent: the real client still redeems it, once.
@@ -164,8 +164,8 @@ func TestMemosBridgeTokenEndpoint(t *testing.T) {
 		"unknown code": func() (int, string) { return token("made-up", "oidc-proxy", secret, verifier, cb, true) },
 		"expired after 1 minute": func() (int, string) {
 			code := newCode(challenge)
-			s.skew.Add(int64(61 * time.Second))
-			defer s.skew.Add(-int64(61 * time.Second))
+			s.Skew.Add(int64(61 * time.Second))
+			defer s.Skew.Add(-int64(61 * time.Second))
 			return token(code, "oidc-proxy", secret, verifier, cb, true)
 		},
 	} {
@@ -185,7 +185,7 @@ func TestMemosBridgeTokenEndpoint(t *testing.T) {
 		t.Errorf("refresh_token grant: %d", resp.StatusCode)
 	}
 	// The bridge's endpoints are not on the public listener.
-	if code := statusOf(t, http.DefaultClient, s.url+"/token"); code == 200 {
+	if code := statusOf(t, http.DefaultClient, s.URL+"/token"); code == 200 {
 		t.Errorf("the public listener serves /token")
 	}
 }
@@ -195,20 +195,20 @@ func TestMemosBridgeTokenEndpoint(t *testing.T) {
 // so in the log.
 func TestMemosBridgeUsernames(t *testing.T) {
 	s, fm, _ := bridgeStand(t)
-	s.alice.Username = "alice.liddell" // "." is not allowed in Memos
-	c := s.browser()
-	s.signInAs(c, "/", "alice.liddell", alicePassword)
-	user, _ := memosWhoAmI(t, c, s.url)
+	s.Alice.Username = "alice.liddell" // "." is not allowed in Memos
+	c := s.Browser()
+	signInAs(s, c, "/", "alice.liddell", alicePassword)
+	user, _ := memosWhoAmI(t, c, s.URL)
 	if user == "" || user == "alice.liddell" {
 		t.Fatalf("Memos user %q", user)
 	}
-	if !strings.Contains(s.logs.String(), "Memos gave the user another username") {
+	if !strings.Contains(s.Logs.String(), "Memos gave the user another username") {
 		t.Errorf("nothing in the log about the username")
 	}
 	// Signing in again finds the same (linked) user.
-	c2 := s.browser()
-	s.signInAs(c2, "/", "alice.liddell", alicePassword)
-	if again, _ := memosWhoAmI(t, c2, s.url); again != user || fm.UserCount() != 1 {
+	c2 := s.Browser()
+	signInAs(s, c2, "/", "alice.liddell", alicePassword)
+	if again, _ := memosWhoAmI(t, c2, s.URL); again != user || fm.UserCount() != 1 {
 		t.Errorf("second sign-in: %q, %d users", again, fm.UserCount())
 	}
 }
@@ -219,15 +219,15 @@ func TestMemosBridgeUsernames(t *testing.T) {
 func TestMemosBridgeMemosRefuses(t *testing.T) {
 	s, fm, _ := bridgeStand(t)
 	fm.ClosedRegistration = true
-	c := s.browser()
-	resp, _ := s.signInAs(c, "/", "alice", alicePassword)
+	c := s.Browser()
+	resp, _ := signInAs(s, c, "/", "alice", alicePassword)
 	if resp.StatusCode != 200 {
 		t.Fatalf("sign-in: %d", resp.StatusCode)
 	}
-	if !strings.Contains(s.logs.String(), "user registration is not allowed") {
+	if !strings.Contains(s.Logs.String(), "user registration is not allowed") {
 		t.Errorf("the log does not say why")
 	}
-	resp, body := navigate(t, noRedirect(c), s.url+"/auth")
+	resp, body := navigate(t, noRedirect(c), s.URL+"/auth")
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "Memos did not accept") || strings.Contains(body, "registration") {
 		t.Errorf("/auth with Memos refusing: %d %s", resp.StatusCode, body)
 	}
@@ -237,10 +237,10 @@ func TestMemosBridgeMemosRefuses(t *testing.T) {
 // arrive as they are sent, and attachments answer Range requests.
 func TestMemosBridgeStreamsAndRanges(t *testing.T) {
 	s, _, _ := bridgeStand(t)
-	c := s.browser()
-	s.signInAs(c, "/", "alice", alicePassword)
-	_, access := memosWhoAmI(t, c, s.url)
-	req := mustReq(http.MethodGet, s.url+"/api/v1/sse")
+	c := s.Browser()
+	signInAs(s, c, "/", "alice", alicePassword)
+	_, access := memosWhoAmI(t, c, s.URL)
+	req := mustReq(http.MethodGet, s.URL+"/api/v1/sse")
 	req.Header.Set("Authorization", "Bearer "+access)
 	resp, err := c.Do(req)
 	if err != nil {
@@ -258,7 +258,7 @@ func TestMemosBridgeStreamsAndRanges(t *testing.T) {
 		t.Errorf("the stream was buffered: the first event came with the rest")
 	}
 
-	req = mustReq(http.MethodGet, s.url+"/file/attachments/1/video.mp4")
+	req = mustReq(http.MethodGet, s.URL+"/file/attachments/1/video.mp4")
 	req.Header.Set("Range", "bytes=1000-1999")
 	resp2, body := do(t, c, req) // the memos_refresh cookie authenticates
 	if resp2.StatusCode != http.StatusPartialContent || len(body) != 1000 || body[0] != byte(1000%251) || resp2.Header.Get("Content-Range") != "bytes 1000-1999/65536" {

@@ -30,16 +30,16 @@ func bridgeStand(t *testing.T, edits ...func(*config.Config)) (*stand, *proxytes
 	}, func(o *proxytest.OPConfig) {
 		o.Users = append(o.Users, &proxytest.OPUser{Username: "bob", Password: bobPassword, Name: "Bob", Email: "bob@example.com"})
 	})
-	serveOn(t, bridgeLn, s.proxy.BridgeHandler())
+	serveOn(t, bridgeLn, s.Proxy.BridgeHandler())
 	// The proxy registers itself at start (admin_token_file); doing it
 	// again is safe: the registration is updated.
 	eventually(t, "the proxy did not register itself in Memos", func() bool {
-		return strings.Contains(s.logs.String(), "registered as Memos's identity provider")
+		return strings.Contains(s.Logs.String(), "registered as Memos's identity provider")
 	})
-	if !strings.Contains(s.logs.String(), "result=\"created identity-providers/oidc-proxy\"") {
+	if !strings.Contains(s.Logs.String(), "result=\"created identity-providers/oidc-proxy\"") {
 		t.Errorf("the registration at start did not create the provider")
 	}
-	if did, err := s.proxy.RegisterWithMemos(t.Context()); err != nil || !strings.HasPrefix(did, "updated") {
+	if did, err := s.Proxy.RegisterWithMemos(t.Context()); err != nil || !strings.HasPrefix(did, "updated") {
 		t.Fatalf("registration again: %q %v", did, err)
 	}
 	u, _ := url.Parse("http://" + bridgeLn.Addr().String())
@@ -79,18 +79,18 @@ func (r *responses) with(path string) *http.Response {
 }
 
 // recordingBrowser is a browser whose responses are recorded.
-func (s *stand) recordingBrowser() (*http.Client, *responses) {
-	c := s.browser()
+func recordingBrowser(s *stand) (*http.Client, *responses) {
+	c := s.Browser()
 	rec := &responses{next: http.DefaultTransport}
 	c.Transport = rec
 	return c, rec
 }
 
 // signInAs signs c in as user through path, and returns the last page.
-func (s *stand) signInAs(c *http.Client, path, user, password string) (*http.Response, string) {
-	s.t.Helper()
-	resp, _ := navigate(s.t, c, s.url+path)
-	return login(s.t, c, resp, user, password)
+func signInAs(s *stand, c *http.Client, path, user, password string) (*http.Response, string) {
+	s.T.Helper()
+	resp, _ := navigate(s.T, c, s.URL+path)
+	return login(s.T, c, resp, user, password)
 }
 
 // memosCall POSTs a Connect call through the proxy with c's cookies.
@@ -128,8 +128,8 @@ func memosWhoAmI(t *testing.T, c *http.Client, base string) (string, string) {
 
 func TestMemosBridgeSignsIntoMemos(t *testing.T) {
 	s, fm, _ := bridgeStand(t)
-	c, rec := s.recordingBrowser()
-	resp, _ := s.signInAs(c, "/memos/1", "alice", alicePassword)
+	c, rec := recordingBrowser(s)
+	resp, _ := signInAs(s, c, "/memos/1", "alice", alicePassword)
 	if resp.StatusCode != 200 || resp.Request.URL.Path != "/memos/1" {
 		t.Fatalf("sign-in ended at %s with %d", resp.Request.URL, resp.StatusCode)
 	}
@@ -138,7 +138,7 @@ func TestMemosBridgeSignsIntoMemos(t *testing.T) {
 		t.Fatalf("the callback's answer does not hand over the Memos session: %v", cb.Header)
 	}
 	// Memos's web app finds its session: no second sign-in.
-	if user, _ := memosWhoAmI(t, c, s.url); user != "alice" {
+	if user, _ := memosWhoAmI(t, c, s.URL); user != "alice" {
 		t.Fatalf("Memos says %q is signed in", user)
 	}
 	if u := fm.Users["alice"]; u == nil || u.DisplayName != "Alice Liddell" || u.Email != "alice@example.com" {
@@ -154,9 +154,9 @@ func TestMemosBridgeSignsIntoMemos(t *testing.T) {
 	}
 
 	// A second sign-in (another browser) reuses the user.
-	c2 := s.browser()
-	s.signInAs(c2, "/", "alice", alicePassword)
-	if user, _ := memosWhoAmI(t, c2, s.url); user != "alice" || fm.UserCount() != 1 {
+	c2 := s.Browser()
+	signInAs(s, c2, "/", "alice", alicePassword)
+	if user, _ := memosWhoAmI(t, c2, s.URL); user != "alice" || fm.UserCount() != 1 {
 		t.Errorf("second sign-in: %q, %d users", user, fm.UserCount())
 	}
 }
@@ -165,15 +165,15 @@ func TestMemosBridgeSignsIntoMemos(t *testing.T) {
 // browser; Memos's session follows, and alice's Memos session is over.
 func TestMemosBridgeUserSwitch(t *testing.T) {
 	s, fm, _ := bridgeStand(t)
-	c, rec := s.recordingBrowser()
-	s.signInAs(c, "/", "alice", alicePassword)
+	c, rec := recordingBrowser(s)
+	signInAs(s, c, "/", "alice", alicePassword)
 	var aliceRefresh string
-	for _, ck := range c.Jar.Cookies(mustURL(s.url)) {
+	for _, ck := range c.Jar.Cookies(mustURL(s.URL)) {
 		if ck.Name == "memos_refresh" {
 			aliceRefresh = ck.Value
 		}
 	}
-	resp, _ := do(t, noRedirect(c), mustReq(http.MethodPost, s.url+"/oauth2/sign_out"))
+	resp, _ := do(t, noRedirect(c), mustReq(http.MethodPost, s.URL+"/oauth2/sign_out"))
 	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), "https://auth.example.com/logout") {
 		t.Fatalf("sign-out: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
@@ -187,11 +187,11 @@ func TestMemosBridgeUserSwitch(t *testing.T) {
 	if !revoked {
 		t.Errorf("alice's Memos session outlived the sign-out")
 	}
-	s.signInAs(c, "/", "bob", bobPassword)
+	signInAs(s, c, "/", "bob", bobPassword)
 	if cb := rec.with("/oauth2/callback"); cb.Header.Get("Clear-Site-Data") != `"storage"` {
 		t.Errorf("bob's sign-in does not clear the storage alice's Memos left")
 	}
-	if user, _ := memosWhoAmI(t, c, s.url); user != "bob" {
+	if user, _ := memosWhoAmI(t, c, s.URL); user != "bob" {
 		t.Errorf("after the switch Memos shows %q", user)
 	}
 }
@@ -201,30 +201,30 @@ func TestMemosBridgeUserSwitch(t *testing.T) {
 // the user into Memos again and returns them where Memos wanted.
 func TestMemosBridgeSignInPage(t *testing.T) {
 	s, fm, _ := bridgeStand(t)
-	c := s.browser()
-	s.signInAs(c, "/", "alice", alicePassword)
+	c := s.Browser()
+	signInAs(s, c, "/", "alice", alicePassword)
 	// The Memos cookie is gone.
-	c.Jar.SetCookies(mustURL(s.url), []*http.Cookie{{Name: "memos_refresh", Value: "", Path: "/", MaxAge: -1}})
-	if user, _ := memosWhoAmI(t, c, s.url); user != "" {
+	c.Jar.SetCookies(mustURL(s.URL), []*http.Cookie{{Name: "memos_refresh", Value: "", Path: "/", MaxAge: -1}})
+	if user, _ := memosWhoAmI(t, c, s.URL); user != "" {
 		t.Fatalf("Memos still signed in without its cookie: %q", user)
 	}
-	resp, _ := navigate(t, noRedirect(c), s.url+"/auth?redirect=%2Fmemos%2F7")
+	resp, _ := navigate(t, noRedirect(c), s.URL+"/auth?redirect=%2Fmemos%2F7")
 	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/memos/7" || resp.Header.Get("Clear-Site-Data") != `"storage"` {
 		t.Fatalf("/auth with a proxy session: %d %q %v", resp.StatusCode, resp.Header.Get("Location"), resp.Header)
 	}
-	c.Jar.SetCookies(mustURL(s.url), resp.Cookies())
-	if user, _ := memosWhoAmI(t, c, s.url); user != "alice" {
+	c.Jar.SetCookies(mustURL(s.URL), resp.Cookies())
+	if user, _ := memosWhoAmI(t, c, s.URL); user != "alice" {
 		t.Errorf("after /auth Memos shows %q", user)
 	}
 	if fm.UserCount() != 1 {
 		t.Errorf("%d Memos users", fm.UserCount())
 	}
 	// Password sign-in stays closed.
-	if resp, _ := navigate(t, noRedirect(c), s.url+"/auth/admin"); resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/auth" {
+	if resp, _ := navigate(t, noRedirect(c), s.URL+"/auth/admin"); resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/auth" {
 		t.Errorf("/auth/admin: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	for _, body := range []string{`{"passwordCredentials":{"username":"admin","password":"x"}}`, `{"password_credentials":{}}`, `not json`} {
-		if resp, _ := memosCall(t, c, s.url, "AuthService/SignIn", "", body); resp.StatusCode != http.StatusForbidden {
+		if resp, _ := memosCall(t, c, s.URL, "AuthService/SignIn", "", body); resp.StatusCode != http.StatusForbidden {
 			t.Errorf("password SignIn %s: %d", body, resp.StatusCode)
 		}
 	}
@@ -235,12 +235,12 @@ func TestMemosBridgeSignInPage(t *testing.T) {
 func TestMemosBridgePasswordSignInAllowed(t *testing.T) {
 	s, fm, _ := bridgeStand(t, func(c *config.Config) { c.Memos.AllowPasswordSignIn = true })
 	fm.Users["root-admin"] = &proxytest.FakeUser{Username: "root-admin", Password: "pw"}
-	c := s.browser()
-	s.signInAs(c, "/", "alice", alicePassword)
-	if resp, _ := navigate(t, noRedirect(c), s.url+"/auth/admin"); resp.StatusCode != 200 {
+	c := s.Browser()
+	signInAs(s, c, "/", "alice", alicePassword)
+	if resp, _ := navigate(t, noRedirect(c), s.URL+"/auth/admin"); resp.StatusCode != 200 {
 		t.Errorf("/auth/admin: %d", resp.StatusCode)
 	}
-	if resp, _ := memosCall(t, c, s.url, "AuthService/SignIn", "", `{"passwordCredentials":{"username":"root-admin","password":"pw"}}`); resp.StatusCode != 200 {
+	if resp, _ := memosCall(t, c, s.URL, "AuthService/SignIn", "", `{"passwordCredentials":{"username":"root-admin","password":"pw"}}`); resp.StatusCode != 200 {
 		t.Errorf("password SignIn: %d", resp.StatusCode)
 	}
 	// Setting Memos up: before the bridge is registered, /auth shows
@@ -248,7 +248,7 @@ func TestMemosBridgePasswordSignInAllowed(t *testing.T) {
 	fm.Mu.Lock()
 	clear(fm.IdPs)
 	fm.Mu.Unlock()
-	if resp, body := navigate(t, noRedirect(c), s.url+"/auth"); resp.StatusCode != 200 || !strings.Contains(body, "<title>Memos</title>") {
+	if resp, body := navigate(t, noRedirect(c), s.URL+"/auth"); resp.StatusCode != 200 || !strings.Contains(body, "<title>Memos</title>") {
 		t.Errorf("/auth with the bridge unregistered: %d", resp.StatusCode)
 	}
 }
@@ -258,24 +258,24 @@ func TestMemosBridgePasswordSignInAllowed(t *testing.T) {
 // sign-out instead of signing the user straight back in.
 func TestMemosBridgeMemosSignOutButton(t *testing.T) {
 	s, _, _ := bridgeStand(t)
-	c := s.browser()
-	s.signInAs(c, "/", "alice", alicePassword)
-	_, access := memosWhoAmI(t, c, s.url)
-	resp, _ := memosCall(t, c, s.url, "AuthService/SignOut", access, "{}")
+	c := s.Browser()
+	signInAs(s, c, "/", "alice", alicePassword)
+	_, access := memosWhoAmI(t, c, s.URL)
+	resp, _ := memosCall(t, c, s.URL, "AuthService/SignOut", access, "{}")
 	if resp.StatusCode != 200 {
 		t.Fatalf("SignOut: %d", resp.StatusCode)
 	}
-	if code := statusOf(t, c, s.url+"/oauth2/userinfo"); code != http.StatusUnauthorized {
+	if code := statusOf(t, c, s.URL+"/oauth2/userinfo"); code != http.StatusUnauthorized {
 		t.Errorf("the proxy session outlived Memos's sign-out: %d", code)
 	}
-	resp, _ = navigate(t, noRedirect(c), s.url+"/auth")
+	resp, _ = navigate(t, noRedirect(c), s.URL+"/auth")
 	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), "https://auth.example.com/logout") {
 		t.Errorf("/auth after Memos's sign-out: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	c.Jar.SetCookies(mustURL(s.url), resp.Cookies())
+	c.Jar.SetCookies(mustURL(s.URL), resp.Cookies())
 	// Once through, /auth is an ordinary sign-in again.
-	resp, _ = navigate(t, noRedirect(c), s.url+"/auth")
-	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), s.issuer) {
+	resp, _ = navigate(t, noRedirect(c), s.URL+"/auth")
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), s.Issuer) {
 		t.Errorf("/auth later: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }
@@ -287,11 +287,11 @@ func TestMemosBridgeAcrossReplicas(t *testing.T) {
 	rs := startRedis(t)
 	s, fm, bridgeA := bridgeStand(t, useRedis(rs))
 	ln, bridgeLn := listen(t), listen(t)
-	other := s.serveProxy(ln, s.url, s.edit)
+	other := s.ServeProxy(ln, s.URL, s.Edit)
 	serveOn(t, bridgeLn, other.BridgeHandler())
 	bridgeB := "http://" + bridgeLn.Addr().String()
-	c := s.browser()
-	s.signInAs(c, "/", "alice", alicePassword)
+	c := s.Browser()
+	signInAs(s, c, "/", "alice", alicePassword)
 	verifier, challenge := pkcePair()
 	_, q := authorize(t, s, c, buttonQuery(s, challenge))
 	code := q.Get("code")
@@ -303,7 +303,7 @@ func TestMemosBridgeAcrossReplicas(t *testing.T) {
 	}
 	secret := fm.ClientSecret()
 	redeem := func(bridge string) int {
-		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {s.url + "/auth/callback"},
+		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {s.URL + "/auth/callback"},
 			"code_verifier": {verifier}, "client_id": {"oidc-proxy"}, "client_secret": {secret}}
 		resp, err := http.PostForm(bridge+"/token", form)
 		if err != nil {
@@ -326,14 +326,14 @@ func TestMemosBridgeAcrossReplicas(t *testing.T) {
 // token never passes.
 func TestMemosBridgePersonalAccessTokens(t *testing.T) {
 	s, fm, _ := bridgeStand(t, func(c *config.Config) { c.Memos.PassBearerTokens = true })
-	c := s.browser()
-	s.signInAs(c, "/", "alice", alicePassword) // creates alice in Memos
+	c := s.Browser()
+	signInAs(s, c, "/", "alice", alicePassword) // creates alice in Memos
 	pat := "memos_pat_" + proxytest.RandomHex()
 	fm.Mu.Lock()
 	fm.Access[pat] = "alice"
 	fm.Mu.Unlock()
 	call := func(token string) (*http.Response, string) {
-		req := mustReq(http.MethodGet, s.url+"/api/v1/memos")
+		req := mustReq(http.MethodGet, s.URL+"/api/v1/memos")
 		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("Remote-User", "admin")
 		req.Header.Set("Remote_User", "admin")
@@ -342,11 +342,11 @@ func TestMemosBridgePersonalAccessTokens(t *testing.T) {
 	if resp, body := call(pat); resp.StatusCode != 200 || !strings.Contains(body, `"caller":"alice"`) || !strings.Contains(body, `"remoteUser":null`) {
 		t.Errorf("a confirmed token: %d %s", resp.StatusCode, body)
 	}
-	before := s.seenCount()
+	before := s.SeenCount()
 	if resp, _ := call("memos_pat_" + proxytest.RandomHex()); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("an unknown token: %d", resp.StatusCode)
 	}
-	for _, r := range s.seen.since(before) {
+	for _, r := range s.Seen.Since(before) {
 		if r.URL.Path == "/api/v1/memos" {
 			t.Errorf("an unknown token reached Memos")
 		}

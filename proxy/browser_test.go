@@ -21,7 +21,7 @@ func newBrowser(t *testing.T) context.Context { return proxytest.Chromium(t, 60*
 
 func TestBrowserSignIn(t *testing.T) {
 	s := newStand(t, nil, nil)
-	s.handle(func(w http.ResponseWriter, r *http.Request) {
+	s.Handle(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, `<!doctype html><title>app</title><h1 id="hello">Hello, %s</h1>
 <form method="post" action="/oauth2/sign_out?rd=/bye"><button id="signout">Sign out</button></form>`, r.Header.Get("Remote-User"))
@@ -29,7 +29,7 @@ func TestBrowserSignIn(t *testing.T) {
 	ctx := newBrowser(t)
 
 	// An unauthenticated page load lands on the OP's login form.
-	if err := browserSignIn(ctx, s.url+"/memos/1?tab=all", "alice", alicePassword, "hello"); err != nil {
+	if err := browserSignIn(ctx, s.URL+"/memos/1?tab=all", "alice", alicePassword, "hello"); err != nil {
 		t.Fatalf("sign-in in the browser: %v", err)
 	}
 	hello, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("hello")))
@@ -37,7 +37,7 @@ func TestBrowserSignIn(t *testing.T) {
 		t.Errorf("page shows %q (%v)", hello, err)
 	}
 	loc, _ := chromedp.Run(ctx, chromedp.Location())
-	if loc != s.url+"/memos/1?tab=all" {
+	if loc != s.URL+"/memos/1?tab=all" {
 		t.Errorf("landed on %q", loc)
 	}
 
@@ -72,7 +72,7 @@ func TestBrowserMemosBridge(t *testing.T) {
 		notes, _ := chromedp.Run(ctx, chromedp.Text(chromedp.ID("notes")))
 		return notes
 	}
-	if err := chromedp.Do(ctx, chromedp.Navigate(s.url+"/")); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(s.URL+"/")); err != nil {
 		t.Fatal(err)
 	}
 	if notes := signIn("alice", alicePassword); notes != "Notes of alice" {
@@ -82,7 +82,7 @@ func TestBrowserMemosBridge(t *testing.T) {
 	if stored == "" {
 		t.Fatalf("the stand-in's app kept no token: the test would prove nothing")
 	}
-	if err := chromedp.Do(ctx, chromedp.Navigate(s.url+"/oauth2/sign_out?rd=/")); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(s.URL+"/oauth2/sign_out?rd=/")); err != nil {
 		t.Fatal(err)
 	}
 	if notes := signIn("bob", bobPassword); notes != "Notes of bob" {
@@ -98,7 +98,7 @@ func TestBrowserMemosFirstRun(t *testing.T) {
 	fm := proxytest.NewEmptyMemos()
 	s := memosStand(t, fm, firstRun, t.TempDir())
 	ctx := newBrowser(t)
-	if err := browserSignIn(ctx, s.url+"/", "alice", alicePassword, "notes"); err != nil {
+	if err := browserSignIn(ctx, s.URL+"/", "alice", alicePassword, "notes"); err != nil {
 		page, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
 		t.Fatalf("first sign-in in the browser: %v (page: %q)", err, page)
 	}
@@ -118,14 +118,14 @@ func TestBrowserPagesScreenshots(t *testing.T) {
 		out = t.TempDir()
 	}
 	ctx := newBrowser(t)
-	if err := browserSignIn(ctx, s.url+"/", "alice", alicePassword, "signout"); err != nil {
+	if err := browserSignIn(ctx, s.URL+"/", "alice", alicePassword, "signout"); err != nil {
 		t.Fatalf("to the access-denied page: %v", err)
 	}
 	pages := []struct{ name, url, heading string }{
 		{"forbidden", "", "Access denied"}, // where the sign-in landed
-		{"not-found", s.url + "/oauth2/nope", "Not found"},
-		{"signed-out", s.url + "/oauth2/signed_out", "Signed out"},
-		{"sign-in-failed", s.url + "/oauth2/callback?state=" + strings.Repeat("a", 43) + "&code=x", "Sign-in failed"},
+		{"not-found", s.URL + "/oauth2/nope", "Not found"},
+		{"signed-out", s.URL + "/oauth2/signed_out", "Signed out"},
+		{"sign-in-failed", s.URL + "/oauth2/callback?state=" + strings.Repeat("a", 43) + "&code=x", "Sign-in failed"},
 	}
 	for _, pg := range pages {
 		name, u := pg.name, pg.url

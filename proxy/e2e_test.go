@@ -10,8 +10,8 @@ import (
 
 func TestSignInForwardsIdentity(t *testing.T) {
 	s := newStand(t, nil, nil)
-	c := s.browser()
-	resp, _ := navigate(t, c, s.url+"/memos/42?view=full")
+	c := s.Browser()
+	resp, _ := navigate(t, c, s.URL+"/memos/42?view=full")
 	if resp.Request.URL.Path != "/login/username" {
 		t.Fatalf("navigation was not sent to the OP's login: %s", resp.Request.URL)
 	}
@@ -24,7 +24,7 @@ func TestSignInForwardsIdentity(t *testing.T) {
 	}
 
 	// The authorization request: PKCE S256, state and nonce.
-	authz := s.op.AuthorizeRequests()
+	authz := s.OP.AuthorizeRequests()
 	if len(authz) != 1 {
 		t.Fatalf("authorization requests = %d", len(authz))
 	}
@@ -38,16 +38,16 @@ func TestSignInForwardsIdentity(t *testing.T) {
 	}
 	// The token request: client_secret_post, with the PKCE verifier; one
 	// request only (Authelia would have refused Basic).
-	forms := s.op.TokenForms()
-	if len(forms) != 1 || s.op.TokenRequests.Load() != 1 {
-		t.Fatalf("token requests = %d", s.op.TokenRequests.Load())
+	forms := s.OP.TokenForms()
+	if len(forms) != 1 || s.OP.TokenRequests.Load() != 1 {
+		t.Fatalf("token requests = %d", s.OP.TokenRequests.Load())
 	}
 	if forms[0].Get("client_secret") != clientSecret || forms[0].Get("client_id") != "memos" || forms[0].Get("code_verifier") == "" {
 		t.Errorf("token request form lacks client_secret_post or code_verifier: %v", keys(forms[0]))
 	}
 
 	// Now a request with spoofed identity headers in every spelling.
-	req, _ := http.NewRequest(http.MethodPost, s.url+"/memos.api.v1.MemoService/ListMemos", strings.NewReader("{}"))
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/memos.api.v1.MemoService/ListMemos", strings.NewReader("{}"))
 	req.Header["Remote-User"] = []string{"admin", "root"}
 	req.Header["remote-user"] = []string{"admin"}
 	req.Header["Remote_User"] = []string{"admin"}
@@ -61,7 +61,7 @@ func TestSignInForwardsIdentity(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("signed-in API call: %d", resp.StatusCode)
 	}
-	up := s.lastSeen()
+	up := s.LastSeen()
 	want := map[string]string{
 		"Remote-User":   "alice",
 		"Remote-Name":   "Alice Liddell",
@@ -82,21 +82,21 @@ func TestSignInForwardsIdentity(t *testing.T) {
 	if cookie := up.Header.Get("Cookie"); cookie != "memos_refresh=r1" {
 		t.Errorf("upstream Cookie = %q, want only memos_refresh", cookie)
 	}
-	if up.Host != strings.TrimPrefix(s.url, "http://") {
-		t.Errorf("upstream Host = %q, want the proxy's %q", up.Host, s.url)
+	if up.Host != strings.TrimPrefix(s.URL, "http://") {
+		t.Errorf("upstream Host = %q, want the proxy's %q", up.Host, s.URL)
 	}
 	if up.Header.Get("X-Forwarded-Proto") != "http" || up.Header.Get("X-Forwarded-For") != "127.0.0.1" {
 		t.Errorf("X-Forwarded-*: %v", up.Header)
 	}
 
 	// /oauth2/userinfo shows the identity.
-	resp, body = do(t, c, mustReq(http.MethodGet, s.url+"/oauth2/userinfo"))
-	if resp.StatusCode != 200 || !strings.Contains(body, `"preferred_username":"alice"`) || !strings.Contains(body, s.alice.Subject()) {
+	resp, body = do(t, c, mustReq(http.MethodGet, s.URL+"/oauth2/userinfo"))
+	if resp.StatusCode != 200 || !strings.Contains(body, `"preferred_username":"alice"`) || !strings.Contains(body, s.Alice.Subject()) {
 		t.Errorf("userinfo: %d %s", resp.StatusCode, body)
 	}
 
 	// Nothing secret reached the log.
-	logs := s.logs.String()
+	logs := s.Logs.String()
 	for _, secret := range []string{clientSecret, sessionSecret, alicePassword, authz[0].Get("state"), authz[0].Get("nonce"), forms[0].Get("code"), forms[0].Get("code_verifier")} {
 		if secret != "" && strings.Contains(logs, secret) {
 			t.Errorf("the log contains a secret %q", secret)
@@ -125,12 +125,12 @@ func mustReq(method, u string) *http.Request {
 
 func TestSignOut(t *testing.T) {
 	s := newStand(t, nil, nil)
-	c := s.signIn("/")
-	resp, _ := do(t, noRedirect(c), mustReq(http.MethodPost, s.url+"/oauth2/sign_out?rd=/bye"))
+	c := s.SignIn("/")
+	resp, _ := do(t, noRedirect(c), mustReq(http.MethodPost, s.URL+"/oauth2/sign_out?rd=/bye"))
 	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/bye" {
 		t.Fatalf("sign-out: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	resp, _ = do(t, c, mustReq(http.MethodGet, s.url+"/api/v1/memos"))
+	resp, _ = do(t, c, mustReq(http.MethodGet, s.URL+"/api/v1/memos"))
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("after sign-out an API call got %d", resp.StatusCode)
 	}
@@ -138,9 +138,9 @@ func TestSignOut(t *testing.T) {
 
 func TestSignOutGoesToLogoutURL(t *testing.T) {
 	s := newStand(t, func(c *cfg) { c.OIDC.LogoutURL = "https://auth.example.com/logout" }, nil)
-	c := s.signIn("/")
-	resp, _ := do(t, noRedirect(c), mustReq(http.MethodGet, s.url+"/oauth2/sign_out?rd=//evil.com"))
-	want := "https://auth.example.com/logout?rd=" + url.QueryEscape(s.url+"/")
+	c := s.SignIn("/")
+	resp, _ := do(t, noRedirect(c), mustReq(http.MethodGet, s.URL+"/oauth2/sign_out?rd=//evil.com"))
+	want := "https://auth.example.com/logout?rd=" + url.QueryEscape(s.URL+"/")
 	if loc := resp.Header.Get("Location"); loc != want {
 		t.Errorf("sign-out went to %q, want %q", loc, want)
 	}
@@ -153,24 +153,24 @@ func TestSignOutUsesEndSessionEndpoint(t *testing.T) {
 
 func testEndSession(t *testing.T, edit func(*cfg)) {
 	s := newStand(t, edit, func(o *opCfg) { o.EndSession = true })
-	c := s.signIn("/")
-	resp, _ := do(t, noRedirect(c), mustReq(http.MethodGet, s.url+"/oauth2/sign_out?rd=/after"))
+	c := s.SignIn("/")
+	resp, _ := do(t, noRedirect(c), mustReq(http.MethodGet, s.URL+"/oauth2/sign_out?rd=/after"))
 	loc, err := url.Parse(resp.Header.Get("Location"))
 	if err != nil || !strings.HasSuffix(loc.Path, "/end_session") {
 		t.Fatalf("sign-out went to %q", resp.Header.Get("Location"))
 	}
 	q := loc.Query()
-	if q.Get("post_logout_redirect_uri") != s.url+"/after" || q.Get("id_token_hint") == "" || q.Get("client_id") != "memos" {
+	if q.Get("post_logout_redirect_uri") != s.URL+"/after" || q.Get("id_token_hint") == "" || q.Get("client_id") != "memos" {
 		t.Errorf("end_session parameters: %v", q)
 	}
 }
 
 func TestConcurrentFlowsInOneBrowser(t *testing.T) {
 	s := newStand(t, nil, nil)
-	c := s.browser()
+	c := s.Browser()
 	// Two tabs start a sign-in before either finishes.
-	tab1, _ := navigate(t, c, s.url+"/one")
-	tab2, _ := navigate(t, c, s.url+"/two")
+	tab1, _ := navigate(t, c, s.URL+"/one")
+	tab2, _ := navigate(t, c, s.URL+"/two")
 	resp, _ := login(t, c, tab2, "alice", alicePassword)
 	if resp.Request.URL.Path != "/two" || resp.StatusCode != 200 {
 		t.Fatalf("tab 2 ended at %s with %d", resp.Request.URL, resp.StatusCode)
@@ -185,7 +185,7 @@ func TestParallelSignIns(t *testing.T) {
 	s := newStand(t, nil, nil)
 	var wg sync.WaitGroup
 	for range 8 {
-		wg.Go(func() { s.signIn("/") })
+		wg.Go(func() { s.SignIn("/") })
 	}
 	wg.Wait()
 }

@@ -39,7 +39,7 @@ func memosStand(t *testing.T, fm *proxytest.FakeMemos, bridge func(dir, addr str
 			&proxytest.OPUser{Username: "bob", Password: bobPassword, Name: "Bob", Email: "bob@example.com"},
 			&proxytest.OPUser{Username: "carol", Password: "carol-password", Name: "Carol"})
 	})
-	serveOn(t, bridgeLn, s.proxy.BridgeHandler())
+	serveOn(t, bridgeLn, s.Proxy.BridgeHandler())
 	return s
 }
 
@@ -57,7 +57,7 @@ func TestMemosFirstRunNeedsNoManualStep(t *testing.T) {
 	dir := t.TempDir()
 	s := memosStand(t, fm, firstRun, dir)
 	eventually(t, "the proxy did not set Memos up", func() bool {
-		return strings.Contains(s.logs.String(), "registered as Memos's identity provider")
+		return strings.Contains(s.Logs.String(), "registered as Memos's identity provider")
 	})
 	tokenFile, passwordFile := filepath.Join(dir, "memos-admin-token"), filepath.Join(dir, "memos-admin-token.password")
 	if m := mode(t, tokenFile); m != 0o600 {
@@ -81,22 +81,22 @@ func TestMemosFirstRunNeedsNoManualStep(t *testing.T) {
 	}
 	// The first person lands on their notes, signed into Memos: never on
 	// a set-up page.
-	c := s.browser()
-	resp, body := s.signInAs(c, "/", "alice", alicePassword)
+	c := s.Browser()
+	resp, body := signInAs(s, c, "/", "alice", alicePassword)
 	if resp.StatusCode != 200 || strings.Contains(body, "Set up your instance") {
 		t.Fatalf("first sign-in: %d %s", resp.StatusCode, body)
 	}
-	if user, _ := memosWhoAmI(t, c, s.url); user != "alice" {
+	if user, _ := memosWhoAmI(t, c, s.URL); user != "alice" {
 		t.Errorf("signed into Memos as %q", user)
 	}
-	if _, body := navigate(t, c, s.url+"/auth/signup"); strings.Contains(body, "Set up your instance") {
+	if _, body := navigate(t, c, s.URL+"/auth/signup"); strings.Contains(body, "Set up your instance") {
 		t.Error("Memos's set-up page is reachable")
 	}
 	// Another start (a restart, a replica) with the same files does
 	// nothing new.
-	s.replica(s.edit)
+	replicaOf(s, s.Edit)
 	eventually(t, "the second start did not register", func() bool {
-		return strings.Count(s.logs.String(), "registered as Memos's identity provider") == 2
+		return strings.Count(s.Logs.String(), "registered as Memos's identity provider") == 2
 	})
 	fm.Mu.Lock()
 	defer fm.Mu.Unlock()
@@ -118,10 +118,10 @@ func TestMemosFirstRunTwoReplicasTogether(t *testing.T) {
 	var wg sync.WaitGroup
 	s = memosStand(t, fm, firstRun, dir)
 	wg.Add(1)
-	go func() { defer wg.Done(); s.replica(s.edit) }()
+	go func() { defer wg.Done(); replicaOf(s, s.Edit) }()
 	wg.Wait()
 	eventually(t, "both replicas did not finish", func() bool {
-		return strings.Count(s.logs.String(), "registered as Memos's identity provider") == 2
+		return strings.Count(s.Logs.String(), "registered as Memos's identity provider") == 2
 	})
 	fm.Mu.Lock()
 	admins := 0
@@ -144,9 +144,9 @@ func TestMemosFirstRunWithoutATokenFile(t *testing.T) {
 	fm := proxytest.NewEmptyMemos()
 	s := memosStand(t, fm, firstRun, t.TempDir(), func(c *config.Config) { c.Memos.AdminTokenFile, c.Memos.AdminPasswordFile = "", "" })
 	eventually(t, "no log line says what to set", func() bool {
-		return strings.Contains(s.logs.String(), "memos.admin_token_file is not set")
+		return strings.Contains(s.Logs.String(), "memos.admin_token_file is not set")
 	})
-	resp, body := navigate(t, noRedirect(s.browser()), s.url+"/")
+	resp, body := navigate(t, noRedirect(s.Browser()), s.URL+"/")
 	if resp.StatusCode != http.StatusServiceUnavailable || strings.Contains(body, "Set up your instance") || !strings.Contains(body, "being set up") {
 		t.Errorf("%d %s", resp.StatusCode, body)
 	}
@@ -159,9 +159,9 @@ func TestMemosFirstRunWithoutATokenFile(t *testing.T) {
 // Memos admin's credentials, in every spelling of the call.
 func TestMemosSignUpClosed(t *testing.T) {
 	s, fm, _ := bridgeStand(t)
-	c := s.browser()
-	s.signInAs(c, "/", "alice", alicePassword)
-	_, aliceToken := memosWhoAmI(t, c, s.url)
+	c := s.Browser()
+	signInAs(s, c, "/", "alice", alicePassword)
+	_, aliceToken := memosWhoAmI(t, c, s.URL)
 	body := `{"user":{"username":"mallory","password":"x"}}`
 	for _, tt := range []struct{ path, bearer string }{
 		{"/memos.api.v1.UserService/CreateUser", ""},
@@ -173,7 +173,7 @@ func TestMemosSignUpClosed(t *testing.T) {
 		{"/API/V1/USERS", ""},
 		{"/api/v1/users/", ""},
 	} {
-		req, _ := http.NewRequest(http.MethodPost, s.url+tt.path, strings.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, s.URL+tt.path, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		if tt.bearer != "" {
 			req.Header.Set("Authorization", "Bearer "+tt.bearer)
@@ -185,7 +185,7 @@ func TestMemosSignUpClosed(t *testing.T) {
 		}
 	}
 	// An admin (steven, by his token) may.
-	resp, out := memosCall(t, c, s.url, "UserService/CreateUser", proxytest.MemosAdminPAT, body)
+	resp, out := memosCall(t, c, s.URL, "UserService/CreateUser", proxytest.MemosAdminPAT, body)
 	if resp.StatusCode != 200 || out["username"] != "mallory" {
 		t.Errorf("the admin's CreateUser: %d %v", resp.StatusCode, out)
 	}
@@ -193,9 +193,9 @@ func TestMemosSignUpClosed(t *testing.T) {
 
 func TestMemosSignUpOpenWithPasswordSignIn(t *testing.T) {
 	s, fm, _ := bridgeStand(t, func(c *config.Config) { c.Memos.AllowPasswordSignIn = true })
-	c := s.browser()
-	s.signInAs(c, "/", "alice", alicePassword)
-	resp, _ := memosCall(t, c, s.url, "UserService/CreateUser", "", `{"user":{"username":"dave","password":"x"}}`)
+	c := s.Browser()
+	signInAs(s, c, "/", "alice", alicePassword)
+	resp, _ := memosCall(t, c, s.URL, "UserService/CreateUser", "", `{"user":{"username":"dave","password":"x"}}`)
 	if resp.StatusCode != 200 || fm.UserCount() != 2 {
 		t.Errorf("sign-up with allow_password_sign_in: %d, %d users", resp.StatusCode, fm.UserCount())
 	}
@@ -209,14 +209,14 @@ func TestMemosRolesAndProfilesFromTheProvider(t *testing.T) {
 	dir := t.TempDir()
 	s := memosStand(t, fm, firstRun, dir, func(c *config.Config) { c.Memos.AdminGroups = []string{"admins"} })
 	eventually(t, "the proxy did not set Memos up", func() bool {
-		return strings.Contains(s.logs.String(), "registered as Memos's identity provider")
+		return strings.Contains(s.Logs.String(), "registered as Memos's identity provider")
 	})
 	role := func(user string) string { return fm.Role(user) }
-	s.signInAs(s.browser(), "/", "alice", alicePassword)
-	if role("alice") != "ADMIN" || !strings.Contains(s.logs.String(), `msg="memos role changed" user=alice role=ADMIN`) {
-		t.Fatalf("alice in admins: %s\n%s", role("alice"), s.logs.String())
+	signInAs(s, s.Browser(), "/", "alice", alicePassword)
+	if role("alice") != "ADMIN" || !strings.Contains(s.Logs.String(), `msg="memos role changed" user=alice role=ADMIN`) {
+		t.Fatalf("alice in admins: %s\n%s", role("alice"), s.Logs.String())
 	}
-	s.signInAs(s.browser(), "/", "bob", bobPassword)
+	signInAs(s, s.Browser(), "/", "bob", bobPassword)
 	if role("bob") != "USER" {
 		t.Errorf("bob: %s", role("bob"))
 	}
@@ -228,9 +228,9 @@ func TestMemosRolesAndProfilesFromTheProvider(t *testing.T) {
 	}
 	fm.Mu.Unlock()
 	// alice leaves admins and changes her name and email at the provider.
-	s.alice.Groups = []string{"users"}
-	s.alice.Name, s.alice.Email = "Alice Changed", "alice@new.example.com"
-	s.signInAs(s.browser(), "/", "alice", alicePassword)
+	s.Alice.Groups = []string{"users"}
+	s.Alice.Name, s.Alice.Email = "Alice Changed", "alice@new.example.com"
+	signInAs(s, s.Browser(), "/", "alice", alicePassword)
 	fm.Mu.Lock()
 	a := *fm.Users["alice"]
 	fm.Mu.Unlock()
@@ -238,11 +238,11 @@ func TestMemosRolesAndProfilesFromTheProvider(t *testing.T) {
 		t.Errorf("alice after the change: %+v", a)
 	}
 	// carol has no email at the provider: Memos keeps the one she has.
-	s.signInAs(s.browser(), "/", "carol", "carol-password")
+	signInAs(s, s.Browser(), "/", "carol", "carol-password")
 	fm.Mu.Lock()
 	fm.Users["carol"].Email = "carol@kept.example.com"
 	fm.Mu.Unlock()
-	s.signInAs(s.browser(), "/", "carol", "carol-password")
+	signInAs(s, s.Browser(), "/", "carol", "carol-password")
 	fm.Mu.Lock()
 	defer fm.Mu.Unlock()
 	if fm.Users["carol"].Email != "carol@kept.example.com" || fm.Users["carol"].DisplayName != "Carol" {

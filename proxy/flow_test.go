@@ -10,9 +10,9 @@ import (
 
 // callbackURL runs a sign-in up to the point where the OP sends the browser
 // back, and returns that callback URL without visiting it.
-func (s *stand) callbackURL(c *http.Client) string {
-	s.t.Helper()
-	resp, _ := navigate(s.t, c, s.url+"/")
+func callbackURL(s *stand, c *http.Client) string {
+	s.T.Helper()
+	resp, _ := navigate(s.T, c, s.URL+"/")
 	stop := noRedirect(c)
 	stop.CheckRedirect = func(req *http.Request, _ []*http.Request) error {
 		if req.URL.Path == "/oauth2/callback" {
@@ -20,10 +20,10 @@ func (s *stand) callbackURL(c *http.Client) string {
 		}
 		return nil
 	}
-	resp, _ = login(s.t, stop, resp, "alice", alicePassword)
+	resp, _ = login(s.T, stop, resp, "alice", alicePassword)
 	loc := resp.Header.Get("Location")
 	if !strings.Contains(loc, "/oauth2/callback?") {
-		s.t.Fatalf("OP did not redirect to the callback: %d %q", resp.StatusCode, loc)
+		s.T.Fatalf("OP did not redirect to the callback: %d %q", resp.StatusCode, loc)
 	}
 	return loc
 }
@@ -52,7 +52,7 @@ func TestCallbackRefusals(t *testing.T) {
 			return setQuery(cb, "state", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), c
 		}},
 		{"state from another browser", func(t *testing.T, cb string, c *http.Client) (string, *http.Client) {
-			return cb, s.browser()
+			return cb, s.Browser()
 		}},
 		{"iss of another issuer", func(t *testing.T, cb string, c *http.Client) (string, *http.Client) {
 			return setQuery(cb, "iss", "https://evil.example.com"), c
@@ -69,9 +69,9 @@ func TestCallbackRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := s.browser()
-			cb, c2 := tt.mangle(t, s.callbackURL(c), c)
-			before := s.seenCount()
+			c := s.Browser()
+			cb, c2 := tt.mangle(t, callbackURL(s, c), c)
+			before := s.SeenCount()
 			req := mustReq(http.MethodGet, cb)
 			req.Header.Set("Accept", "text/html")
 			resp, body := do(t, noRedirect(c2), req)
@@ -81,7 +81,7 @@ func TestCallbackRefusals(t *testing.T) {
 			if !strings.Contains(body, "Sign-in failed") || strings.Contains(body, "code=") {
 				t.Errorf("error page: %s", body)
 			}
-			if len(sessionCookies(c2, s.url)) != 0 {
+			if len(sessionCookies(c2, s.URL)) != 0 {
 				t.Errorf("a session cookie was issued")
 			}
 			for _, h := range resp.Header.Values("Set-Cookie") {
@@ -89,12 +89,12 @@ func TestCallbackRefusals(t *testing.T) {
 					t.Errorf("session cookie set: %s", h)
 				}
 			}
-			if s.seenCount() != before {
+			if s.SeenCount() != before {
 				t.Errorf("the upstream was called")
 			}
 		})
 	}
-	if !strings.Contains(s.logs.String(), "reason=iss_mismatch") {
+	if !strings.Contains(s.Logs.String(), "reason=iss_mismatch") {
 		t.Errorf("the log does not say why")
 	}
 }
@@ -113,15 +113,15 @@ func setQuery(u, k, v string) string {
 
 func TestCallbackReplayRefused(t *testing.T) {
 	s := newStand(t, nil, nil)
-	c := s.browser()
-	cb := s.callbackURL(c)
+	c := s.Browser()
+	cb := callbackURL(s, c)
 	resp, _ := do(t, noRedirect(c), mustReq(http.MethodGet, cb))
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("first callback: %d", resp.StatusCode)
 	}
 	// Replayed by the same browser (its login cookie is gone) and by an
 	// attacker who kept the login cookie.
-	resp, _ = do(t, noRedirect(s.browser()), mustReq(http.MethodGet, cb))
+	resp, _ = do(t, noRedirect(s.Browser()), mustReq(http.MethodGet, cb))
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("replay in a fresh browser: %d", resp.StatusCode)
 	}
@@ -137,8 +137,8 @@ func TestCallbackProviderError(t *testing.T) {
 		{"access_denied", "access_denied"},
 		{"<script>alert(1)</script>", "unknown_error"},
 	} {
-		c := s.browser()
-		cb := setQuery(setQuery(s.callbackURL(c), "code", ""), "error", tc.code)
+		c := s.Browser()
+		cb := setQuery(setQuery(callbackURL(s, c), "code", ""), "error", tc.code)
 		cb = setQuery(cb, "error_description", "secret detail from the IdP")
 		req := mustReq(http.MethodGet, cb)
 		req.Header.Set("Accept", "text/html")
@@ -171,14 +171,14 @@ func TestUnauthenticatedRequests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req := mustReq(tt.method, s.url+"/api/v1/memos?x=1")
+			req := mustReq(tt.method, s.URL+"/api/v1/memos?x=1")
 			for k, v := range tt.headers {
 				req.Header.Set(k, v)
 			}
 			resp, body := do(t, noRedirect(http.DefaultClient), req)
 			if tt.redirect {
 				loc, _ := url.Parse(resp.Header.Get("Location"))
-				if resp.StatusCode != http.StatusFound || loc == nil || !strings.HasPrefix(resp.Header.Get("Location"), s.op.Issuer()+"/authorize?") {
+				if resp.StatusCode != http.StatusFound || loc == nil || !strings.HasPrefix(resp.Header.Get("Location"), s.OP.Issuer()+"/authorize?") {
 					t.Fatalf("want a redirect to the OP, got %d %q", resp.StatusCode, resp.Header.Get("Location"))
 				}
 				return
@@ -186,12 +186,12 @@ func TestUnauthenticatedRequests(t *testing.T) {
 			if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Location") != "" {
 				t.Fatalf("want 401 without redirect, got %d %q", resp.StatusCode, resp.Header.Get("Location"))
 			}
-			if tt.method != "HEAD" && !strings.Contains(body, `"sign_in_url":"`+s.url+`/oauth2/start"`) {
+			if tt.method != "HEAD" && !strings.Contains(body, `"sign_in_url":"`+s.URL+`/oauth2/start"`) {
 				t.Errorf("401 body: %s", body)
 			}
 		})
 	}
-	if n := s.seenCount(); n != 0 {
+	if n := s.SeenCount(); n != 0 {
 		t.Errorf("the upstream received %d unauthenticated requests", n)
 	}
 }
@@ -199,7 +199,7 @@ func TestUnauthenticatedRequests(t *testing.T) {
 func TestInvalidSessionCookieIsNoSession(t *testing.T) {
 	s := newStand(t, nil, nil)
 	for _, value := range []string{"garbage", "", strings.Repeat("A", 3000), "MTc5|bad|mac"} {
-		req := mustReq(http.MethodGet, s.url+"/api")
+		req := mustReq(http.MethodGet, s.URL+"/api")
 		req.AddCookie(&http.Cookie{Name: "oidc_proxy", Value: value})
 		resp, _ := do(t, noRedirect(http.DefaultClient), req)
 		if resp.StatusCode != http.StatusUnauthorized {
@@ -210,11 +210,11 @@ func TestInvalidSessionCookieIsNoSession(t *testing.T) {
 		}
 	}
 	// A real cookie, altered by one character, is refused too.
-	c := s.signIn("/")
-	ck := sessionCookies(c, s.url)[0]
+	c := s.SignIn("/")
+	ck := sessionCookies(c, s.URL)[0]
 	b := []byte(ck.Value)
 	b[len(b)/2] ^= 1
-	req := mustReq(http.MethodGet, s.url+"/api")
+	req := mustReq(http.MethodGet, s.URL+"/api")
 	req.AddCookie(&http.Cookie{Name: ck.Name, Value: string(b)})
 	if resp, _ := do(t, noRedirect(http.DefaultClient), req); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("tampered cookie: %d", resp.StatusCode)
@@ -224,25 +224,25 @@ func TestInvalidSessionCookieIsNoSession(t *testing.T) {
 func TestManyGroupsChunkedCookie(t *testing.T) {
 	s := newStand(t, nil, nil)
 	for i := range 500 {
-		s.alice.Groups = append(s.alice.Groups, "group-with-a-longish-name-"+strings.Repeat("x", i%7)+string(rune('a'+i%26)))
+		s.Alice.Groups = append(s.Alice.Groups, "group-with-a-longish-name-"+strings.Repeat("x", i%7)+string(rune('a'+i%26)))
 	}
-	c := s.signIn("/")
-	if n := len(sessionCookies(c, s.url)); n < 2 {
+	c := s.SignIn("/")
+	if n := len(sessionCookies(c, s.URL)); n < 2 {
 		t.Fatalf("expected a chunked session cookie, got %d chunk(s)", n)
 	}
-	for _, ck := range sessionCookies(c, s.url) {
+	for _, ck := range sessionCookies(c, s.URL) {
 		if len(ck.Name)+len(ck.Value) > 4000 {
 			t.Errorf("chunk %s is %d bytes", ck.Name, len(ck.Value))
 		}
 	}
-	do(t, c, mustReq(http.MethodGet, s.url+"/x"))
-	if got := s.lastSeen().Header.Get("Remote-Groups"); strings.Count(got, ",") != len(s.alice.Groups)-1 {
-		t.Errorf("Remote-Groups has %d entries, want %d", strings.Count(got, ",")+1, len(s.alice.Groups))
+	do(t, c, mustReq(http.MethodGet, s.URL+"/x"))
+	if got := s.LastSeen().Header.Get("Remote-Groups"); strings.Count(got, ",") != len(s.Alice.Groups)-1 {
+		t.Errorf("Remote-Groups has %d entries, want %d", strings.Count(got, ",")+1, len(s.Alice.Groups))
 	}
-	if ck := s.lastSeen().Header.Get("Cookie"); ck != "" {
+	if ck := s.LastSeen().Header.Get("Cookie"); ck != "" {
 		t.Errorf("proxy cookies reached the upstream: %.80s", ck)
 	}
-	if !strings.Contains(s.logs.String(), "the session cookie is large") {
+	if !strings.Contains(s.Logs.String(), "the session cookie is large") {
 		t.Errorf("no warning about the cookie's size")
 	}
 }
@@ -256,32 +256,32 @@ func TestIdentityTooLargeForCookies(t *testing.T) {
 		c.Headers = map[string]string{"Remote-User": "preferred_username", "X-Big-1": "big1", "X-Big-2": "big2", "X-Big-3": "big3"}
 	}
 	grow := func(s *stand) {
-		s.alice.ExtraClaims = map[string]any{}
+		s.Alice.ExtraClaims = map[string]any{}
 		for i := 1; i <= 3; i++ {
-			s.alice.ExtraClaims[fmt.Sprintf("big%d", i)] = strings.Repeat(fmt.Sprintf("part-%d,", i), 15000/7)
+			s.Alice.ExtraClaims[fmt.Sprintf("big%d", i)] = strings.Repeat(fmt.Sprintf("part-%d,", i), 15000/7)
 		}
 	}
 	s := newStand(t, big, nil)
 	grow(s)
-	c := s.browser()
-	resp, _ := navigate(t, c, s.url+"/")
+	c := s.Browser()
+	resp, _ := navigate(t, c, s.URL+"/")
 	resp, body := login(t, c, resp, "alice", alicePassword)
 	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(body, "too large to keep in a browser cookie") {
 		t.Errorf("sign-in with 45 KB of claims: %d %.200s", resp.StatusCode, body)
 	}
-	if !strings.Contains(s.logs.String(), "use session.store: redis") {
+	if !strings.Contains(s.Logs.String(), "use session.store: redis") {
 		t.Errorf("the log does not name the Redis store")
 	}
-	if len(sessionCookies(c, s.url)) != 0 {
-		t.Errorf("a partial session cookie was left: %d", len(sessionCookies(c, s.url)))
+	if len(sessionCookies(c, s.URL)) != 0 {
+		t.Errorf("a partial session cookie was left: %d", len(sessionCookies(c, s.URL)))
 	}
 
 	rs := startRedis(t)
 	s = newStand(t, func(c *cfg) { big(c); useRedis(rs)(c) }, nil)
 	grow(s)
-	c = s.signIn("/")
-	do(t, c, mustReq(http.MethodGet, s.url+"/x"))
-	if got := s.lastSeen().Header.Get("X-Big-3"); len(got) < 14000 {
+	c = s.SignIn("/")
+	do(t, c, mustReq(http.MethodGet, s.URL+"/x"))
+	if got := s.LastSeen().Header.Get("X-Big-3"); len(got) < 14000 {
 		t.Errorf("with Redis, X-Big-3 is %d bytes", len(got))
 	}
 }

@@ -69,18 +69,18 @@ routes:
 	// Forged identity headers never reach an application.
 	req, _ := http.NewRequest(http.MethodGet, rs.url("two.localhost", "/api"), nil)
 	req.Header.Set("Remote-User", "admin")
-	if resp, _ := do(t, alice, req); resp.StatusCode != 200 || two.last().Header.Get("Remote-User") != "alice" {
-		t.Errorf("two's Remote-User: %d %q", resp.StatusCode, two.last().Header.Values("Remote-User"))
+	if resp, _ := do(t, alice, req); resp.StatusCode != 200 || two.Last().Header.Get("Remote-User") != "alice" {
+		t.Errorf("two's Remote-User: %d %q", resp.StatusCode, two.Last().Header.Values("Remote-User"))
 	}
 	bob := rs.browser()
 	resp, body = rs.signIn(bob, "one.localhost", "/", "bob", bobPassword)
 	if resp.StatusCode != 200 || !strings.Contains(body, `one for "bob"`) {
 		t.Fatalf("bob at one: %d %s", resp.StatusCode, body)
 	}
-	n := two.count()
+	n := two.Count()
 	resp, _ = navigate(t, bob, rs.url("two.localhost", "/t"))
-	if resp.StatusCode != http.StatusForbidden || two.count() != n {
-		t.Errorf("bob at two: %d, reached: %v", resp.StatusCode, two.count() != n)
+	if resp.StatusCode != http.StatusForbidden || two.Count() != n {
+		t.Errorf("bob at two: %d, reached: %v", resp.StatusCode, two.Count() != n)
 	}
 	// forward-auth for a host no route serves: 404, never 2xx.
 	req = httptest.NewRequest(http.MethodGet, "/oauth2/auth", nil)

@@ -49,8 +49,8 @@ func frontStand(t *testing.T, frontAddr string, edits ...func(*config.Config)) *
 // its second application (APP2_HOST) is the stand's upstream too.
 func startFront(t *testing.T, s *stand, example, frontAddr string, args func(dir, conf string) []string, bin string) {
 	t.Helper()
-	upstream := strings.TrimPrefix(s.upstream.URL, "http://")
-	startFrontWith(t, example, frontAddr, strings.TrimPrefix(s.url, "http://"), upstream, "app2.invalid", upstream, args, bin)
+	upstream := strings.TrimPrefix(s.Upstream.URL, "http://")
+	startFrontWith(t, example, frontAddr, strings.TrimPrefix(s.URL, "http://"), upstream, "app2.invalid", upstream, args, bin)
 }
 
 // startFrontWith runs the front proxy of an example in front of
@@ -113,12 +113,12 @@ func checkForwardAuth(t *testing.T, s *stand, frontAddr string) {
 		req := mustReq(http.MethodGet, front+"/memos/1")
 		req.Header.Set("Remote-User", spoof)
 		resp, _ := do(t, noRedirect(http.DefaultClient), req)
-		if resp.StatusCode < 300 || s.seenCount() != 0 {
-			t.Fatalf("unauthenticated request: %d, upstream reached: %v", resp.StatusCode, s.seenCount() != 0)
+		if resp.StatusCode < 300 || s.SeenCount() != 0 {
+			t.Fatalf("unauthenticated request: %d, upstream reached: %v", resp.StatusCode, s.SeenCount() != 0)
 		}
 	}
 	// A page load goes to sign-in and comes back to the same page.
-	c := s.browser()
+	c := s.Browser()
 	resp, _ := navigate(t, c, front+"/memos/1?tab=all")
 	if resp.Request.URL.Path != "/login/username" {
 		t.Fatalf("page load was not sent to sign in: %d at %s", resp.StatusCode, resp.Request.URL)
@@ -132,7 +132,7 @@ func checkForwardAuth(t *testing.T, s *stand, frontAddr string) {
 	req.Header.Set("Remote-User", "admin")
 	req.Header.Set("Remote-Groups", "admins,root")
 	do(t, c, req)
-	h := s.lastSeen().Header
+	h := s.LastSeen().Header
 	if got := h.Values("Remote-User"); len(got) != 1 || got[0] != "alice" {
 		t.Errorf("upstream Remote-User = %q", got)
 	}
@@ -158,10 +158,10 @@ func TestForwardAuthNginx(t *testing.T) {
 
 	// A renewed session cookie (here for the idle timeout) reaches the
 	// browser through nginx.
-	c := s.browser()
+	c := s.Browser()
 	resp, _ := navigate(t, c, "http://"+frontAddr+"/")
 	login(t, c, resp, "alice", alicePassword)
-	s.skew.Store(int64(3 * time.Minute))
+	s.Skew.Store(int64(3 * time.Minute))
 	resp, _ = do(t, c, mustReq(http.MethodGet, "http://"+frontAddr+"/notes"))
 	if resp.StatusCode != 200 || !strings.Contains(strings.Join(resp.Header.Values("Set-Cookie"), "\n"), "oidc_proxy=") {
 		t.Errorf("renewed cookie through nginx: %d %q", resp.StatusCode, resp.Header.Values("Set-Cookie"))
@@ -183,12 +183,12 @@ func TestForwardAuthEndpoint(t *testing.T) {
 		c.TrustedProxies = []string{"10.0.0.1"}
 		c.PublicPaths = []string{"/explore"}
 	}, nil)
-	c := s.signIn("/")
+	c := s.SignIn("/")
 	// Signed in: 202 and the identity headers.
 	req := httptest.NewRequest(http.MethodGet, "/oauth2/auth", nil)
-	req.Header.Set("Cookie", cookieHeader(c, s.url))
+	req.Header.Set("Cookie", cookieHeader(c, s.URL))
 	rec := httptest.NewRecorder()
-	s.proxy.ServeHTTP(rec, req)
+	s.Proxy.ServeHTTP(rec, req)
 	if rec.Code != http.StatusAccepted || rec.Header().Get("Remote-User") != "alice" || rec.Header().Get("Remote-Groups") != "admins,users" {
 		t.Errorf("signed in: %d %v", rec.Code, rec.Header())
 	}
@@ -215,7 +215,7 @@ func TestForwardAuthEndpoint(t *testing.T) {
 			req.Header.Set("X-Forwarded-Uri", tt.uri)
 			req.Header.Set("X-Forwarded-Method", "GET")
 			rec := httptest.NewRecorder()
-			s.proxy.ServeHTTP(rec, req)
+			s.Proxy.ServeHTTP(rec, req)
 			if rec.Code != tt.status {
 				t.Fatalf("status %d, want %d", rec.Code, tt.status)
 			}
@@ -228,12 +228,12 @@ func TestForwardAuthEndpoint(t *testing.T) {
 			// The return URL travels in the login cookie; follow the flow
 			// far enough to see it: the cookie is encrypted, so check what
 			// the callback returns to by completing a sign-in instead.
-			if !strings.HasPrefix(rec.Header().Get("Location"), s.op.Issuer()+"/authorize?") {
+			if !strings.HasPrefix(rec.Header().Get("Location"), s.OP.Issuer()+"/authorize?") {
 				t.Fatalf("redirect to %q", rec.Header().Get("Location"))
 			}
-			b := s.browser()
+			b := s.Browser()
 			for _, ck := range rec.Result().Cookies() {
-				b.Jar.SetCookies(mustURL(s.url), []*http.Cookie{ck})
+				b.Jar.SetCookies(mustURL(s.URL), []*http.Cookie{ck})
 			}
 			resp, _ := navigate(t, b, rec.Header().Get("Location"))
 			resp, _ = login(t, b, resp, "alice", alicePassword)

@@ -237,8 +237,8 @@ func (o *hostileOP) userinfo(w http.ResponseWriter, r *http.Request) {
 // changes the proxy's configuration.
 func hostileStand(t *testing.T, b behaviour, edit ...func(*config.Config)) (*stand, *hostileOP) {
 	op, issuer := newHostileOP(t, b)
-	s := &stand{t: t, logs: &syncBuffer{}}
-	s.startProxy(listen(t), issuer, func(c *config.Config) {
+	s := &stand{T: t, Logs: &syncBuffer{}}
+	s.StartProxy(listen(t), issuer, func(c *config.Config) {
 		c.OIDC.Timeout = time.Second
 		for _, e := range edit {
 			e(c)
@@ -325,28 +325,28 @@ func TestHostileProviderRefused(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			s, op := hostileStand(t, tt.b)
-			s.waitReady()
+			s.WaitReady()
 			if strings.Contains(tt.name, "earlier flow") {
 				// A first flow, whose nonce the provider then replays.
-				navigate(t, s.browser(), s.url+"/")
-				s.seen.reset()
+				navigate(t, s.Browser(), s.URL+"/")
+				s.Seen.Reset()
 			}
-			c := s.browser()
-			resp, body := navigate(t, c, s.url+"/private")
+			c := s.Browser()
+			resp, body := navigate(t, c, s.URL+"/private")
 			if resp.StatusCode < 400 || !strings.Contains(body, "Sign-in failed") {
 				t.Errorf("sign-in not refused: %d at %s: %.200s", resp.StatusCode, resp.Request.URL, body)
 			}
-			if n := len(sessionCookies(c, s.url)); n != 0 {
+			if n := len(sessionCookies(c, s.URL)); n != 0 {
 				t.Errorf("%d session cookie(s) issued", n)
 			}
-			if n := s.seenCount(); n != 0 {
+			if n := s.SeenCount(); n != 0 {
 				t.Errorf("the upstream received %d request(s)", n)
 			}
-			if !strings.Contains(s.logs.String(), "reason="+tt.reason) {
-				t.Errorf("the log does not give reason=%s:\n%s", tt.reason, s.logs.String())
+			if !strings.Contains(s.Logs.String(), "reason="+tt.reason) {
+				t.Errorf("the log does not give reason=%s:\n%s", tt.reason, s.Logs.String())
 			}
 			for _, secret := range []string{clientSecret, "opaque-access-token"} {
-				if strings.Contains(s.logs.String(), secret) || strings.Contains(body, secret) {
+				if strings.Contains(s.Logs.String(), secret) || strings.Contains(body, secret) {
 					t.Errorf("%q leaked to the log or the page", secret)
 				}
 			}
@@ -358,16 +358,16 @@ func TestHostileProviderRefused(t *testing.T) {
 func TestDiscoveryIssuerMismatch(t *testing.T) {
 	s, _ := hostileStand(t, behaviour{discoveryIssuer: "https://evil.example.com"})
 	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(s.logs.String(), "oidc discovery failed") && time.Now().Before(deadline) {
+	for !strings.Contains(s.Logs.String(), "oidc discovery failed") && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if !strings.Contains(s.logs.String(), "did not match") {
-		t.Errorf("log:\n%s", s.logs.String())
+	if !strings.Contains(s.Logs.String(), "did not match") {
+		t.Errorf("log:\n%s", s.Logs.String())
 	}
-	if s.proxy.Ready() {
+	if s.Proxy.Ready() {
 		t.Fatal("ready with a mismatched discovery issuer")
 	}
-	resp, _ := navigate(t, s.browser(), s.url+"/")
+	resp, _ := navigate(t, s.Browser(), s.URL+"/")
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("sign-in: %d", resp.StatusCode)
 	}
@@ -401,12 +401,12 @@ func TestUnusableClaims(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s, _ := hostileStand(t, behaviour{userinfoClaims: func(_ *hostileOP, c map[string]any) { c[tt.claim] = tt.value }},
 				func(c *config.Config) { c.Headers = headers })
-			s.waitReady()
-			resp, body := navigate(t, s.browser(), s.url+"/")
-			if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "an identity the proxy cannot use") || s.seenCount() != 0 {
-				t.Fatalf("%d, upstream reached %v: %s", resp.StatusCode, s.seenCount() != 0, body)
+			s.WaitReady()
+			resp, body := navigate(t, s.Browser(), s.URL+"/")
+			if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "an identity the proxy cannot use") || s.SeenCount() != 0 {
+				t.Fatalf("%d, upstream reached %v: %s", resp.StatusCode, s.SeenCount() != 0, body)
 			}
-			logs := s.logs.String()
+			logs := s.Logs.String()
 			if !strings.Contains(logs, "claim="+tt.claim) || !strings.Contains(logs, "reason=unusable_claim") && !strings.Contains(logs, "sign-in refused") {
 				t.Errorf("the log does not name the claim:\n%s", logs)
 			}
@@ -429,12 +429,12 @@ func TestOddClaimsThatPass(t *testing.T) {
 	}}, func(c *config.Config) {
 		c.Headers = map[string]string{"Remote-User": "preferred_username", "X-Department": "department"}
 	})
-	s.waitReady()
-	resp, body := navigate(t, s.browser(), s.url+"/")
+	s.WaitReady()
+	resp, body := navigate(t, s.Browser(), s.URL+"/")
 	if resp.StatusCode != 200 {
 		t.Fatalf("sign-in: %d %s", resp.StatusCode, body)
 	}
-	if got := s.lastSeen().Header.Get("X-Department"); got != "r&d,7,true" {
+	if got := s.LastSeen().Header.Get("X-Department"); got != "r&d,7,true" {
 		t.Errorf("X-Department = %q", got)
 	}
 }
@@ -447,32 +447,32 @@ func TestRefreshWithAnUnusableClaimEndsTheSession(t *testing.T) {
 		c.OIDC.Scopes = []string{"openid", "profile", "email", "groups", "offline_access"}
 		c.Headers = map[string]string{"Remote-User": "preferred_username", "X-Department": "department"}
 	}, nil)
-	s.alice.ExtraClaims = map[string]any{"department": "research"}
-	c := s.signIn("/")
-	if got := s.lastSeen().Header.Get("X-Department"); got != "research" {
+	s.Alice.ExtraClaims = map[string]any{"department": "research"}
+	c := s.SignIn("/")
+	if got := s.LastSeen().Header.Get("X-Department"); got != "research" {
 		t.Fatalf("X-Department = %q", got)
 	}
-	s.alice.ExtraClaims = map[string]any{"department": map[string]any{"evil": true}}
-	s.skew.Store(int64(4*time.Minute + 30*time.Second))
-	before := s.seenCount()
-	req := mustReq(http.MethodGet, s.url+"/x")
+	s.Alice.ExtraClaims = map[string]any{"department": map[string]any{"evil": true}}
+	s.Skew.Store(int64(4*time.Minute + 30*time.Second))
+	before := s.SeenCount()
+	req := mustReq(http.MethodGet, s.URL+"/x")
 	req.Header.Set("Accept", "application/json")
 	resp, _ := do(t, noRedirect(c), req)
-	if resp.StatusCode != http.StatusUnauthorized || s.seenCount() != before {
-		t.Errorf("after the refresh: %d, upstream reached %v", resp.StatusCode, s.seenCount() != before)
+	if resp.StatusCode != http.StatusUnauthorized || s.SeenCount() != before {
+		t.Errorf("after the refresh: %d, upstream reached %v", resp.StatusCode, s.SeenCount() != before)
 	}
-	if !strings.Contains(s.logs.String(), "refresh refused: session ended") || !strings.Contains(s.logs.String(), "claim department") {
+	if !strings.Contains(s.Logs.String(), "refresh refused: session ended") || !strings.Contains(s.Logs.String(), "claim department") {
 		t.Errorf("no log of the ended session")
 	}
 }
 
 func TestStringGroupsClaim(t *testing.T) {
 	s, _ := hostileStand(t, behaviour{userinfoClaims: func(_ *hostileOP, c map[string]any) { c["groups"] = "admins" }})
-	s.waitReady()
-	if resp, _ := navigate(t, s.browser(), s.url+"/"); resp.StatusCode != 200 {
+	s.WaitReady()
+	if resp, _ := navigate(t, s.Browser(), s.URL+"/"); resp.StatusCode != 200 {
 		t.Fatalf("sign-in: %d", resp.StatusCode)
 	}
-	if got := s.lastSeen().Header.Get("Remote-Groups"); got != "admins" {
+	if got := s.LastSeen().Header.Get("Remote-Groups"); got != "admins" {
 		t.Errorf("Remote-Groups = %q", got)
 	}
 }

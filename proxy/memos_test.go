@@ -16,7 +16,7 @@ const validPAT = "memos_pat_0123456789abcdef0123456789abcdef"
 // user for a token it knows, 401 unauthenticated otherwise; every other
 // request echoes the identity it got. checks counts GetCurrentUser calls.
 func memosStandIn(s *stand, checks *atomic.Int64, down *atomic.Bool) {
-	s.handle(func(w http.ResponseWriter, r *http.Request) {
+	s.Handle(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/memos.api.v1.AuthService/GetCurrentUser" {
 			checks.Add(1)
 			if down.Load() {
@@ -41,12 +41,12 @@ func TestBearerTokensPassOnlyWhenMemosConfirms(t *testing.T) {
 	var checks atomic.Int64
 	var down atomic.Bool
 	memosStandIn(s, &checks, &down)
-	addr := strings.TrimPrefix(s.url, "http://")
+	addr := strings.TrimPrefix(s.URL, "http://")
 	call := func(token string) (*http.Response, int) {
-		before := s.seenCount()
+		before := s.SeenCount()
 		resp := rawRequest(t, addr, "POST /memos.api.v1.MemoService/ListMemos HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+token+
 			"\r\nRemote-User: admin\r\nRemote_User: admin\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
-		return resp, s.seenCount() - before
+		return resp, s.SeenCount() - before
 	}
 	// A token Memos confirms passes, identity headers stripped, the token
 	// untouched; the answer is cached.
@@ -55,7 +55,7 @@ func TestBearerTokensPassOnlyWhenMemosConfirms(t *testing.T) {
 		if resp.StatusCode != 200 || reached != 1 && reached != 2 {
 			t.Fatalf("valid token: %d", resp.StatusCode)
 		}
-		h := s.lastSeen().Header
+		h := s.LastSeen().Header
 		if h.Get("Authorization") != "Bearer "+validPAT || h.Get("Remote-User") != "" || h.Get("Remote_User") != "" {
 			t.Errorf("upstream headers: %v", h)
 		}
@@ -70,7 +70,7 @@ func TestBearerTokensPassOnlyWhenMemosConfirms(t *testing.T) {
 		if resp.StatusCode != http.StatusUnauthorized || reached != 0 && reached != 1 {
 			t.Errorf("token %.14s: %d, %d upstream requests", token, resp.StatusCode, reached)
 		}
-		if last := s.lastSeen(); last.URL.Path != "/memos.api.v1.AuthService/GetCurrentUser" {
+		if last := s.LastSeen(); last.URL.Path != "/memos.api.v1.AuthService/GetCurrentUser" {
 			t.Errorf("token %.14s: the request itself reached Memos (%s)", token, last.URL.Path)
 		}
 	}
@@ -84,7 +84,7 @@ func TestBearerTokensPassOnlyWhenMemosConfirms(t *testing.T) {
 	}
 	// The cache expires: after a minute Memos is asked again.
 	down.Store(false)
-	s.skew.Store(int64(61 * time.Second))
+	s.Skew.Store(int64(61 * time.Second))
 	call(validPAT)
 	if n := checks.Load(); n != 5 {
 		t.Errorf("after the cache expired: %d checks, want 5", n)
@@ -96,9 +96,9 @@ func TestBearerTokensOffByDefault(t *testing.T) {
 	var checks atomic.Int64
 	var down atomic.Bool
 	memosStandIn(s, &checks, &down)
-	req := mustReq(http.MethodGet, s.url+"/api/v1/memos")
+	req := mustReq(http.MethodGet, s.URL+"/api/v1/memos")
 	req.Header.Set("Authorization", "Bearer "+validPAT)
-	if resp, _ := do(t, http.DefaultClient, req); resp.StatusCode != http.StatusUnauthorized || checks.Load() != 0 || s.seenCount() != 0 {
+	if resp, _ := do(t, http.DefaultClient, req); resp.StatusCode != http.StatusUnauthorized || checks.Load() != 0 || s.SeenCount() != 0 {
 		t.Errorf("bearer request without pass_bearer_tokens: %d, %d checks", resp.StatusCode, checks.Load())
 	}
 }

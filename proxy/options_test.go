@@ -25,18 +25,18 @@ func TestClientAuthMethods(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.proxy+" to "+tt.op, func(t *testing.T) {
 			s := newStand(t, func(c *cfg) { c.OIDC.ClientAuthMethod = tt.proxy }, func(o *opCfg) { o.ClientAuthMethod = tt.op })
-			c := s.browser()
-			resp, _ := navigate(t, c, s.url+"/")
+			c := s.Browser()
+			resp, _ := navigate(t, c, s.URL+"/")
 			resp, body := login(t, c, resp, "alice", alicePassword)
 			if got := resp.StatusCode == 200 && strings.Contains(body, "hello alice"); got != tt.ok {
 				t.Fatalf("signed in: %v, want %v (%d %s)", got, tt.ok, resp.StatusCode, body)
 			}
 			// Never a second attempt with another method: Authelia counts
 			// every refusal against the rate limit of all users.
-			if n := s.op.TokenRequests.Load(); n != 1 {
+			if n := s.OP.TokenRequests.Load(); n != 1 {
 				t.Errorf("token requests = %d, want 1", n)
 			}
-			if !tt.ok && !strings.Contains(s.logs.String(), "reason=token_exchange") {
+			if !tt.ok && !strings.Contains(s.Logs.String(), "reason=token_exchange") {
 				t.Errorf("the log does not say why")
 			}
 		})
@@ -45,13 +45,13 @@ func TestClientAuthMethods(t *testing.T) {
 
 func TestSessionExpires(t *testing.T) {
 	s := newStand(t, func(c *cfg) { c.Session.Lifetime = time.Hour }, nil)
-	c := s.signIn("/")
-	s.skew.Store(int64(59 * time.Minute))
-	if resp, _ := do(t, c, mustReq(http.MethodGet, s.url+"/api")); resp.StatusCode != 200 {
+	c := s.SignIn("/")
+	s.Skew.Store(int64(59 * time.Minute))
+	if resp, _ := do(t, c, mustReq(http.MethodGet, s.URL+"/api")); resp.StatusCode != 200 {
 		t.Fatalf("before expiry: %d", resp.StatusCode)
 	}
-	s.skew.Store(int64(61 * time.Minute))
-	resp, _ := do(t, c, mustReq(http.MethodGet, s.url+"/api"))
+	s.Skew.Store(int64(61 * time.Minute))
+	resp, _ := do(t, c, mustReq(http.MethodGet, s.URL+"/api"))
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("after expiry: %d", resp.StatusCode)
 	}
@@ -65,7 +65,7 @@ func TestHTTPSExternalURLCookies(t *testing.T) {
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest(http.MethodGet, "/notes", nil)
 	req.Header.Set("Accept", "text/html")
-	s.proxy.ServeHTTP(rec, req)
+	s.Proxy.ServeHTTP(rec, req)
 	ck := rec.Header().Get("Set-Cookie")
 	if !strings.HasPrefix(ck, "__Host-oidc_proxy_login_") || !strings.Contains(ck, "; Secure") || !strings.Contains(ck, "HttpOnly") ||
 		!strings.Contains(ck, "SameSite=Lax") || !strings.Contains(ck, "Path=/") || strings.Contains(ck, "Domain") {
@@ -79,29 +79,29 @@ func TestHTTPSExternalURLCookies(t *testing.T) {
 func TestPreserveHostOff(t *testing.T) {
 	off := false
 	s := newStand(t, func(c *cfg) { c.PreserveHost = &off }, nil)
-	c := s.signIn("/")
-	do(t, c, mustReq(http.MethodGet, s.url+"/x"))
-	if got, want := s.lastSeen().Host, strings.TrimPrefix(s.upstream.URL, "http://"); got != want {
+	c := s.SignIn("/")
+	do(t, c, mustReq(http.MethodGet, s.URL+"/x"))
+	if got, want := s.LastSeen().Host, strings.TrimPrefix(s.Upstream.URL, "http://"); got != want {
 		t.Errorf("Host = %q, want the upstream's %q", got, want)
 	}
-	if got := s.lastSeen().Header.Get("X-Forwarded-Host"); got != strings.TrimPrefix(s.url, "http://") {
+	if got := s.LastSeen().Header.Get("X-Forwarded-Host"); got != strings.TrimPrefix(s.URL, "http://") {
 		t.Errorf("X-Forwarded-Host = %q", got)
 	}
 }
 
 func TestUnknownProxyPathIs404(t *testing.T) {
 	s := newStand(t, nil, nil)
-	c := s.signIn("/")
-	before := s.seenCount()
+	c := s.SignIn("/")
+	before := s.SeenCount()
 	for _, r := range []struct{ method, path string }{
 		{"GET", "/oauth2/"}, {"GET", "/oauth2/nope"}, {"GET", "/oauth2/start/extra"}, {"DELETE", "/oauth2/sign_out"}, {"POST", "/oauth2/callback"},
 	} {
-		resp, _ := do(t, c, mustReq(r.method, s.url+r.path))
+		resp, _ := do(t, c, mustReq(r.method, s.URL+r.path))
 		if resp.StatusCode != http.StatusNotFound {
 			t.Errorf("%s %s: %d", r.method, r.path, resp.StatusCode)
 		}
 	}
-	if s.seenCount() != before {
+	if s.SeenCount() != before {
 		t.Errorf("a path under /oauth2/ reached the upstream")
 	}
 }
@@ -114,11 +114,11 @@ func TestForwardedHeadersTrust(t *testing.T) {
 					c.TrustedProxies = []string{"127.0.0.0/8"}
 				}
 			}, nil)
-			c := s.signIn("/")
-			addr := strings.TrimPrefix(s.url, "http://")
-			rawRequest(t, addr, "GET /x HTTP/1.1\r\nHost: "+addr+"\r\nCookie: "+cookieHeader(c, s.url)+
+			c := s.SignIn("/")
+			addr := strings.TrimPrefix(s.URL, "http://")
+			rawRequest(t, addr, "GET /x HTTP/1.1\r\nHost: "+addr+"\r\nCookie: "+cookieHeader(c, s.URL)+
 				"\r\nX-Forwarded-For: 198.51.100.7\r\nX-Forwarded-Host: front.example.com\r\nX-Forwarded-Proto: gopher\r\nConnection: close\r\n\r\n")
-			h := s.lastSeen().Header
+			h := s.LastSeen().Header
 			wantFor, wantHost := "127.0.0.1", addr
 			if trusted {
 				wantFor, wantHost = "198.51.100.7, 127.0.0.1", "front.example.com"
@@ -138,10 +138,10 @@ func TestForwardedHeadersTrust(t *testing.T) {
 
 func TestAccessLog(t *testing.T) {
 	s := newStand(t, nil, nil)
-	c := s.signIn("/")
-	do(t, c, mustReq(http.MethodGet, s.url+"/memos/7?token=secret-in-query"))
-	do(t, http.DefaultClient, mustReq(http.MethodGet, s.url+"/api/v1/memos"))
-	logs := s.logs.String()
+	c := s.SignIn("/")
+	do(t, c, mustReq(http.MethodGet, s.URL+"/memos/7?token=secret-in-query"))
+	do(t, http.DefaultClient, mustReq(http.MethodGet, s.URL+"/api/v1/memos"))
+	logs := s.Logs.String()
 	for _, want := range []string{
 		`msg=request method=GET path=/memos/7 status=200 bytes=`,
 		`user=alice upstream=`,
@@ -157,8 +157,8 @@ func TestAccessLog(t *testing.T) {
 
 	off := false
 	quiet := newStand(t, func(c *cfg) { c.Log.Access = &off }, nil)
-	quiet.signIn("/")
-	if strings.Contains(quiet.logs.String(), "msg=request") {
+	quiet.SignIn("/")
+	if strings.Contains(quiet.Logs.String(), "msg=request") {
 		t.Errorf("log.access: false still logs requests")
 	}
 }
@@ -166,15 +166,15 @@ func TestAccessLog(t *testing.T) {
 func TestReadyzAsksTheUpstream(t *testing.T) {
 	s := newStand(t, func(c *cfg) { c.UpstreamReadyPath = "/healthz" }, nil)
 	readyz := func() int {
-		resp, _ := do(t, http.DefaultClient, mustReq(http.MethodGet, s.url+"/oauth2/readyz"))
+		resp, _ := do(t, http.DefaultClient, mustReq(http.MethodGet, s.URL+"/oauth2/readyz"))
 		return resp.StatusCode
 	}
-	if got := readyz(); got != 200 || s.lastSeen().URL.Path != "/healthz" {
+	if got := readyz(); got != 200 || s.LastSeen().URL.Path != "/healthz" {
 		t.Fatalf("readyz with a healthy upstream: %d", got)
 	}
 	var down atomic.Bool
 	down.Store(true)
-	s.handle(func(w http.ResponseWriter, r *http.Request) {
+	s.Handle(func(w http.ResponseWriter, r *http.Request) {
 		if down.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
@@ -182,17 +182,17 @@ func TestReadyzAsksTheUpstream(t *testing.T) {
 	if got := readyz(); got != 200 {
 		t.Errorf("readyz within the 2 s the last answer is kept: %d", got)
 	}
-	s.skew.Store(int64(3 * time.Second))
+	s.Skew.Store(int64(3 * time.Second))
 	if got := readyz(); got != http.StatusServiceUnavailable {
 		t.Errorf("readyz with the upstream answering 503: %d", got)
 	}
 	down.Store(false)
-	s.skew.Store(int64(6 * time.Second))
+	s.Skew.Store(int64(6 * time.Second))
 	if got := readyz(); got != 200 {
 		t.Errorf("readyz after the upstream recovered: %d", got)
 	}
-	s.upstream.Close()
-	s.skew.Store(int64(9 * time.Second))
+	s.Upstream.Close()
+	s.Skew.Store(int64(9 * time.Second))
 	if got := readyz(); got != http.StatusServiceUnavailable {
 		t.Errorf("readyz with the upstream gone: %d", got)
 	}
@@ -204,11 +204,11 @@ func TestReadyzAsksTheUpstream(t *testing.T) {
 func TestSecretRotation(t *testing.T) {
 	const newSecret = "the-new-session-secret-0123456789abcdef-0123"
 	old := newStand(t, nil, nil)
-	oldCookie := cookieHeader(old.signIn("/"), old.url)
+	oldCookie := cookieHeader(old.SignIn("/"), old.URL)
 	rotated := newStand(t, func(c *cfg) { c.Session.Secret = config.Secrets{newSecret, sessionSecret} }, nil)
 	dropped := newStand(t, func(c *cfg) { c.Session.Secret = config.Secrets{newSecret} }, nil)
 	userinfo := func(s *stand, cookie string) int {
-		req := mustReq(http.MethodGet, s.url+"/oauth2/userinfo")
+		req := mustReq(http.MethodGet, s.URL+"/oauth2/userinfo")
 		req.Header.Set("Cookie", cookie)
 		resp, _ := do(t, http.DefaultClient, req)
 		return resp.StatusCode
@@ -219,7 +219,7 @@ func TestSecretRotation(t *testing.T) {
 	if got := userinfo(dropped, oldCookie); got != http.StatusUnauthorized {
 		t.Errorf("old cookie after the old secret was dropped: %d", got)
 	}
-	newCookie := cookieHeader(rotated.signIn("/"), rotated.url)
+	newCookie := cookieHeader(rotated.SignIn("/"), rotated.URL)
 	if got := userinfo(dropped, newCookie); got != 200 {
 		t.Errorf("new cookie at a proxy with only the new secret: %d", got)
 	}
@@ -233,10 +233,10 @@ func TestIdleTimeout(t *testing.T) {
 		c.Session.Lifetime = time.Hour
 		c.Session.IdleTimeout = 10 * time.Minute
 	}, nil)
-	c := s.signIn("/")
+	c := s.SignIn("/")
 	at := func(d time.Duration) (int, bool) {
-		s.skew.Store(int64(d))
-		resp, _ := do(t, c, mustReq(http.MethodGet, s.url+"/api"))
+		s.Skew.Store(int64(d))
+		resp, _ := do(t, c, mustReq(http.MethodGet, s.URL+"/api"))
 		renewed := false
 		for _, ck := range resp.Header.Values("Set-Cookie") {
 			if strings.HasPrefix(ck, "oidc_proxy=") && !strings.Contains(ck, "Max-Age=0") {
@@ -262,10 +262,10 @@ func TestIdleTimeout(t *testing.T) {
 		t.Errorf("61 min in: %d, want the session over", code)
 	}
 
-	s.skew.Store(0)
-	idle := s.signIn("/")
-	s.skew.Store(int64(11 * time.Minute)) // 11 minutes without a request
-	resp, _ := do(t, idle, mustReq(http.MethodGet, s.url+"/api"))
+	s.Skew.Store(0)
+	idle := s.SignIn("/")
+	s.Skew.Store(int64(11 * time.Minute)) // 11 minutes without a request
+	resp, _ := do(t, idle, mustReq(http.MethodGet, s.URL+"/api"))
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("after 11 idle minutes: %d", resp.StatusCode)
 	}

@@ -21,15 +21,15 @@ func TestCustomPages(t *testing.T) {
 		c.Pages.Dir = dir
 	}, nil)
 	evil := `<b>alice</b>`
-	s.alice.Username = evil
-	c := s.browser()
-	resp, _ := navigate(t, c, s.url+"/")
+	s.Alice.Username = evil
+	c := s.Browser()
+	resp, _ := navigate(t, c, s.URL+"/")
 	resp, body := login(t, c, resp, evil, alicePassword)
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, `<p class="ours">No entry for &lt;b&gt;alice&lt;/b&gt;. <a href="/oauth2/sign_out">out</a></p>`) {
 		t.Errorf("custom page: %d %s", resp.StatusCode, body)
 	}
 	// The other pages stay the built-in ones.
-	_, body = navigate(t, c, s.url+"/oauth2/nope")
+	_, body = navigate(t, c, s.URL+"/oauth2/nope")
 	if !strings.Contains(body, "Not found") || !strings.Contains(body, "prefers-color-scheme") {
 		t.Errorf("the built-in error page: %s", body)
 	}
@@ -61,7 +61,7 @@ func TestCustomPagesRefusedAtStart(t *testing.T) {
 
 func TestSignedOutPage(t *testing.T) {
 	s := newStand(t, nil, nil)
-	resp, body := navigate(t, s.browser(), s.url+"/oauth2/signed_out")
+	resp, body := navigate(t, s.Browser(), s.URL+"/oauth2/signed_out")
 	if resp.StatusCode != 200 || !strings.Contains(body, "Signed out") || !strings.Contains(body, `href="/oauth2/start?rd=%2F"`) {
 		t.Errorf("%d %s", resp.StatusCode, body)
 	}

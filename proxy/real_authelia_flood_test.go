@@ -33,11 +33,11 @@ func newRealStand(t *testing.T, rateLimits bool, edit func(*config.Config)) *rea
 		Clients: []proxytest.AutheliaClient{{ID: "memos", Secret: realSecret,
 			RedirectURIs: []string{"http://127.0.0.1/oauth2/callback"}, Lifespan: "short"}},
 	})
-	s := &stand{t: t, logs: &syncBuffer{}}
+	s := &stand{T: t, Logs: &syncBuffer{}}
 	ln := listen(t)
-	s.issuer = a.Issuer
-	s.url = "http://" + ln.Addr().String()
-	s.startUpstream()
+	s.Issuer = a.Issuer
+	s.URL = "http://" + ln.Addr().String()
+	s.StartUpstream()
 	yaml := fmt.Sprintf(`
 external_url: %q
 upstream: %q
@@ -49,10 +49,10 @@ oidc:
   scopes: [openid, profile, email, groups, offline_access]
 session:
   secret: %q
-`, s.url, s.upstream.URL, a.Issuer, realSecret, sessionSecret)
-	s.yaml = yaml
-	s.proxy = realReplica(s, a, yaml, ln, edit)
-	s.waitReady()
+`, s.URL, s.Upstream.URL, a.Issuer, realSecret, sessionSecret)
+	s.YAML = yaml
+	s.Proxy = realReplica(s, a, yaml, ln, edit)
+	s.WaitReady()
 	return &realStand{s, a}
 }
 
@@ -60,17 +60,17 @@ session:
 // on ln, signing in at the real Authelia a, logging into s's log, on s's
 // clock.
 func realReplica(s *stand, a *proxytest.Authelia, yaml string, ln net.Listener, edits ...func(*config.Config)) replica {
-	s.t.Helper()
+	s.T.Helper()
 	cfg, err := config.Parse("real.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 	for _, e := range edits {
 		if e != nil {
 			e(cfg)
 		}
 	}
-	return startReplica(s.t, cfg, proxy.Options{Logger: s.logger(), Now: s.clock, IdPClient: a.IdPClient()}, ln)
+	return startReplica(s.T, cfg, proxy.Options{Logger: s.Logger(), Now: s.Clock, IdPClient: a.IdPClient()}, ln)
 }
 
 // signIn signs alice in from addr through Authelia's portal; the test
@@ -78,7 +78,7 @@ func realReplica(s *stand, a *proxytest.Authelia, yaml string, ln net.Listener, 
 func (rs *realStand) signIn(t *testing.T, addr string) *http.Client {
 	t.Helper()
 	c := rs.a.Browser(addr)
-	resp, body, err := rs.a.SignIn(c, rs.url+"/", "alice", alicePassword)
+	resp, body, err := rs.a.SignIn(c, rs.URL+"/", "alice", alicePassword)
 	if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(body, "hello alice") {
 		t.Fatalf("sign-in from %s through Authelia: %v %v %s", addr, err, resp, body)
 	}
@@ -134,8 +134,8 @@ func TestRealAutheliaSignInFlood(t *testing.T) {
 	// its refresh token): its access token lasts 66 s, and the proxy
 	// renews 30 s after sign-in at the earliest.
 	refreshes := metricValue(metricsText(rs.stand), `oidc_proxy_refreshes_total{result="success"}`)
-	rs.skew.Store(int64(45 * time.Second))
-	if resp, _ := do(t, before, mustReq(http.MethodGet, rs.url+"/after")); resp.StatusCode != http.StatusOK {
+	rs.Skew.Store(int64(45 * time.Second))
+	if resp, _ := do(t, before, mustReq(http.MethodGet, rs.URL+"/after")); resp.StatusCode != http.StatusOK {
 		t.Errorf("the signed-in user after the floods: %d", resp.StatusCode)
 	}
 	if got := metricValue(metricsText(rs.stand), `oidc_proxy_refreshes_total{result="success"}`); got != refreshes+1 {

@@ -62,7 +62,7 @@ func newAppsStand(t *testing.T) *appsStand {
 	t.Helper()
 	ln, bridgeLn := listen(t), listen(t)
 	_, port, _ := strings.Cut(ln.Addr().String(), ":")
-	as := &appsStand{stand: &stand{t: t, logs: &syncBuffer{}}, port: port, tokenDir: t.TempDir()}
+	as := &appsStand{stand: &stand{T: t, Logs: &syncBuffer{}}, port: port, tokenDir: t.TempDir()}
 	as.a = proxytest.StartAuthelia(t, proxytest.AutheliaOptions{
 		Users: []proxytest.AutheliaUser{
 			{Name: "alice", Password: alicePassword, DisplayName: "Alice Liddell", Email: "alice@example.test", Groups: []string{"admins"}},
@@ -74,7 +74,7 @@ func newAppsStand(t *testing.T) *appsStand {
 	})
 	as.m = proxytest.StartMemos(t, nil)
 	as.rs = startRedis(t)
-	as.startUpstream()
+	as.StartUpstream()
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	der, _ := x509.MarshalPKCS8PrivateKey(k)
 	as.keyFile = filepath.Join(t.TempDir(), "jwt.pem")
@@ -105,11 +105,11 @@ routes:
       key_files: [%q]
     access: {{APP_ACCESS}}
 `, as.origin("sso"), as.a.Issuer, realSecret, as.a.Issuer+"/logout", sessionSecret, as.m.URL,
-		filepath.Join(as.tokenDir, "memos-admin-token"), bridgeLn.Addr().String(), as.upstream.URL, as.keyFile)
-	as.issuer, as.url = as.a.Issuer, as.origin("sso")
-	as.proxy = startReplica(t, as.config(t, "{}"), proxy.Options{Logger: as.logger(), Now: as.clock, IdPClient: as.a.IdPClient()}, ln)
-	serveOn(t, bridgeLn, as.proxy.BridgeHandler())
-	as.waitReady()
+		filepath.Join(as.tokenDir, "memos-admin-token"), bridgeLn.Addr().String(), as.Upstream.URL, as.keyFile)
+	as.Issuer, as.URL = as.a.Issuer, as.origin("sso")
+	as.Proxy = startReplica(t, as.config(t, "{}"), proxy.Options{Logger: as.Logger(), Now: as.Clock, IdPClient: as.a.IdPClient()}, ln)
+	serveOn(t, bridgeLn, as.Proxy.BridgeHandler())
+	as.WaitReady()
 	return as
 }
 
@@ -171,7 +171,7 @@ func TestRealBrowserJourneys(t *testing.T) {
 	as := newAppsStand(t)
 	ctx := proxytest.Chromium(t, 4*time.Minute,
 		[2]string{"host-resolver-rules", "MAP " + as.a.Host + " 127.0.0.1"}, [2]string{"ignore-certificate-errors", "true"})
-	as.handle(func(w http.ResponseWriter, r *http.Request) {
+	as.Handle(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "<!doctype html><title>app</title><p id=who>app for %s</p>", r.Header.Get("Remote-User"))
 	})
 
@@ -188,7 +188,7 @@ func TestRealBrowserJourneys(t *testing.T) {
 	// The other app, same browser: no second sign-in; the identity and
 	// the signed identity, verified with the proxy's key set.
 	browserAt(t, ctx, as.origin("app")+"/", "", "", func() bool { return strings.Contains(pageText(ctx), "app for alice") })
-	seen := as.lastSeen()
+	seen := as.LastSeen()
 	token := seen.Header.Get(config.DefaultIdentityJWTHeader)
 	keys := oidc.NewRemoteKeySet(t.Context(), "http://127.0.0.1:"+as.port+"/oauth2/jwks.json")
 	v := oidc.NewVerifier(as.origin("sso"), keys, &oidc.Config{ClientID: as.origin("app"), SupportedSigningAlgs: []string{oidc.ES256}})
@@ -202,13 +202,13 @@ func TestRealBrowserJourneys(t *testing.T) {
 
 	// A live reload changes the app's rule: alice is kept out at once,
 	// and let in again, without signing in again.
-	if _, err := as.proxy.Reload(as.config(t, "{allowed_groups: [nobody]}")); err != nil {
+	if _, err := as.Proxy.Reload(as.config(t, "{allowed_groups: [nobody]}")); err != nil {
 		t.Fatal(err)
 	}
 	browserAt(t, ctx, as.origin("app")+"/", "", "", func() bool {
 		return strings.Contains(pageText(ctx), "Access denied") || strings.Contains(pageText(ctx), "not allowed")
 	})
-	if _, err := as.proxy.Reload(as.config(t, "{}")); err != nil {
+	if _, err := as.Proxy.Reload(as.config(t, "{}")); err != nil {
 		t.Fatal(err)
 	}
 	browserAt(t, ctx, as.origin("app")+"/", "", "", func() bool { return strings.Contains(pageText(ctx), "app for alice") })
@@ -221,7 +221,7 @@ func TestRealBrowserJourneys(t *testing.T) {
 	// and revokes the family, on a reused one).
 	for i, skew := range []time.Duration{145 * time.Second, 180 * time.Second} {
 		before := metricValue(metricsText(as.stand), `oidc_proxy_refreshes_total{result="success"}`)
-		as.skew.Store(int64(skew))
+		as.Skew.Store(int64(skew))
 		browserAt(t, ctx, as.origin("app")+fmt.Sprintf("/again/%d", i), "", "", func() bool { return strings.Contains(pageText(ctx), "app for alice") })
 		m := metricsText(as.stand)
 		if got := metricValue(m, `oidc_proxy_refreshes_total{result="success"}`); got <= before ||
@@ -230,7 +230,7 @@ func TestRealBrowserJourneys(t *testing.T) {
 		}
 	}
 
-	as.skew.Store(0)
+	as.Skew.Store(0)
 
 	// Sign-out, then Authelia's own sign-out, and bob on the same browser:
 	// his own new account (a plain user), none of alice's notes.
@@ -274,26 +274,26 @@ func TestRealAutheliaTwoReplicasOnRedis(t *testing.T) {
 		Clients: []proxytest.AutheliaClient{{ID: "memos", Secret: realSecret, Lifespan: "medium",
 			RedirectURIs: []string{"http://127.0.0.1/oauth2/callback"}}},
 	})
-	s := &stand{t: t, logs: &syncBuffer{}}
+	s := &stand{T: t, Logs: &syncBuffer{}}
 	lnA, lnB := listen(t), listen(t)
-	s.issuer, s.url = a.Issuer, "http://"+lnA.Addr().String()
-	s.startUpstream()
+	s.Issuer, s.URL = a.Issuer, "http://"+lnA.Addr().String()
+	s.StartUpstream()
 	yaml := fmt.Sprintf("external_url: %q\nupstream: %q\noidc:\n  issuer: %q\n  client_id: memos\n  client_secret: %q\nsession:\n  secret: %q\n",
-		s.url, s.upstream.URL, a.Issuer, realSecret, sessionSecret)
-	s.proxy = realReplica(s, a, yaml, lnA, useRedis(rs))
+		s.URL, s.Upstream.URL, a.Issuer, realSecret, sessionSecret)
+	s.Proxy = realReplica(s, a, yaml, lnA, useRedis(rs))
 	replicaB := realReplica(s, a, yaml, lnB, useRedis(rs))
-	s.waitReady()
+	s.WaitReady()
 	for !replicaB.Ready() {
 		time.Sleep(10 * time.Millisecond)
 	}
 	urlB := "http://" + lnB.Addr().String()
 
 	c := a.Browser("")
-	resp, body, err := a.SignIn(c, s.url+"/", "alice", alicePassword)
+	resp, body, err := a.SignIn(c, s.URL+"/", "alice", alicePassword)
 	if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(body, "hello alice") {
 		t.Fatalf("sign-in on replica A: %v %v %s", err, resp, body)
 	}
-	cookie := cookieHeader(c, s.url)
+	cookie := cookieHeader(c, s.URL)
 	refreshes := func(result string) int {
 		return metricValue(metricsText(s), `oidc_proxy_refreshes_total{result="`+result+`"}`) +
 			metricValue(func() string {
@@ -308,8 +308,8 @@ func TestRealAutheliaTwoReplicasOnRedis(t *testing.T) {
 	for i, step := range []struct {
 		base string
 		skew time.Duration
-	}{{urlB, 145 * time.Second}, {s.url, 180 * time.Second}} {
-		s.skew.Store(int64(step.skew))
+	}{{urlB, 145 * time.Second}, {s.URL, 180 * time.Second}} {
+		s.Skew.Store(int64(step.skew))
 		before := refreshes("success")
 		if resp, body := get(t, step.base, fmt.Sprintf("/refresh/%d", i), cookie); resp.StatusCode != http.StatusOK || !strings.Contains(body, "hello alice") {
 			t.Fatalf("refresh %d: %d %s", i+1, resp.StatusCode, body)
@@ -336,18 +336,18 @@ func TestRealBrowserTwoReplicas(t *testing.T) {
 		Users:   []proxytest.AutheliaUser{{Name: "alice", Password: alicePassword, DisplayName: "Alice", Email: "alice@example.test"}},
 		Clients: []proxytest.AutheliaClient{{ID: "memos", Secret: realSecret, Lifespan: "medium", RedirectURIs: []string{external + "/oauth2/callback"}}},
 	})
-	s := &stand{t: t, logs: &syncBuffer{}}
-	s.issuer, s.url = a.Issuer, external
-	s.startUpstream()
+	s := &stand{T: t, Logs: &syncBuffer{}}
+	s.Issuer, s.URL = a.Issuer, external
+	s.StartUpstream()
 	yaml := fmt.Sprintf("external_url: %q\nupstream: %q\noidc:\n  issuer: %q\n  client_id: memos\n  client_secret: %q\nsession:\n  secret: %q\n",
-		external, s.upstream.URL, a.Issuer, realSecret, sessionSecret)
+		external, s.Upstream.URL, a.Issuer, realSecret, sessionSecret)
 	var backends []string
 	var replicas []replica
 	for range 2 {
 		ln := listen(t)
 		r := realReplica(s, a, yaml, ln, useRedis(rs))
-		if s.proxy.Proxy == nil {
-			s.proxy = r
+		if s.Proxy.Proxy == nil {
+			s.Proxy = r
 		}
 		replicas = append(replicas, r)
 		for !r.Ready() {
@@ -363,13 +363,13 @@ func TestRealBrowserTwoReplicas(t *testing.T) {
 		pr.SetURL(&url.URL{Scheme: "http", Host: backends[i]})
 		pr.Out.Host = pr.In.Host
 	}})
-	s.handle(func(w http.ResponseWriter, r *http.Request) {
+	s.Handle(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "<!doctype html><title>app</title><p>app for %s</p>", r.Header.Get("Remote-User"))
 	})
 	ctx := proxytest.Chromium(t, 2*time.Minute, [2]string{"host-resolver-rules", "MAP " + a.Host + " 127.0.0.1"}, [2]string{"ignore-certificate-errors", "true"})
 	browserAt(t, ctx, external+"/", "alice", alicePassword, func() bool { return strings.Contains(pageText(ctx), "app for alice") })
 	for i, skew := range []time.Duration{0, 0, 0, 145 * time.Second, 145 * time.Second, 145 * time.Second} {
-		s.skew.Store(int64(skew))
+		s.Skew.Store(int64(skew))
 		browserAt(t, ctx, fmt.Sprintf("%s/page/%d", external, i), "", "", func() bool { return strings.Contains(pageText(ctx), "app for alice") })
 	}
 	if served[0].Load() < 3 || served[1].Load() < 3 {

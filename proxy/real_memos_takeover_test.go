@@ -170,10 +170,10 @@ func (g *guideMemos) startProxy(t *testing.T) *realStand {
 	}
 	tokenFile := filepath.Join(t.TempDir(), "memos-admin-token")
 	os.WriteFile(tokenFile, []byte(pat.Token), 0o600)
-	s := &stand{t: t, logs: &syncBuffer{}}
+	s := &stand{T: t, Logs: &syncBuffer{}}
 	ln, bridgeLn := listen(t), listen(t)
-	s.issuer = g.a.Issuer
-	s.url = "http://" + ln.Addr().String()
+	s.Issuer = g.a.Issuer
+	s.URL = "http://" + ln.Addr().String()
 	yaml := fmt.Sprintf(`
 external_url: %q
 upstream: %q
@@ -188,10 +188,10 @@ memos:
   bridge: true
   admin_token_file: %q
   bridge_listen: %q
-`, s.url, g.m.URL, g.a.Issuer, realSecret, sessionSecret, tokenFile, bridgeLn.Addr().String())
-	s.proxy = realReplica(s, g.a, yaml, ln)
-	serveOn(t, bridgeLn, s.proxy.BridgeHandler())
-	s.waitReady()
+`, s.URL, g.m.URL, g.a.Issuer, realSecret, sessionSecret, tokenFile, bridgeLn.Addr().String())
+	s.Proxy = realReplica(s, g.a, yaml, ln)
+	serveOn(t, bridgeLn, s.Proxy.BridgeHandler())
+	s.WaitReady()
 	return &realStand{s, g.a}
 }
 
@@ -200,12 +200,12 @@ memos:
 func memosUserThrough(t *testing.T, rs *realStand, user, password string) (string, string) {
 	t.Helper()
 	c := rs.a.Browser("")
-	resp, body, err := rs.a.SignIn(c, rs.url+"/", user, password)
+	resp, body, err := rs.a.SignIn(c, rs.URL+"/", user, password)
 	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s through the proxy: %v %v %.300s\n%s", user, err, resp, body, rs.logs.String())
+		t.Fatalf("%s through the proxy: %v %v %.300s\n%s", user, err, resp, body, rs.Logs.String())
 	}
 	call := func(method, token string, out any) {
-		req, _ := http.NewRequest(http.MethodPost, rs.url+"/memos.api.v1."+method, bytes.NewReader([]byte("{}")))
+		req, _ := http.NewRequest(http.MethodPost, rs.URL+"/memos.api.v1."+method, bytes.NewReader([]byte("{}")))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "application/json")
 		if token != "" {
@@ -283,10 +283,10 @@ func TestExistingMemosUsersKeepTheirAccounts(t *testing.T) {
 
 	rs := g.startProxy(t)
 	eventually(t, "the proxy did not register in Memos", func() bool {
-		return strings.Contains(rs.logs.String(), "registered as Memos's identity provider")
+		return strings.Contains(rs.Logs.String(), "registered as Memos's identity provider")
 	})
-	if !strings.Contains(rs.logs.String(), "took over Memos's identity provider identity-providers/authelia") {
-		t.Errorf("the log does not say what was done:\n%s", grepLines(rs.logs.String(), "memos bridge"))
+	if !strings.Contains(rs.Logs.String(), "took over Memos's identity provider identity-providers/authelia") {
+		t.Errorf("the log does not say what was done:\n%s", grepLines(rs.Logs.String(), "memos bridge"))
 	}
 	for _, u := range []struct{ name, password string }{{"alice", alicePassword}, {"bob", bobPassword}} {
 		name, notes := memosUserThrough(t, rs, u.name, u.password)
@@ -306,19 +306,19 @@ func TestExistingMemosUsersKeepTheirAccounts(t *testing.T) {
 	if name == "carol" {
 		t.Errorf("carol's password account was taken over by a sign-in")
 	}
-	if !strings.Contains(rs.logs.String(), "the name is taken by another Memos account") {
-		t.Errorf("the log does not say why carol got another name:\n%s", grepLines(rs.logs.String(), "another username"))
+	if !strings.Contains(rs.Logs.String(), "the name is taken by another Memos account") {
+		t.Errorf("the log does not say why carol got another name:\n%s", grepLines(rs.Logs.String(), "another username"))
 	}
 	// dave never signed in before: he gets his own new account.
 	if name, _ := memosUserThrough(t, rs, "dave", "dave-password"); name != "dave" {
 		t.Errorf("dave through the proxy: %q", name)
 	}
-	lines, _ := rs.proxy.Check(t.Context())
+	lines, _ := rs.Proxy.Check(t.Context())
 	if !strings.Contains(strings.Join(lines, "\n"), "is Memos's identity provider identity-providers/authelia") {
 		t.Errorf("-check does not name the provider taken over:\n%s", strings.Join(lines, "\n"))
 	}
 	// A restart (the provider now points at the proxy): the same.
-	if did, err := rs.proxy.RegisterWithMemos(t.Context()); err != nil || did != "updated identity-providers/authelia" {
+	if did, err := rs.Proxy.RegisterWithMemos(t.Context()); err != nil || did != "updated identity-providers/authelia" {
 		t.Errorf("registering again: %q %v", did, err)
 	}
 }
@@ -331,15 +331,15 @@ func TestTwoMatchingProvidersRefused(t *testing.T) {
 	g.addGuideProvider(t, "authelia", "Authelia")
 	g.addGuideProvider(t, "authelia-again", "Authelia (again)")
 	rs := g.startProxy(t)
-	_, err := rs.proxy.RegisterWithMemos(t.Context())
+	_, err := rs.Proxy.RegisterWithMemos(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "identity-providers/authelia ") || !strings.Contains(err.Error(), "identity-providers/authelia-again") ||
 		!strings.Contains(err.Error(), "set memos.idp_id") {
 		t.Errorf("two candidates: %v", err)
 	}
 	eventually(t, "the error is not logged", func() bool {
-		return strings.Contains(rs.logs.String(), "set memos.idp_id")
+		return strings.Contains(rs.Logs.String(), "set memos.idp_id")
 	})
-	lines, _ := rs.proxy.Check(t.Context())
+	lines, _ := rs.Proxy.Check(t.Context())
 	if !strings.Contains(strings.Join(lines, "\n"), "set memos.idp_id") {
 		t.Errorf("-check does not say it:\n%s", strings.Join(lines, "\n"))
 	}

@@ -23,14 +23,14 @@ func refusalStand(t *testing.T, client proxytest.AutheliaClient, secret string) 
 		Users:   []proxytest.AutheliaUser{{Name: "alice", Password: alicePassword, DisplayName: "Alice", Email: "alice@example.test"}},
 		Clients: []proxytest.AutheliaClient{client},
 	})
-	s := &stand{t: t, logs: &syncBuffer{}}
+	s := &stand{T: t, Logs: &syncBuffer{}}
 	ln := listen(t)
-	s.issuer, s.url = a.Issuer, "http://"+ln.Addr().String()
-	s.startUpstream()
+	s.Issuer, s.URL = a.Issuer, "http://"+ln.Addr().String()
+	s.StartUpstream()
 	yaml := fmt.Sprintf("external_url: %q\nupstream: %q\noidc:\n  issuer: %q\n  client_id: memos\n  client_secret: %q\nsession:\n  secret: %q\n",
-		s.url, s.upstream.URL, a.Issuer, secret, sessionSecret)
-	s.proxy = realReplica(s, a, yaml, ln)
-	s.waitReady()
+		s.URL, s.Upstream.URL, a.Issuer, secret, sessionSecret)
+	s.Proxy = realReplica(s, a, yaml, ln)
+	s.WaitReady()
 	return &realStand{s, a}
 }
 
@@ -42,7 +42,7 @@ func TestProviderRefusalsInWords(t *testing.T) {
 		GrantTypes: []string{"authorization_code"}}
 	t.Run("accepted", func(t *testing.T) {
 		rs := refusalStand(t, good, realSecret)
-		lines, err := rs.proxy.Check(t.Context())
+		lines, err := rs.Proxy.Check(t.Context())
 		all := strings.Join(lines, "\n")
 		if err != nil && strings.Contains(err.Error(), "provider") || !strings.Contains(all, "scopes: accepted") || !strings.Contains(all, "credentials: accepted") {
 			t.Errorf("-check of a good client: %v\n%s", err, all)
@@ -54,28 +54,28 @@ func TestProviderRefusalsInWords(t *testing.T) {
 		rs := refusalStand(t, guide, realSecret)
 		c := rs.a.Browser("")
 		c.CheckRedirect = nil
-		resp, body := navigate(t, c, rs.url+"/")
+		resp, body := navigate(t, c, rs.URL+"/")
 		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "invalid_scope") || !strings.Contains(body, "groups") {
 			t.Errorf("the page: %d %s", resp.StatusCode, body)
 		}
-		if !strings.Contains(rs.logs.String(), "error=invalid_scope") || !strings.Contains(rs.logs.String(), "add the missing ones to the client") {
-			t.Errorf("the log:\n%s", grepLines(rs.logs.String(), "refused"))
+		if !strings.Contains(rs.Logs.String(), "error=invalid_scope") || !strings.Contains(rs.Logs.String(), "add the missing ones to the client") {
+			t.Errorf("the log:\n%s", grepLines(rs.Logs.String(), "refused"))
 		}
-		if _, err := rs.proxy.Check(t.Context()); err == nil || !strings.Contains(err.Error(), "invalid_scope") {
+		if _, err := rs.Proxy.Check(t.Context()); err == nil || !strings.Contains(err.Error(), "invalid_scope") {
 			t.Errorf("-check: %v", err)
 		}
 	})
 	t.Run("invalid_client", func(t *testing.T) {
 		rs := refusalStand(t, good, "not-the-secret-the-provider-holds-0123456789")
 		c := rs.a.Browser("")
-		resp, body, err := rs.a.SignIn(c, rs.url+"/", "alice", alicePassword)
+		resp, body, err := rs.a.SignIn(c, rs.URL+"/", "alice", alicePassword)
 		if err != nil || resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "invalid_client") || !strings.Contains(body, "token_endpoint_auth_method") {
 			t.Errorf("the page: %v %v %s", err, resp, body)
 		}
-		if !strings.Contains(rs.logs.String(), "error=invalid_client") {
-			t.Errorf("the log:\n%s", grepLines(rs.logs.String(), "sign-in"))
+		if !strings.Contains(rs.Logs.String(), "error=invalid_client") {
+			t.Errorf("the log:\n%s", grepLines(rs.Logs.String(), "sign-in"))
 		}
-		if _, err := rs.proxy.Check(t.Context()); err == nil || !strings.Contains(err.Error(), "invalid_client") {
+		if _, err := rs.Proxy.Check(t.Context()); err == nil || !strings.Contains(err.Error(), "invalid_client") {
 			t.Errorf("-check: %v", err)
 		}
 	})
@@ -85,7 +85,7 @@ func TestProviderRefusalsInWords(t *testing.T) {
 		rs := refusalStand(t, guide, realSecret)
 		// Authelia shows its own error page then; -check and the README say
 		// how to recognise it.
-		_, err := rs.proxy.Check(t.Context())
+		_, err := rs.Proxy.Check(t.Context())
 		if err == nil || !strings.Contains(err.Error(), "redirect_uris") || !strings.Contains(err.Error(), "/oauth2/callback") {
 			t.Errorf("-check: %v", err)
 		}
@@ -100,12 +100,12 @@ func TestUnauthorizedClientInWords(t *testing.T) {
 		q.Del("code")
 		q.Set("error", "unauthorized_client")
 	}})
-	s.waitReady()
-	resp, body := navigate(t, s.browser(), s.url+"/")
+	s.WaitReady()
+	resp, body := navigate(t, s.Browser(), s.URL+"/")
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "unauthorized_client") || !strings.Contains(body, "grant_types [authorization_code]") {
 		t.Errorf("the page: %d %s", resp.StatusCode, body)
 	}
-	if !strings.Contains(s.logs.String(), "error=unauthorized_client") || !strings.Contains(s.logs.String(), "grant_types") {
-		t.Errorf("the log:\n%s", grepLines(s.logs.String(), "refused"))
+	if !strings.Contains(s.Logs.String(), "error=unauthorized_client") || !strings.Contains(s.Logs.String(), "grant_types") {
+		t.Errorf("the log:\n%s", grepLines(s.Logs.String(), "refused"))
 	}
 }

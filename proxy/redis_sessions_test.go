@@ -19,10 +19,10 @@ func TestRedisSessionIsATicket(t *testing.T) {
 		c.Headers = map[string]string{"Remote-User": "preferred_username", "Remote-Groups": "groups"}
 	})
 	for i := range 500 {
-		s.alice.Groups = append(s.alice.Groups, fmt.Sprintf("group-with-a-long-name-%03d", i))
+		s.Alice.Groups = append(s.Alice.Groups, fmt.Sprintf("group-with-a-long-name-%03d", i))
 	}
-	c := s.signIn("/")
-	cookie := cookieHeader(c, s.url)
+	c := s.SignIn("/")
+	cookie := cookieHeader(c, s.URL)
 	if len(cookie) > 300 || strings.Contains(cookie, "_1=") {
 		t.Errorf("the ticket cookie is %d bytes: %s", len(cookie), cookie)
 	}
@@ -31,12 +31,12 @@ func TestRedisSessionIsATicket(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(body, "hello alice") {
 		t.Fatalf("replica: %d %s", resp.StatusCode, body)
 	}
-	if got := strings.Count(s.lastSeen().Header.Get("Remote-Groups"), ","); got != 501 {
+	if got := strings.Count(s.LastSeen().Header.Get("Remote-Groups"), ","); got != 501 {
 		t.Errorf("groups through the replica: %d commas", got)
 	}
 	// Redis alone reveals nothing of the session.
 	dump := rs.dump()
-	for _, secret := range []string{"alice", "Alice", "example.com", "admins", "group-with", s.alice.Subject()} {
+	for _, secret := range []string{"alice", "Alice", "example.com", "admins", "group-with", s.Alice.Subject()} {
 		if strings.Contains(dump, secret) {
 			t.Errorf("Redis holds %q in the clear", secret)
 		}
@@ -51,24 +51,24 @@ func TestRedisSessionIsATicket(t *testing.T) {
 // reaches the provider, none fails, all carry the renewed identity.
 func TestRedisRefreshAcrossReplicas(t *testing.T) {
 	s, _, replica := redisStand(t)
-	c := s.signIn("/")
-	cookie := cookieHeader(c, s.url)
+	c := s.SignIn("/")
+	cookie := cookieHeader(c, s.URL)
 	get(t, replica, "/warm", cookie) // both replicas have it cached
-	s.alice.Name = "Alice Renewed"
-	s.skew.Store(int64(4*time.Minute + 30*time.Second))
-	burst(t, cookie, 50, s.url, replica)
+	s.Alice.Name = "Alice Renewed"
+	s.Skew.Store(int64(4*time.Minute + 30*time.Second))
+	burst(t, cookie, 50, s.URL, replica)
 	if n := refreshRequests(s); n != 1 {
 		t.Errorf("%d refresh requests for 50 concurrent requests on 2 replicas, want 1", n)
 	}
-	for _, r := range s.seen.since(s.seenCount() - 50) {
+	for _, r := range s.Seen.Since(s.SeenCount() - 50) {
 		if got := r.Header.Get("Remote-Name"); got != "Alice Renewed" {
 			t.Errorf("a request went upstream as %q", got)
 		}
 	}
 	// Later requests on either replica: renewed, no more token requests.
-	for _, base := range []string{s.url, replica, s.url} {
+	for _, base := range []string{s.URL, replica, s.URL} {
 		get(t, base, "/later", cookie)
-		if got := s.lastSeen().Header.Get("Remote-Name"); got != "Alice Renewed" {
+		if got := s.LastSeen().Header.Get("Remote-Name"); got != "Alice Renewed" {
 			t.Errorf("%s later: %q", base, got)
 		}
 	}
@@ -81,19 +81,19 @@ func TestRedisRefreshAcrossReplicas(t *testing.T) {
 // token (the user was revoked); the session ends on every replica.
 func TestRedisRefreshRefusedEndsSession(t *testing.T) {
 	s, _, replica := redisStand(t)
-	c := s.signIn("/")
-	cookie := cookieHeader(c, s.url)
+	c := s.SignIn("/")
+	cookie := cookieHeader(c, s.URL)
 	get(t, replica, "/warm", cookie)
-	s.op.RevokeRefreshTokens()
-	s.skew.Store(int64(4*time.Minute + 30*time.Second))
-	if resp, _ := get(t, s.url, "/api", cookie); resp.StatusCode != http.StatusUnauthorized {
+	s.OP.RevokeRefreshTokens()
+	s.Skew.Store(int64(4*time.Minute + 30*time.Second))
+	if resp, _ := get(t, s.URL, "/api", cookie); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("refused refresh: %d", resp.StatusCode)
 	}
 	eventually(t, "the replica still serves the ended session", func() bool {
 		resp, _ := get(t, replica, "/api", cookie)
 		return resp.StatusCode == http.StatusUnauthorized
 	})
-	if !strings.Contains(s.logs.String(), "refresh refused: session ended") {
+	if !strings.Contains(s.Logs.String(), "refresh refused: session ended") {
 		t.Errorf("no audit line")
 	}
 }
@@ -101,16 +101,16 @@ func TestRedisRefreshRefusedEndsSession(t *testing.T) {
 // TestRedisRefreshWithProviderDown keeps the session, with a warning.
 func TestRedisRefreshWithProviderDown(t *testing.T) {
 	s, _, replica := redisStand(t)
-	c := s.signIn("/")
-	cookie := cookieHeader(c, s.url)
-	s.opDown.Store(true)
-	s.skew.Store(int64(4*time.Minute + 30*time.Second))
-	for _, base := range []string{s.url, replica} {
+	c := s.SignIn("/")
+	cookie := cookieHeader(c, s.URL)
+	s.OPDown.Store(true)
+	s.Skew.Store(int64(4*time.Minute + 30*time.Second))
+	for _, base := range []string{s.URL, replica} {
 		if resp, body := get(t, base, "/x", cookie); resp.StatusCode != 200 || !strings.Contains(body, "hello alice") {
 			t.Fatalf("%s with the provider down: %d", base, resp.StatusCode)
 		}
 	}
-	if !strings.Contains(s.logs.String(), "refresh failed; the session goes on") {
+	if !strings.Contains(s.Logs.String(), "refresh failed; the session goes on") {
 		t.Errorf("no warning in the log")
 	}
 }
@@ -120,11 +120,11 @@ func TestRedisRefreshWithProviderDown(t *testing.T) {
 // session works again by itself.
 func TestRedisRestart(t *testing.T) {
 	s, rs, replica := redisStand(t)
-	c := s.signIn("/")
-	cookie := cookieHeader(c, s.url)
+	c := s.SignIn("/")
+	cookie := cookieHeader(c, s.URL)
 	get(t, replica, "/warm", cookie)
 	rs.stop()
-	for _, base := range []string{s.url, replica} {
+	for _, base := range []string{s.URL, replica} {
 		eventually(t, base+" went on serving from its cache with Redis down", func() bool {
 			resp, _ := get(t, base, "/x", cookie)
 			return resp.StatusCode == http.StatusServiceUnavailable
@@ -141,14 +141,14 @@ func TestRedisRestart(t *testing.T) {
 		}
 	}
 	// A new sign-in meanwhile cannot be stored: a clear 503 at the callback.
-	nc := s.browser()
-	resp, _ := navigate(t, nc, s.url+"/")
+	nc := s.Browser()
+	resp, _ := navigate(t, nc, s.URL+"/")
 	resp, body := login(t, nc, resp, "alice", alicePassword)
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "cannot be stored") {
 		t.Errorf("sign-in with Redis down: %d", resp.StatusCode)
 	}
 	rs.start()
-	for _, base := range []string{s.url, replica} {
+	for _, base := range []string{s.URL, replica} {
 		eventually(t, base+" did not recover when Redis came back", func() bool {
 			resp, _ := get(t, base, "/x", cookie)
 			return resp.StatusCode == 200
@@ -157,12 +157,12 @@ func TestRedisRestart(t *testing.T) {
 			t.Errorf("%s readyz after Redis is back: %d", base, code)
 		}
 	}
-	if !strings.Contains(s.logs.String(), "session store: lost Redis") {
+	if !strings.Contains(s.Logs.String(), "session store: lost Redis") {
 		t.Errorf("no warning about Redis in the log")
 	}
 	metrics := func() string {
 		rec := httptest.NewRecorder()
-		s.proxy.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		s.Proxy.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 		return rec.Body.String()
 	}
 	start := time.Now()
@@ -179,13 +179,13 @@ func TestRedisRestart(t *testing.T) {
 // replica once the user signs out on one.
 func TestRedisSignOutEverywhere(t *testing.T) {
 	s, _, replica := redisStand(t)
-	c := s.signIn("/")
-	cookie := cookieHeader(c, s.url)
+	c := s.SignIn("/")
+	cookie := cookieHeader(c, s.URL)
 	get(t, replica, "/warm", cookie)
-	if resp, _ := do(t, noRedirect(c), mustReq(http.MethodPost, s.url+"/oauth2/sign_out")); resp.StatusCode != http.StatusFound {
+	if resp, _ := do(t, noRedirect(c), mustReq(http.MethodPost, s.URL+"/oauth2/sign_out")); resp.StatusCode != http.StatusFound {
 		t.Fatalf("sign-out: %d", resp.StatusCode)
 	}
-	for _, base := range []string{s.url, replica} {
+	for _, base := range []string{s.URL, replica} {
 		eventually(t, base+" still serves a signed-out session", func() bool {
 			resp, _ := get(t, base, "/api", cookie)
 			return resp.StatusCode == http.StatusUnauthorized
@@ -199,8 +199,8 @@ func TestRedisSignOutEverywhere(t *testing.T) {
 // announced.)
 func TestRedisTamperedRecord(t *testing.T) {
 	s, rs, replica := redisStand(t)
-	c := s.signIn("/")
-	cookie := cookieHeader(c, s.url)
+	c := s.SignIn("/")
+	cookie := cookieHeader(c, s.URL)
 	for _, line := range strings.Split(rs.dump(), "\n") {
 		if k, _, ok := strings.Cut(line, " = "); ok && strings.HasPrefix(k, "oidc-proxy:s:") {
 			if got := rs.command("SET", k, strings.Repeat("x", 300)); got != "+OK" {
@@ -212,7 +212,7 @@ func TestRedisTamperedRecord(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("a tampered record: %d", resp.StatusCode)
 	}
-	if !strings.Contains(s.logs.String(), "does not open with the ticket") {
+	if !strings.Contains(s.Logs.String(), "does not open with the ticket") {
 		t.Errorf("no log line for the tampered record")
 	}
 }
@@ -221,16 +221,16 @@ func TestRedisTamperedRecord(t *testing.T) {
 // works on a replica whose secrets list a new one first.
 func TestRedisKeyRotation(t *testing.T) {
 	s, rs, _ := redisStand(t)
-	c := s.signIn("/")
-	cookie := cookieHeader(c, s.url)
-	rotated := s.replica(func(cfg *config.Config) {
+	c := s.SignIn("/")
+	cookie := cookieHeader(c, s.URL)
+	rotated := replicaOf(s, func(cfg *config.Config) {
 		useRedis(rs)(cfg)
 		cfg.Session.Secret = config.Secrets{"a-brand-new-secret-0123456789abcdef-0123", sessionSecret}
 	})
 	if resp, _ := get(t, rotated, "/x", cookie); resp.StatusCode != 200 {
 		t.Errorf("old ticket after rotation: %d", resp.StatusCode)
 	}
-	dropped := s.replica(func(cfg *config.Config) {
+	dropped := replicaOf(s, func(cfg *config.Config) {
 		useRedis(rs)(cfg)
 		cfg.Session.Secret = config.Secrets{"a-brand-new-secret-0123456789abcdef-0123"}
 	})
@@ -245,12 +245,12 @@ func TestRedisKeyRotation(t *testing.T) {
 func TestRedisBackchannelLogout(t *testing.T) {
 	rs := startRedis(t)
 	s, op, lastSID := sidStand(t, useRedis(rs))
-	replica := s.replica(useRedis(rs))
-	a := cookieHeader(signedInHostile(t, s), s.url)
+	replica := replicaOf(s, useRedis(rs))
+	a := cookieHeader(signedInHostile(t, s), s.URL)
 	sidA := lastSID()
-	b := cookieHeader(signedInHostile(t, s), s.url)
+	b := cookieHeader(signedInHostile(t, s), s.URL)
 	for _, ck := range []string{a, b} {
-		for _, base := range []string{s.url, replica} {
+		for _, base := range []string{s.URL, replica} {
 			if resp, _ := get(t, base, "/warm", ck); resp.StatusCode != 200 {
 				t.Fatalf("%s before the logout: %d", base, resp.StatusCode)
 			}
@@ -273,7 +273,7 @@ func TestRedisBackchannelLogout(t *testing.T) {
 	if code := postLogout(t, s, token); code != 200 {
 		t.Fatalf("logout by subject refused: %d", code)
 	}
-	for _, base := range []string{s.url, replica} {
+	for _, base := range []string{s.URL, replica} {
 		eventually(t, base+" still serves a session of the logged-out subject", func() bool {
 			resp, _ := get(t, base, "/api", b)
 			return resp.StatusCode == http.StatusUnauthorized
@@ -288,7 +288,7 @@ func TestRedisBackchannelLogout(t *testing.T) {
 		t.Errorf("the token replayed at the other replica: %d", resp.StatusCode)
 	}
 	// A new sign-in after the logout works everywhere.
-	c := cookieHeader(signedInHostile(t, s), s.url)
+	c := cookieHeader(signedInHostile(t, s), s.URL)
 	if resp, _ := get(t, replica, "/api", c); resp.StatusCode != 200 {
 		t.Errorf("a new session after the logout: %d", resp.StatusCode)
 	}
@@ -298,18 +298,18 @@ func TestRedisBackchannelLogout(t *testing.T) {
 // going on every replica; idleness ends it.
 func TestRedisIdleTimeout(t *testing.T) {
 	s, _, replica := redisStand(t, func(c *config.Config) { c.Session.IdleTimeout = 10 * time.Minute })
-	c := s.signIn("/")
-	cookie := cookieHeader(c, s.url)
+	c := s.SignIn("/")
+	cookie := cookieHeader(c, s.URL)
 	for _, step := range []struct {
 		skew time.Duration
 		base string
 		want int
 	}{
-		{3 * time.Minute, s.url, 200},    // renews Seen in Redis
+		{3 * time.Minute, s.URL, 200},    // renews Seen in Redis
 		{12 * time.Minute, replica, 200}, // 9 minutes after that
-		{23 * time.Minute, s.url, http.StatusUnauthorized},
+		{23 * time.Minute, s.URL, http.StatusUnauthorized},
 	} {
-		s.skew.Store(int64(step.skew))
+		s.Skew.Store(int64(step.skew))
 		if resp, _ := get(t, step.base, "/x", cookie); resp.StatusCode != step.want {
 			t.Errorf("after %s at %s: %d, want %d", step.skew, step.base, resp.StatusCode, step.want)
 		}
@@ -320,13 +320,13 @@ func TestRedisIdleTimeout(t *testing.T) {
 // a replica that has not seen it yet reads it once.
 func TestRedisRoundTrips(t *testing.T) {
 	s, rs, replica := redisStand(t)
-	c := s.signIn("/")
-	cookie := cookieHeader(c, s.url)
-	get(t, s.url, "/warm", cookie)
+	c := s.SignIn("/")
+	cookie := cookieHeader(c, s.URL)
+	get(t, s.URL, "/warm", cookie)
 	time.Sleep(100 * time.Millisecond) // the sign-in's announcement is handled
 	rs.commands()
 	for range 100 {
-		get(t, s.url, "/x", cookie)
+		get(t, s.URL, "/x", cookie)
 	}
 	if n := rs.commands(); n != 0 {
 		t.Errorf("100 requests of a cached session cost %d Redis commands", n)
@@ -344,25 +344,25 @@ func TestRedisRoundTrips(t *testing.T) {
 // once it grows, so a user signing in every day does not grow it forever.
 func TestRedisIndexStaysSmall(t *testing.T) {
 	s, rs, _ := redisStand(t)
-	sum := sha256.Sum256([]byte(s.alice.Subject()))
+	sum := sha256.Sum256([]byte(s.Alice.Subject()))
 	index := "oidc-proxy:sub:" + hex.EncodeToString(sum[:16])
 	var browsers []*http.Client
 	for range 3 {
-		browsers = append(browsers, s.signIn("/"))
+		browsers = append(browsers, s.SignIn("/"))
 	}
-	do(t, noRedirect(browsers[0]), mustReq(http.MethodPost, s.url+"/oauth2/sign_out"))
+	do(t, noRedirect(browsers[0]), mustReq(http.MethodPost, s.URL+"/oauth2/sign_out"))
 	if n := rs.command("SCARD", index); n != ":2" {
 		t.Fatalf("after 3 sign-ins and 1 sign-out the index holds %s", n)
 	}
 	for i := range 40 { // sessions that expired
 		rs.command("SADD", index, fmt.Sprintf("%032x", i))
 	}
-	s.signIn("/")
+	s.SignIn("/")
 	if n := rs.command("SCARD", index); n != ":3" {
 		t.Errorf("after expired sessions and a new sign-in the index holds %s, want 3", n)
 	}
 	for _, c := range browsers[1:] {
-		if code := statusOf(t, c, s.url+"/api"); code != 200 {
+		if code := statusOf(t, c, s.URL+"/api"); code != 200 {
 			t.Errorf("a live session was pruned: %d", code)
 		}
 	}

@@ -128,19 +128,19 @@ func redisStand(t *testing.T, edits ...func(*config.Config)) (s *stand, rs *redi
 		}
 	}
 	s = newStand(t, edit, nil)
-	return s, rs, s.replica(edit)
+	return s, rs, replicaOf(s, edit)
 }
 
 // replica serves another proxy with the stand's external URL and returns
 // its address; it shares the stand's clock, OP and upstream.
-func (s *stand) replica(edit func(*config.Config)) string {
-	s.t.Helper()
-	ln := listen(s.t)
-	p := s.serveProxy(ln, s.url, edit)
+func replicaOf(s *stand, edit func(*config.Config)) string {
+	s.T.Helper()
+	ln := listen(s.T)
+	p := s.ServeProxy(ln, s.URL, edit)
 	deadline := time.Now().Add(10 * time.Second)
 	for !p.Ready() {
 		if time.Now().After(deadline) {
-			s.t.Fatal("replica never became ready")
+			s.T.Fatal("replica never became ready")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -241,22 +241,22 @@ func topologyCheck(t *testing.T, master *redisServer, redis func(*config.Config)
 		redis(c)
 	}
 	s := newStand(t, edit, nil)
-	replica := s.replica(edit)
-	c := s.signIn("/")
-	cookie := cookieHeader(c, s.url)
+	replica := replicaOf(s, edit)
+	c := s.SignIn("/")
+	cookie := cookieHeader(c, s.URL)
 	if resp, body := get(t, replica, "/x", cookie); resp.StatusCode != 200 || !strings.Contains(body, "hello alice") {
 		t.Fatalf("replica: %d", resp.StatusCode)
 	}
 	if master != nil && !strings.Contains(master.bulk("KEYS", "oidc-proxy:s:*"), "oidc-proxy:s:") {
 		t.Errorf("the master holds no session")
 	}
-	s.alice.Name = "Alice Renewed"
-	s.skew.Store(int64(4*time.Minute + 30*time.Second))
-	burst(t, cookie, 20, s.url, replica)
+	s.Alice.Name = "Alice Renewed"
+	s.Skew.Store(int64(4*time.Minute + 30*time.Second))
+	burst(t, cookie, 20, s.URL, replica)
 	if n := refreshRequests(s); n != 1 {
 		t.Errorf("%d refresh requests, want 1", n)
 	}
-	do(t, noRedirect(c), mustReq(http.MethodPost, s.url+"/oauth2/sign_out"))
+	do(t, noRedirect(c), mustReq(http.MethodPost, s.URL+"/oauth2/sign_out"))
 	eventually(t, "the replica still serves a signed-out session", func() bool {
 		resp, _ := get(t, replica, "/api", cookie)
 		return resp.StatusCode == http.StatusUnauthorized
@@ -385,8 +385,8 @@ func TestRedisACL(t *testing.T) {
 		c.Session.Store = "redis"
 		c.Session.Redis = config.Redis{Address: rs.addr, Username: "oidc-proxy", Password: "wrong", KeyPrefix: "oidc-proxy:", Timeout: time.Second}
 	}, nil)
-	c := s.browser()
-	resp, _ := navigate(t, c, s.url+"/")
+	c := s.Browser()
+	resp, _ := navigate(t, c, s.URL+"/")
 	if resp, _ = login(t, c, resp, "alice", alicePassword); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("sign-in with a wrong Redis password: %d", resp.StatusCode)
 	}

@@ -12,12 +12,12 @@ import (
 // tokens last 5 minutes, so the proxy renews after about 4.
 func refreshStand(t *testing.T) (*stand, *http.Client) {
 	s := newStand(t, func(c *cfg) { c.OIDC.Scopes = []string{"openid", "profile", "email", "offline_access"} }, nil)
-	return s, s.signIn("/")
+	return s, s.SignIn("/")
 }
 
 func refreshRequests(s *stand) int {
 	n := 0
-	for _, f := range s.op.TokenForms() {
+	for _, f := range s.OP.TokenForms() {
 		if f.Get("grant_type") == "refresh_token" {
 			n++
 		}
@@ -30,21 +30,21 @@ func TestRefreshRenewsClaims(t *testing.T) {
 	if n := refreshRequests(s); n != 0 {
 		t.Fatalf("%d refreshes right after sign-in", n)
 	}
-	s.alice.Name = "Alice Renamed"
-	do(t, c, mustReq(http.MethodGet, s.url+"/x"))
-	if got := s.lastSeen().Header.Get("Remote-Name"); got != "Alice Liddell" {
+	s.Alice.Name = "Alice Renamed"
+	do(t, c, mustReq(http.MethodGet, s.URL+"/x"))
+	if got := s.LastSeen().Header.Get("Remote-Name"); got != "Alice Liddell" {
 		t.Fatalf("before the refresh is due: %q", got)
 	}
-	s.skew.Store(int64(4*time.Minute + 30*time.Second))
-	resp, _ := do(t, c, mustReq(http.MethodGet, s.url+"/x"))
-	if got := s.lastSeen().Header.Get("Remote-Name"); resp.StatusCode != 200 || got != "Alice Renamed" {
+	s.Skew.Store(int64(4*time.Minute + 30*time.Second))
+	resp, _ := do(t, c, mustReq(http.MethodGet, s.URL+"/x"))
+	if got := s.LastSeen().Header.Get("Remote-Name"); resp.StatusCode != 200 || got != "Alice Renamed" {
 		t.Errorf("after the refresh: %d, Remote-Name %q", resp.StatusCode, got)
 	}
 	if n := refreshRequests(s); n != 1 {
 		t.Errorf("%d refresh requests, want 1", n)
 	}
 	// The browser now holds the renewed cookie: no refresh until it is due.
-	do(t, c, mustReq(http.MethodGet, s.url+"/y"))
+	do(t, c, mustReq(http.MethodGet, s.URL+"/y"))
 	if n := refreshRequests(s); n != 1 {
 		t.Errorf("%d refresh requests after the renewal, want 1", n)
 	}
@@ -55,14 +55,14 @@ func TestRefreshRenewsClaims(t *testing.T) {
 // them all, and every one carries the renewed identity.
 func TestConcurrentRefreshSpendsTokenOnce(t *testing.T) {
 	s, c := refreshStand(t)
-	cookie := cookieHeader(c, s.url)
-	s.alice.Name = "Alice Concurrent"
-	s.skew.Store(int64(4*time.Minute + 30*time.Second))
-	burst(t, cookie, 50, s.url)
+	cookie := cookieHeader(c, s.URL)
+	s.Alice.Name = "Alice Concurrent"
+	s.Skew.Store(int64(4*time.Minute + 30*time.Second))
+	burst(t, cookie, 50, s.URL)
 	if n := refreshRequests(s); n != 1 {
 		t.Errorf("%d refresh requests for 50 concurrent requests, want 1", n)
 	}
-	for _, r := range s.seen.since(s.seenCount() - 50) {
+	for _, r := range s.Seen.Since(s.SeenCount() - 50) {
 		if got := r.Header.Get("Remote-Name"); got != "Alice Concurrent" {
 			t.Errorf("a request went upstream as %q", got)
 		}
@@ -74,11 +74,11 @@ func TestConcurrentRefreshSpendsTokenOnce(t *testing.T) {
 // provider (as Authelia does); the session ends at once.
 func TestRefreshRefusedEndsSession(t *testing.T) {
 	s, c := refreshStand(t)
-	old := cookieHeader(c, s.url)
-	s.skew.Store(int64(4*time.Minute + 30*time.Second))
-	do(t, c, mustReq(http.MethodGet, s.url+"/x")) // spends the refresh token
-	s.skew.Store(int64(4*time.Minute + 30*time.Second + 3*time.Minute))
-	req := mustReq(http.MethodGet, s.url+"/x")
+	old := cookieHeader(c, s.URL)
+	s.Skew.Store(int64(4*time.Minute + 30*time.Second))
+	do(t, c, mustReq(http.MethodGet, s.URL+"/x")) // spends the refresh token
+	s.Skew.Store(int64(4*time.Minute + 30*time.Second + 3*time.Minute))
+	req := mustReq(http.MethodGet, s.URL+"/x")
 	req.Header.Set("Cookie", old)
 	resp, _ := do(t, noRedirect(http.DefaultClient), req)
 	if resp.StatusCode != http.StatusUnauthorized {
@@ -87,7 +87,7 @@ func TestRefreshRefusedEndsSession(t *testing.T) {
 	if !strings.Contains(strings.Join(resp.Header.Values("Set-Cookie"), "\n"), "oidc_proxy=; Path=/; Max-Age=0") {
 		t.Errorf("the cookie was not cleared")
 	}
-	if !strings.Contains(s.logs.String(), "refresh refused: session ended") {
+	if !strings.Contains(s.Logs.String(), "refresh refused: session ended") {
 		t.Errorf("no audit line")
 	}
 }
@@ -95,21 +95,21 @@ func TestRefreshRefusedEndsSession(t *testing.T) {
 // TestRefreshWithProviderDown keeps the session going, with a warning.
 func TestRefreshWithProviderDown(t *testing.T) {
 	s, c := refreshStand(t)
-	s.opDown.Store(true)
-	s.skew.Store(int64(4*time.Minute + 30*time.Second))
+	s.OPDown.Store(true)
+	s.Skew.Store(int64(4*time.Minute + 30*time.Second))
 	for range 3 {
-		resp, body := do(t, c, mustReq(http.MethodGet, s.url+"/x"))
+		resp, body := do(t, c, mustReq(http.MethodGet, s.URL+"/x"))
 		if resp.StatusCode != 200 || !strings.Contains(body, "hello alice") {
 			t.Fatalf("with the provider down: %d", resp.StatusCode)
 		}
 	}
-	if !strings.Contains(s.logs.String(), "refresh failed; the session goes on") {
+	if !strings.Contains(s.Logs.String(), "refresh failed; the session goes on") {
 		t.Errorf("no warning in the log")
 	}
 	// Retried after the back-off, once the provider is back.
-	s.opDown.Store(false)
-	s.skew.Store(int64(4*time.Minute + 30*time.Second + time.Minute))
-	do(t, c, mustReq(http.MethodGet, s.url+"/x"))
+	s.OPDown.Store(false)
+	s.Skew.Store(int64(4*time.Minute + 30*time.Second + time.Minute))
+	do(t, c, mustReq(http.MethodGet, s.URL+"/x"))
 	if n := refreshRequests(s); n != 1 {
 		t.Errorf("%d refreshes once the provider is back, want 1", n)
 	}
@@ -119,8 +119,8 @@ func TestRefreshWithProviderDown(t *testing.T) {
 // session without a token request first.
 func TestSignOutSpendsNoRefresh(t *testing.T) {
 	s, c := refreshStand(t)
-	s.skew.Store(int64(4*time.Minute + 30*time.Second))
-	resp, _ := do(t, noRedirect(c), mustReq(http.MethodPost, s.url+"/oauth2/sign_out"))
+	s.Skew.Store(int64(4*time.Minute + 30*time.Second))
+	resp, _ := do(t, noRedirect(c), mustReq(http.MethodPost, s.URL+"/oauth2/sign_out"))
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("sign-out: %d", resp.StatusCode)
 	}

@@ -13,18 +13,18 @@ import (
 // (a sign-in after every tenth) included.
 func TestReloadsLeaveNothingRunning(t *testing.T) {
 	s := newStand(t, nil, nil)
-	alice := s.signIn("/")
-	navigate(t, alice, s.url+"/")
-	s.signIn("/") // the first generation's connections to the provider, idle now
+	alice := s.SignIn("/")
+	navigate(t, alice, s.URL+"/")
+	s.SignIn("/") // the first generation's connections to the provider, idle now
 	time.Sleep(100 * time.Millisecond)
 	before := runtime.NumGoroutine()
 	for i := range 100 {
-		if _, err := s.proxy.Reload(s.config(func(c *config.Config) { c.PublicPaths = []string{"/p" + string(rune('a'+i%26))} })); err != nil {
+		if _, err := s.Proxy.Reload(s.Config(func(c *config.Config) { c.PublicPaths = []string{"/p" + string(rune('a'+i%26))} })); err != nil {
 			t.Fatal(err)
 		}
-		navigate(t, alice, s.url+"/")
+		navigate(t, alice, s.URL+"/")
 		if i%10 == 9 {
-			s.signIn("/")
+			s.SignIn("/")
 		}
 	}
 	var after int

@@ -15,7 +15,7 @@ import (
 func metricsOf(t *testing.T, s *stand) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	s.proxy.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	s.Proxy.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	return rec.Body.String()
 }
 
@@ -24,46 +24,46 @@ func metricsOf(t *testing.T, s *stand) string {
 // already held, with no new sign-in and no new discovery.
 func TestReloadTakesEffectForHeldSessions(t *testing.T) {
 	s := newStand(t, nil, nil)
-	alice := s.signIn("/")
-	anon := s.browser()
-	if resp, _ := navigate(t, noRedirect(anon), s.url+"/explore"); resp.StatusCode != http.StatusFound {
+	alice := s.SignIn("/")
+	anon := s.Browser()
+	if resp, _ := navigate(t, noRedirect(anon), s.URL+"/explore"); resp.StatusCode != http.StatusFound {
 		t.Fatalf("/explore before the reload: %d", resp.StatusCode)
 	}
-	restart, err := s.proxy.Reload(s.config(func(c *config.Config) {
+	restart, err := s.Proxy.Reload(s.Config(func(c *config.Config) {
 		c.PublicPaths = []string{"/explore"}
 		c.Access.AllowedGroups = []string{"staff"} // alice is in admins and users
 	}))
 	if err != nil || len(restart) != 0 {
 		t.Fatalf("reload: %v %v", restart, err)
 	}
-	if resp, body := navigate(t, anon, s.url+"/explore"); resp.StatusCode != 200 || !strings.Contains(body, "hello") {
+	if resp, body := navigate(t, anon, s.URL+"/explore"); resp.StatusCode != 200 || !strings.Contains(body, "hello") {
 		t.Errorf("/explore after the reload: %d %s", resp.StatusCode, body)
 	}
-	if resp, _ := navigate(t, alice, s.url+"/"); resp.StatusCode != http.StatusForbidden {
+	if resp, _ := navigate(t, alice, s.URL+"/"); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("alice after the rule changed: %d", resp.StatusCode)
 	}
 	// And back: the same session passes again.
-	if _, err := s.proxy.Reload(s.config(func(c *config.Config) { c.Access.AllowedGroups = []string{"users"} })); err != nil {
+	if _, err := s.Proxy.Reload(s.Config(func(c *config.Config) { c.Access.AllowedGroups = []string{"users"} })); err != nil {
 		t.Fatal(err)
 	}
-	if resp, body := navigate(t, alice, s.url+"/"); resp.StatusCode != 200 || !strings.Contains(body, "hello alice") {
+	if resp, body := navigate(t, alice, s.URL+"/"); resp.StatusCode != 200 || !strings.Contains(body, "hello alice") {
 		t.Errorf("alice after the second reload: %d %s", resp.StatusCode, body)
 	}
 	// The provider client's settings apply too: a wrong client secret
 	// fails the next sign-in at the token endpoint, the right one again
 	// lets it through; discovery is kept all along.
-	if _, err := s.proxy.Reload(s.config(func(c *config.Config) { c.OIDC.ClientSecret = "not-the-secret" })); err != nil {
+	if _, err := s.Proxy.Reload(s.Config(func(c *config.Config) { c.OIDC.ClientSecret = "not-the-secret" })); err != nil {
 		t.Fatal(err)
 	}
-	c := s.browser()
-	resp, _ := navigate(t, c, s.url+"/")
+	c := s.Browser()
+	resp, _ := navigate(t, c, s.URL+"/")
 	if resp, _ := login(t, c, resp, "alice", alicePassword); resp.StatusCode != http.StatusBadGateway {
 		t.Errorf("a sign-in with the wrong client secret: %d", resp.StatusCode)
 	}
-	if _, err := s.proxy.Reload(s.config()); err != nil {
+	if _, err := s.Proxy.Reload(s.Config()); err != nil {
 		t.Fatal(err)
 	}
-	s.signIn("/")
+	s.SignIn("/")
 	m := metricsOf(t, s)
 	for _, want := range []string{
 		`oidc_proxy_config_reloads_total{result="success"} 4`,
@@ -83,8 +83,8 @@ func TestReloadTakesEffectForHeldSessions(t *testing.T) {
 // their running value and are named, and the rest applies.
 func TestReloadRefusedChangesNothing(t *testing.T) {
 	s := newStand(t, nil, nil)
-	alice := s.signIn("/")
-	_, err := s.proxy.Reload(s.config(func(c *config.Config) {
+	alice := s.SignIn("/")
+	_, err := s.Proxy.Reload(s.Config(func(c *config.Config) {
 		c.PublicPaths = []string{"/explore"}
 		c.IdentityJWT = &config.IdentityJWT{Header: "X-Id", Algorithm: "ES256", Lifetime: config.DefaultIdentityJWTLifetime,
 			KeyFiles: []string{"/nonexistent/key.pem"}, Claims: config.DefaultIdentityJWTClaims(), Audience: "x"}
@@ -92,16 +92,16 @@ func TestReloadRefusedChangesNothing(t *testing.T) {
 	if err == nil {
 		t.Fatal("a configuration with a missing key file was taken")
 	}
-	if resp, _ := navigate(t, noRedirect(s.browser()), s.url+"/explore"); resp.StatusCode != http.StatusFound {
+	if resp, _ := navigate(t, noRedirect(s.Browser()), s.URL+"/explore"); resp.StatusCode != http.StatusFound {
 		t.Errorf("the refused configuration's public path applies: %d", resp.StatusCode)
 	}
-	if resp, _ := navigate(t, alice, s.url+"/"); resp.StatusCode != 200 {
+	if resp, _ := navigate(t, alice, s.URL+"/"); resp.StatusCode != 200 {
 		t.Errorf("alice after the refused reload: %d", resp.StatusCode)
 	}
 	if m := metricsOf(t, s); !strings.Contains(m, `oidc_proxy_config_reloads_total{result="failure"} 1`) {
 		t.Errorf("the failure is not counted")
 	}
-	restart, err := s.proxy.Reload(s.config(func(c *config.Config) {
+	restart, err := s.Proxy.Reload(s.Config(func(c *config.Config) {
 		c.Listen = "127.0.0.1:1"
 		c.Session.CookieName = "other"
 		c.PublicPaths = []string{"/explore"}
@@ -109,13 +109,13 @@ func TestReloadRefusedChangesNothing(t *testing.T) {
 	if err != nil || strings.Join(restart, ",") != "listen,session.cookie_name" {
 		t.Fatalf("restart-only settings: %v %v", restart, err)
 	}
-	if got := s.proxy.Config().Session.CookieName; got != config.DefaultCookieName {
+	if got := s.Proxy.Config().Session.CookieName; got != config.DefaultCookieName {
 		t.Errorf("the cookie name changed in a running process: %q", got)
 	}
-	if resp, _ := navigate(t, alice, s.url+"/"); resp.StatusCode != 200 {
+	if resp, _ := navigate(t, alice, s.URL+"/"); resp.StatusCode != 200 {
 		t.Errorf("alice's cookie after the reload: %d", resp.StatusCode)
 	}
-	if resp, _ := navigate(t, s.browser(), s.url+"/explore"); resp.StatusCode != 200 {
+	if resp, _ := navigate(t, s.Browser(), s.URL+"/explore"); resp.StatusCode != 200 {
 		t.Errorf("the rest of the reload did not apply: %d", resp.StatusCode)
 	}
 }
@@ -125,23 +125,23 @@ func TestReloadRefusedChangesNothing(t *testing.T) {
 // them, without a restart.
 func TestReloadRotatesSecretsLive(t *testing.T) {
 	s := newStand(t, nil, nil)
-	old := s.signIn("/")
+	old := s.SignIn("/")
 	const next = "the-next-session-secret-0123456789abcdef"
-	if _, err := s.proxy.Reload(s.config(func(c *config.Config) { c.Session.Secret = config.Secrets{next, sessionSecret} })); err != nil {
+	if _, err := s.Proxy.Reload(s.Config(func(c *config.Config) { c.Session.Secret = config.Secrets{next, sessionSecret} })); err != nil {
 		t.Fatal(err)
 	}
-	if resp, body := navigate(t, old, s.url+"/"); resp.StatusCode != 200 || !strings.Contains(body, "hello alice") {
+	if resp, body := navigate(t, old, s.URL+"/"); resp.StatusCode != 200 || !strings.Contains(body, "hello alice") {
 		t.Fatalf("an old cookie after the rotation: %d", resp.StatusCode)
 	}
-	fresh := s.signIn("/")
+	fresh := s.SignIn("/")
 	// Only the new secret now: the fresh cookie works, the old one not.
-	if _, err := s.proxy.Reload(s.config(func(c *config.Config) { c.Session.Secret = config.Secrets{next} })); err != nil {
+	if _, err := s.Proxy.Reload(s.Config(func(c *config.Config) { c.Session.Secret = config.Secrets{next} })); err != nil {
 		t.Fatal(err)
 	}
-	if resp, _ := navigate(t, fresh, s.url+"/"); resp.StatusCode != 200 {
+	if resp, _ := navigate(t, fresh, s.URL+"/"); resp.StatusCode != 200 {
 		t.Errorf("a cookie written after the rotation: %d", resp.StatusCode)
 	}
-	if resp, _ := navigate(t, noRedirect(old), s.url+"/"); resp.StatusCode != http.StatusFound {
+	if resp, _ := navigate(t, noRedirect(old), s.URL+"/"); resp.StatusCode != http.StatusFound {
 		t.Errorf("a cookie of the removed secret: %d", resp.StatusCode)
 	}
 }
@@ -181,8 +181,8 @@ func TestReloadAddsARoute(t *testing.T) {
 // one completes; new requests follow the new configuration.
 func TestReloadKeepsConnections(t *testing.T) {
 	s := newStand(t, nil, nil)
-	c := s.signIn("/")
-	s.handle(func(w http.ResponseWriter, r *http.Request) {
+	c := s.SignIn("/")
+	s.Handle(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			time.Sleep(500 * time.Millisecond)
 			io.WriteString(w, "slow done")
@@ -194,7 +194,7 @@ func TestReloadKeepsConnections(t *testing.T) {
 	br.ReadString('\n')
 	slow := make(chan string, 1)
 	go func() {
-		resp, err := c.Get(s.url + "/slow")
+		resp, err := c.Get(s.URL + "/slow")
 		if err != nil {
 			slow <- err.Error()
 			return
@@ -205,7 +205,7 @@ func TestReloadKeepsConnections(t *testing.T) {
 	}()
 	time.Sleep(100 * time.Millisecond)
 	for i := range 5 {
-		if _, err := s.proxy.Reload(s.config(func(c *config.Config) {
+		if _, err := s.Proxy.Reload(s.Config(func(c *config.Config) {
 			c.PublicPaths = []string{fmt.Sprintf("/p%d", i)}
 		})); err != nil {
 			t.Fatal(err)

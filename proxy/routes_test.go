@@ -31,7 +31,7 @@ type app struct {
 func newApp(t *testing.T, name string) *app {
 	a := &app{name: name}
 	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a.record(r)
+		a.Record(r)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, "<!doctype html><title>%[1]s</title><h1 id=\"app\">%[1]s for %[2]q %[3]q at %[4]s</h1>", a.name, r.Header.Get("Remote-User"), r.Header.Get("X-Webauth-User"), r.URL.Path)
 	}))
@@ -221,7 +221,7 @@ func TestRoutesServeByHostAndPath(t *testing.T) {
 	// Requests no route serves: 404 and nothing forwarded.
 	before := 0
 	for _, a := range rs.apps {
-		before += a.count()
+		before += a.Count()
 	}
 	for _, tc := range []struct{ host, path string }{
 		{"unknown.localhost", "/"},
@@ -256,7 +256,7 @@ func TestRoutesServeByHostAndPath(t *testing.T) {
 	}
 	after := 0
 	for _, a := range rs.apps {
-		after += a.count()
+		after += a.Count()
 	}
 	if after != before {
 		t.Errorf("requests for no route reached an app: %d before, %d after", before, after)
@@ -320,10 +320,10 @@ func TestRoutesOneSignInPolicyPerRoute(t *testing.T) {
 			t.Errorf("%s after signing in at notes: %d at %s: %s", host, resp.StatusCode, resp.Request.URL, body)
 		}
 	}
-	if h := rs.apps["grafana"].last().Header; h.Get("X-Webauth-User") != "alice" || h.Get("Remote-User") != "" {
+	if h := rs.apps["grafana"].Last().Header; h.Get("X-Webauth-User") != "alice" || h.Get("Remote-User") != "" {
 		t.Errorf("grafana's headers are its own mapping: %v", h)
 	}
-	if h := rs.apps["admin"].last().Header; h.Get("Remote-User") != "alice" || h.Get("Remote-Groups") != "admins,users" {
+	if h := rs.apps["admin"].Last().Header; h.Get("Remote-User") != "alice" || h.Get("Remote-Groups") != "admins,users" {
 		t.Errorf("admin's headers are the default mapping: %v", h)
 	}
 	// bob: not in admins. 403 at admin, served elsewhere, one session.
@@ -332,13 +332,13 @@ func TestRoutesOneSignInPolicyPerRoute(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "bob") {
 		t.Fatalf("bob at admin: %d %s", resp.StatusCode, body)
 	}
-	n := rs.apps["admin"].count()
+	n := rs.apps["admin"].Count()
 	for range 2 {
 		if resp, _ := navigate(t, bob, rs.url("admin.localhost", "/x")); resp.StatusCode != http.StatusForbidden {
 			t.Errorf("bob at admin again: %d", resp.StatusCode)
 		}
 	}
-	if rs.apps["admin"].count() != n {
+	if rs.apps["admin"].Count() != n {
 		t.Errorf("a refused request reached admin")
 	}
 	resp, body = navigate(t, bob, rs.url("grafana.localhost", "/"))
@@ -599,13 +599,13 @@ func TestRoutesMetricsCheckAndCookies(t *testing.T) {
 // plant a session in a browser); its own cookies pass.
 func TestUpstreamCannotSetTheProxysCookies(t *testing.T) {
 	s := newStand(t, nil, nil)
-	c := s.signIn("/")
-	s.handle(func(w http.ResponseWriter, r *http.Request) {
+	c := s.SignIn("/")
+	s.Handle(func(w http.ResponseWriter, r *http.Request) {
 		for _, v := range []string{"oidc_proxy=planted; Path=/", "OIDC_PROXY_1=planted", "oidc_proxy_login_abc=x; Domain=example.com", "app=kept; Path=/", "oidc_proxyx=kept"} {
 			w.Header().Add("Set-Cookie", v)
 		}
 	})
-	resp, _ := do(t, noRedirect(c), mustReq(http.MethodGet, s.url+"/"))
+	resp, _ := do(t, noRedirect(c), mustReq(http.MethodGet, s.URL+"/"))
 	got := strings.Join(resp.Header.Values("Set-Cookie"), "\n")
 	if strings.Contains(got, "planted") || strings.Contains(got, "oidc_proxy_login_abc") || !strings.Contains(got, "app=kept") || !strings.Contains(got, "oidc_proxyx=kept") {
 		t.Errorf("Set-Cookie that reached the browser:\n%s", got)

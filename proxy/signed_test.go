@@ -79,10 +79,10 @@ func verifyAssertion(t *testing.T, v *oidc.IDTokenVerifier, token string) (*oidc
 
 func TestSignedIdentityVerifiesWithTheKeySet(t *testing.T) {
 	s := newStand(t, signing("", jwtKey(t)), nil)
-	c := s.signIn("/")
-	token := s.lastSeen().Header.Get(assertionHeader)
-	idt, claims := verifyAssertion(t, appVerifier(s.url, s.url, s.url, nil), token)
-	if idt.Subject != s.alice.Subject() || claims.User != "alice" || claims.Email != "alice@example.com" ||
+	c := s.SignIn("/")
+	token := s.LastSeen().Header.Get(assertionHeader)
+	idt, claims := verifyAssertion(t, appVerifier(s.URL, s.URL, s.URL, nil), token)
+	if idt.Subject != s.Alice.Subject() || claims.User != "alice" || claims.Email != "alice@example.com" ||
 		claims.Name != "Alice Liddell" || len(claims.Groups) != 2 || claims.Groups[0] != "admins" {
 		t.Errorf("sub %q, claims %+v", idt.Subject, claims)
 	}
@@ -90,23 +90,23 @@ func TestSignedIdentityVerifiesWithTheKeySet(t *testing.T) {
 		t.Errorf("lifetime %s", d)
 	}
 	// The same session reuses its token: signing is not per request.
-	do(t, c, mustReq(http.MethodGet, s.url+"/again"))
-	if again := s.lastSeen().Header.Get(assertionHeader); again != token {
+	do(t, c, mustReq(http.MethodGet, s.URL+"/again"))
+	if again := s.LastSeen().Header.Get(assertionHeader); again != token {
 		t.Errorf("a second request got a new token")
 	}
-	resp, body := do(t, http.DefaultClient, mustReq(http.MethodGet, s.url+"/oauth2/jwks.json"))
+	resp, body := do(t, http.DefaultClient, mustReq(http.MethodGet, s.URL+"/oauth2/jwks.json"))
 	if resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "public, max-age=300" || strings.Contains(body, `"d"`) {
 		t.Errorf("jwks: %d %q %s", resp.StatusCode, resp.Header.Get("Cache-Control"), body)
 	}
 	// Forward-auth answers with it too.
 	req := httptest.NewRequest(http.MethodGet, "/oauth2/auth", nil)
-	req.Header.Set("Cookie", cookieHeader(c, s.url))
+	req.Header.Set("Cookie", cookieHeader(c, s.URL))
 	rec := httptest.NewRecorder()
-	s.proxy.ServeHTTP(rec, req)
+	s.Proxy.ServeHTTP(rec, req)
 	if rec.Code != http.StatusAccepted {
 		t.Fatalf("forward-auth: %d", rec.Code)
 	}
-	verifyAssertion(t, appVerifier(s.url, s.url, s.url, nil), rec.Header().Get(assertionHeader))
+	verifyAssertion(t, appVerifier(s.URL, s.URL, s.URL, nil), rec.Header().Get(assertionHeader))
 }
 
 // TestSignedIdentityKeyRotation: keys [new, old] sign with new and still
@@ -114,19 +114,19 @@ func TestSignedIdentityVerifiesWithTheKeySet(t *testing.T) {
 func TestSignedIdentityKeyRotation(t *testing.T) {
 	oldKey, newKey := jwtKey(t), jwtKey(t)
 	s := newStand(t, signing("", oldKey), nil)
-	c := s.signIn("/")
-	oldToken := s.lastSeen().Header.Get(assertionHeader)
-	rotated := s.replica(signing(s.url, newKey, oldKey))
-	v := appVerifier(rotated, s.url, s.url, nil)
+	c := s.SignIn("/")
+	oldToken := s.LastSeen().Header.Get(assertionHeader)
+	rotated := replicaOf(s, signing(s.URL, newKey, oldKey))
+	v := appVerifier(rotated, s.URL, s.URL, nil)
 	verifyAssertion(t, v, oldToken)
-	get(t, rotated, "/x", cookieHeader(c, s.url))
-	newToken := s.lastSeen().Header.Get(assertionHeader)
+	get(t, rotated, "/x", cookieHeader(c, s.URL))
+	newToken := s.LastSeen().Header.Get(assertionHeader)
 	if newToken == oldToken {
 		t.Fatal("the rotated replica sent the old token")
 	}
 	verifyAssertion(t, v, newToken)
 	// The old key set alone does not know the new key.
-	if _, err := appVerifier(s.url, s.url, s.url, nil).Verify(t.Context(), newToken); err == nil {
+	if _, err := appVerifier(s.URL, s.URL, s.URL, nil).Verify(t.Context(), newToken); err == nil {
 		t.Error("a token of the new key verified against the old key set")
 	}
 }
@@ -135,10 +135,10 @@ func TestSignedIdentityKeyRotation(t *testing.T) {
 // by another's verifier.
 func TestSignedIdentityAudience(t *testing.T) {
 	s := newStand(t, signing("https://grafana.example.com", jwtKey(t)), nil)
-	s.signIn("/")
-	token := s.lastSeen().Header.Get(assertionHeader)
-	verifyAssertion(t, appVerifier(s.url, s.url, "https://grafana.example.com", nil), token)
-	if _, err := appVerifier(s.url, s.url, "https://memos.example.com", nil).Verify(t.Context(), token); err == nil {
+	s.SignIn("/")
+	token := s.LastSeen().Header.Get(assertionHeader)
+	verifyAssertion(t, appVerifier(s.URL, s.URL, "https://grafana.example.com", nil), token)
+	if _, err := appVerifier(s.URL, s.URL, "https://memos.example.com", nil).Verify(t.Context(), token); err == nil {
 		t.Error("another application's verifier accepted the token")
 	}
 }
@@ -154,26 +154,26 @@ func TestSignedIdentityNeverFromClients(t *testing.T) {
 			edit = func(c *config.Config) { c.PublicPaths = []string{"/explore"}; signing("", key)(c) }
 		}
 		s := newStand(t, edit, nil)
-		c := s.signIn("/")
-		for _, cookie := range []string{cookieHeader(c, s.url), ""} {
+		c := s.SignIn("/")
+		for _, cookie := range []string{cookieHeader(c, s.URL), ""} {
 			for _, path := range []string{"/private", "/explore"} {
 				for _, name := range []string{"X-Oidc-Proxy-Assertion", "x-oidc-proxy-assertion", "X_Oidc_Proxy_Assertion", "X.Oidc.Proxy.Assertion"} {
-					req := mustReq(http.MethodGet, s.url+path)
+					req := mustReq(http.MethodGet, s.URL+path)
 					req.Header[name] = []string{"forged"}
 					if cookie != "" {
 						req.Header.Set("Cookie", cookie)
 					}
-					before := s.seenCount()
+					before := s.SeenCount()
 					do(t, noRedirect(http.DefaultClient), req)
-					if s.seenCount() == before {
+					if s.SeenCount() == before {
 						continue // not forwarded at all
 					}
-					for k, v := range s.lastSeen().Header {
+					for k, v := range s.LastSeen().Header {
 						if strings.Contains(strings.Join(v, ","), "forged") {
 							t.Errorf("on=%v, %s %s with cookie=%v: the upstream got %s: %v", on, name, path, cookie != "", k, v)
 						}
 					}
-					got := s.lastSeen().Header.Get(assertionHeader)
+					got := s.LastSeen().Header.Get(assertionHeader)
 					if wantToken := on && cookie != ""; (got != "") != wantToken { // a signed-in user is one on public paths too
 						t.Errorf("on=%v, %s with cookie=%v: token %q", on, path, cookie != "", got)
 					}
@@ -190,17 +190,17 @@ func TestSignedIdentityAfterRefresh(t *testing.T) {
 		c.OIDC.Scopes = []string{"openid", "profile", "email", "groups", "offline_access"}
 		signing("", jwtKey(t))(c)
 	}, nil)
-	c := s.signIn("/")
-	first := s.lastSeen().Header.Get(assertionHeader)
-	s.alice.Name = "Alice Renamed"
-	s.skew.Store(int64(4*time.Minute + 30*time.Second))
-	do(t, c, mustReq(http.MethodGet, s.url+"/x"))
-	renewed := s.lastSeen().Header.Get(assertionHeader)
+	c := s.SignIn("/")
+	first := s.LastSeen().Header.Get(assertionHeader)
+	s.Alice.Name = "Alice Renamed"
+	s.Skew.Store(int64(4*time.Minute + 30*time.Second))
+	do(t, c, mustReq(http.MethodGet, s.URL+"/x"))
+	renewed := s.LastSeen().Header.Get(assertionHeader)
 	if renewed == first {
 		t.Fatal("the refreshed session kept its token")
 	}
-	skewed := func() time.Time { return time.Now().Add(time.Duration(s.skew.Load())) }
-	_, claims := verifyAssertion(t, appVerifier(s.url, s.url, s.url, skewed), renewed)
+	skewed := func() time.Time { return time.Now().Add(time.Duration(s.Skew.Load())) }
+	_, claims := verifyAssertion(t, appVerifier(s.URL, s.URL, s.URL, skewed), renewed)
 	if claims.Name != "Alice Renamed" {
 		t.Errorf("the renewed token names %q", claims.Name)
 	}
@@ -211,13 +211,13 @@ func TestSignedIdentityAfterRefresh(t *testing.T) {
 func TestSignedIdentityWithTheMemosBridge(t *testing.T) {
 	key := jwtKey(t)
 	s, _, _ := bridgeStand(t, func(c *config.Config) { signing("", key)(c) })
-	c := s.browser()
-	resp, _ := navigate(t, c, s.url+"/")
+	c := s.Browser()
+	resp, _ := navigate(t, c, s.URL+"/")
 	if resp, _ = login(t, c, resp, "alice", alicePassword); resp.StatusCode != 200 {
 		t.Fatalf("sign-in through the bridge: %d", resp.StatusCode)
 	}
-	verifyAssertion(t, appVerifier(s.url, s.url, s.url, nil), s.lastSeen().Header.Get(assertionHeader))
-	if user, _ := memosWhoAmI(t, c, s.url); user != "alice" {
+	verifyAssertion(t, appVerifier(s.URL, s.URL, s.URL, nil), s.LastSeen().Header.Get(assertionHeader))
+	if user, _ := memosWhoAmI(t, c, s.URL); user != "alice" {
 		t.Errorf("signed into Memos as %q, want alice", user)
 	}
 }

@@ -65,7 +65,7 @@ func newAttacker(s *stand) *attacker {
 
 // begin starts a sign-in from addr: its state and login cookie.
 func (a *attacker) begin(t *testing.T, addr string) (state, cookie string) {
-	req, _ := http.NewRequest(http.MethodGet, a.s.url+"/oauth2/start?rd=%2F", nil)
+	req, _ := http.NewRequest(http.MethodGet, a.s.URL+"/oauth2/start?rd=%2F", nil)
 	req.Header.Set("X-Forwarded-For", addr)
 	resp, err := a.c.Do(req)
 	if err != nil {
@@ -82,8 +82,8 @@ func (a *attacker) begin(t *testing.T, addr string) (state, cookie string) {
 
 // complete sends the callback of state with a made-up code from addr.
 func (a *attacker) complete(t *testing.T, addr, state, cookie string) *http.Response {
-	q := url.Values{"state": {state}, "code": {"made-up-" + state[:8]}, "iss": {a.s.issuer}}
-	req, _ := http.NewRequest(http.MethodGet, a.s.url+"/oauth2/callback?"+q.Encode(), nil)
+	q := url.Values{"state": {state}, "code": {"made-up-" + state[:8]}, "iss": {a.s.Issuer}}
+	req, _ := http.NewRequest(http.MethodGet, a.s.URL+"/oauth2/callback?"+q.Encode(), nil)
 	req.Header.Set("X-Forwarded-For", addr)
 	req.Header.Set("Cookie", cookie)
 	resp, err := a.c.Do(req)
@@ -113,8 +113,8 @@ func parallel(n, workers int, f func(i int)) {
 // lands on the app at once.
 func signInFrom(t *testing.T, s *stand, addr string) *http.Client {
 	t.Helper()
-	c := fromAddr(s.browser(), addr)
-	resp, _ := navigate(t, c, s.url+"/")
+	c := fromAddr(s.Browser(), addr)
+	resp, _ := navigate(t, c, s.URL+"/")
 	resp, body := login(t, c, resp, "alice", alicePassword)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "hello alice") {
 		t.Fatalf("a real user's sign-in from %s ended at %s with %d", addr, resp.Request.URL, resp.StatusCode)
@@ -176,16 +176,16 @@ func TestSignInFloodLeavesUsersIn(t *testing.T) {
 			a := newAttacker(s)
 			start := time.Now()
 			sh.run(t, a)
-			total := s.op.TokenFailuresTotal()
+			total := s.OP.TokenFailuresTotal()
 			t.Logf("%d completions in %s: the provider answered %d token requests other than 200 (%d requests in all)",
-				floodSize, time.Since(start).Round(time.Millisecond), total, s.op.TokenRequests.Load())
+				floodSize, time.Since(start).Round(time.Millisecond), total, s.OP.TokenRequests.Load())
 			if sh.addrs != nil {
 				sum := 0
 				seen := map[string]bool{}
 				for i := range floodSize {
 					if addr := sh.addrs(i); !seen[addr] {
 						seen[addr] = true
-						sum += s.op.TokenFailures(addr)
+						sum += s.OP.TokenFailures(addr)
 					}
 				}
 				if sum > sh.perClient {
@@ -194,11 +194,11 @@ func TestSignInFloodLeavesUsersIn(t *testing.T) {
 			} else if total > floodSize {
 				t.Errorf("the provider saw %d failures for %d completions", total, floodSize)
 			}
-			if n := s.op.TokenFailures("127.0.0.1"); n != 0 {
+			if n := s.OP.TokenFailures("127.0.0.1"); n != 0 {
 				t.Errorf("%d failures were charged to the proxy's own address", n)
 			}
 			for i := 0; i < floodSize && sh.addrs != nil; i++ {
-				if n := s.op.RateLimited(sh.addrs(i)); n > 0 {
+				if n := s.OP.RateLimited(sh.addrs(i)); n > 0 {
 					t.Errorf("the provider's limit was reached for %s (%d × 429)", sh.addrs(i), n)
 					break
 				}
@@ -206,8 +206,8 @@ func TestSignInFloodLeavesUsersIn(t *testing.T) {
 			// A real user signs in at once, and a signed-in one refreshes.
 			signInFrom(t, s, "203.0.113.6")
 			refreshes := refreshRequests(s)
-			s.skew.Store(int64(4*time.Minute + 30*time.Second))
-			resp, _ := do(t, before, mustReq(http.MethodGet, s.url+"/after"))
+			s.Skew.Store(int64(4*time.Minute + 30*time.Second))
+			resp, _ := do(t, before, mustReq(http.MethodGet, s.URL+"/after"))
 			if resp.StatusCode != http.StatusOK || refreshRequests(s) != refreshes+1 {
 				t.Errorf("the signed-in user after the flood: %d, %d refreshes", resp.StatusCode, refreshRequests(s)-refreshes)
 			}
@@ -228,7 +228,7 @@ func TestSignInClientLimit(t *testing.T) {
 	if last.StatusCode != http.StatusTooManyRequests || last.Header.Get("Retry-After") == "" {
 		t.Fatalf("the 8th failed completion: %d, Retry-After %q", last.StatusCode, last.Header.Get("Retry-After"))
 	}
-	if n := s.op.TokenFailures("198.51.100.20"); n != 5 {
+	if n := s.OP.TokenFailures("198.51.100.20"); n != 5 {
 		t.Errorf("the provider saw %d failures, want 5", n)
 	}
 	// The same state again, once the client may try again: spent.
@@ -237,7 +237,7 @@ func TestSignInClientLimit(t *testing.T) {
 	if resp := a.complete(t, "198.51.100.21", st, ck); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("a replayed state: %d", resp.StatusCode)
 	}
-	if n := s.op.TokenFailures("198.51.100.21"); n != 1 {
+	if n := s.OP.TokenFailures("198.51.100.21"); n != 1 {
 		t.Errorf("the provider saw %d exchanges of one state", n)
 	}
 	if m := metricsText(s); !strings.Contains(m, `oidc_proxy_sign_ins_total{reason="client_limit",result="failure"}`) ||
@@ -245,7 +245,7 @@ func TestSignInClientLimit(t *testing.T) {
 		t.Errorf("metrics:\n%s", grepLines(m, "sign_ins"))
 	}
 	// One log line for the lot, not one per refusal.
-	if n := strings.Count(s.logs.String(), "sign-in completions are being limited"); n != 1 {
+	if n := strings.Count(s.Logs.String(), "sign-in completions are being limited"); n != 1 {
 		t.Errorf("%d log lines about the limit", n)
 	}
 }
@@ -258,9 +258,9 @@ func TestSignInClientLimit(t *testing.T) {
 func TestProviderRateLimit(t *testing.T) {
 	s := floodStand(t)
 	signedIn := signInFrom(t, s, "203.0.113.5")
-	s.op.Exhaust("203.0.113.9")
-	c := fromAddr(s.browser(), "203.0.113.9")
-	resp, _ := navigate(t, c, s.url+"/")
+	s.OP.Exhaust("203.0.113.9")
+	c := fromAddr(s.Browser(), "203.0.113.9")
+	resp, _ := navigate(t, c, s.URL+"/")
 	resp, body := login(t, c, resp, "alice", alicePassword)
 	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(body, "briefly unavailable") {
 		t.Fatalf("sign-in at the provider's limit: %d %s", resp.StatusCode, body)
@@ -272,26 +272,26 @@ func TestProviderRateLimit(t *testing.T) {
 		t.Errorf("the page does not say when to try again: %s", body)
 	}
 	// Once more: the proxy knows, the provider is not asked.
-	before := s.op.RateLimited("203.0.113.9")
-	resp, _ = navigate(t, c, s.url+"/")
+	before := s.OP.RateLimited("203.0.113.9")
+	resp, _ = navigate(t, c, s.URL+"/")
 	resp, _ = login(t, c, resp, "alice", alicePassword)
-	if resp.StatusCode != http.StatusTooManyRequests || s.op.RateLimited("203.0.113.9") != before {
-		t.Errorf("a second try: %d, the provider asked again (%d → %d)", resp.StatusCode, before, s.op.RateLimited("203.0.113.9"))
+	if resp.StatusCode != http.StatusTooManyRequests || s.OP.RateLimited("203.0.113.9") != before {
+		t.Errorf("a second try: %d, the provider asked again (%d → %d)", resp.StatusCode, before, s.OP.RateLimited("203.0.113.9"))
 	}
 	// Others sign in; the signed-in user is served.
 	signInFrom(t, s, "203.0.113.10")
-	if resp, _ := do(t, signedIn, mustReq(http.MethodGet, s.url+"/x")); resp.StatusCode != http.StatusOK {
+	if resp, _ := do(t, signedIn, mustReq(http.MethodGet, s.URL+"/x")); resp.StatusCode != http.StatusOK {
 		t.Errorf("a signed-in user: %d", resp.StatusCode)
 	}
 	// The proxy's own address (refreshes) limited: served, no retry into it.
-	s.op.Exhaust("127.0.0.1")
-	s.skew.Store(int64(4*time.Minute + 30*time.Second))
+	s.OP.Exhaust("127.0.0.1")
+	s.Skew.Store(int64(4*time.Minute + 30*time.Second))
 	for range 5 {
-		if resp, _ := do(t, signedIn, mustReq(http.MethodGet, s.url+"/y")); resp.StatusCode != http.StatusOK {
+		if resp, _ := do(t, signedIn, mustReq(http.MethodGet, s.URL+"/y")); resp.StatusCode != http.StatusOK {
 			t.Errorf("a session due for refresh with the provider limiting: %d", resp.StatusCode)
 		}
 	}
-	if n := s.op.RateLimited("127.0.0.1"); n != 1 {
+	if n := s.OP.RateLimited("127.0.0.1"); n != 1 {
 		t.Errorf("%d refreshes sent into the provider's 429, want 1", n)
 	}
 	m := metricsText(s)
@@ -300,13 +300,13 @@ func TestProviderRateLimit(t *testing.T) {
 			t.Errorf("metrics lack %s:\n%s", want, grepLines(m, "oidc_proxy_"))
 		}
 	}
-	if !strings.Contains(s.logs.String(), "the provider is rate-limiting the proxy") {
+	if !strings.Contains(s.Logs.String(), "the provider is rate-limiting the proxy") {
 		t.Errorf("no log line for the refresh's 429")
 	}
 }
 
 func metricsText(s *stand) string {
 	rec := httptest.NewRecorder()
-	s.proxy.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	s.Proxy.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	return rec.Body.String()
 }

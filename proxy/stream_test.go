@@ -25,8 +25,8 @@ import (
 func TestServerSentEventsFlowUnbuffered(t *testing.T) {
 	s := newStand(t, nil, nil)
 	release := make(chan struct{})
-	c := s.signIn("/")
-	s.handle(func(w http.ResponseWriter, r *http.Request) {
+	c := s.SignIn("/")
+	s.Handle(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("X-Accel-Buffering", "no")
 		fmt.Fprintf(w, "data: first for %s\n\n", r.Header.Get("Remote-User"))
@@ -34,7 +34,7 @@ func TestServerSentEventsFlowUnbuffered(t *testing.T) {
 		<-release // the stream stays open until the client has read the first event
 		fmt.Fprint(w, "data: second\n\n")
 	})
-	req := mustReq(http.MethodGet, s.url+"/api/v1/sse")
+	req := mustReq(http.MethodGet, s.URL+"/api/v1/sse")
 	req.Header.Set("Accept", "text/event-stream")
 	resp, err := c.Do(req)
 	if err != nil {
@@ -55,8 +55,8 @@ func TestServerSentEventsFlowUnbuffered(t *testing.T) {
 
 func TestWebSocketUpgradePasses(t *testing.T) {
 	s := newStand(t, nil, nil)
-	c := s.signIn("/")
-	s.handle(wsEcho)
+	c := s.SignIn("/")
+	s.Handle(wsEcho)
 	conn, br := openWebSocket(t, s, c)
 	line, _ := br.ReadString('\n')
 	if line != "user=alice\n" {
@@ -66,7 +66,7 @@ func TestWebSocketUpgradePasses(t *testing.T) {
 	if line, _ := br.ReadString('\n'); line != "ping\n" {
 		t.Errorf("echo: %q", line)
 	}
-	if h := s.lastSeen().Header; len(h.Values("Remote-User")) != 1 || h.Get("Remote_User") != "" {
+	if h := s.LastSeen().Header; len(h.Values("Remote-User")) != 1 || h.Get("Remote_User") != "" {
 		t.Errorf("spoofed identity on the upgrade: %v", h)
 	}
 }
@@ -95,13 +95,13 @@ func wsEcho(w http.ResponseWriter, r *http.Request) {
 // (and forged identity headers) and returns it past the 101.
 func openWebSocket(t *testing.T, s *stand, c *http.Client) (net.Conn, *bufio.Reader) {
 	t.Helper()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	var cookies []string
-	for _, ck := range sessionCookies(c, s.url) {
+	for _, ck := range sessionCookies(c, s.URL) {
 		cookies = append(cookies, ck.Name+"="+ck.Value)
 	}
 	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
@@ -138,15 +138,15 @@ func TestLargeUploadStreams(t *testing.T) {
 	const size = 200 << 20
 	s := newStand(t, nil, nil)
 	var got atomic.Int64
-	c := s.signIn("/")
-	s.handle(func(w http.ResponseWriter, r *http.Request) {
+	c := s.SignIn("/")
+	s.Handle(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		got.Store(n)
 	})
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	req, _ := http.NewRequest(http.MethodPost, s.url+"/api/v1/attachments", &zeros{size})
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/api/v1/attachments", &zeros{size})
 	req.ContentLength = size
 	resp, _ := do(t, c, req)
 	runtime.ReadMemStats(&after)
@@ -162,15 +162,15 @@ func TestLargeUploadStreams(t *testing.T) {
 
 func TestUpstreamDownGives502(t *testing.T) {
 	s := newStand(t, nil, nil)
-	c := s.signIn("/")
-	s.upstream.Close()
-	req := mustReq(http.MethodGet, s.url+"/x")
+	c := s.SignIn("/")
+	s.Upstream.Close()
+	req := mustReq(http.MethodGet, s.URL+"/x")
 	req.Header.Set("Accept", "text/html")
 	resp, body := do(t, c, req)
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "not answering") {
 		t.Errorf("upstream down: %d %s", resp.StatusCode, body)
 	}
-	if resp, _ := do(t, c, mustReq(http.MethodGet, s.url+"/oauth2/healthz")); resp.StatusCode != 200 {
+	if resp, _ := do(t, c, mustReq(http.MethodGet, s.URL+"/oauth2/healthz")); resp.StatusCode != 200 {
 		t.Errorf("the proxy stopped serving: %d", resp.StatusCode)
 	}
 }
@@ -254,27 +254,27 @@ func scrape(t *testing.T, p *proxy.Proxy) string {
 
 func TestMetrics(t *testing.T) {
 	s := newStand(t, nil, nil)
-	c := s.signIn("/")
-	do(t, http.DefaultClient, mustReq(http.MethodGet, s.url+"/api"))
+	c := s.SignIn("/")
+	do(t, http.DefaultClient, mustReq(http.MethodGet, s.URL+"/api"))
 	release := make(chan struct{})
-	s.handle(func(w http.ResponseWriter, r *http.Request) {
+	s.Handle(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		io.WriteString(w, "data: x\n\n")
 		w.(http.Flusher).Flush()
 		<-release
 	})
-	resp, err := c.Get(s.url + "/api/v1/sse")
+	resp, err := c.Get(s.URL + "/api/v1/sse")
 	if err != nil {
 		t.Fatal(err)
 	}
 	bufio.NewReader(resp.Body).ReadString('\n')
-	during := scrape(t, s.proxy.Proxy)
+	during := scrape(t, s.Proxy.Proxy)
 	close(release)
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	var after string
 	for range 100 { // the handler finishes just after the body ends
-		if after = scrape(t, s.proxy.Proxy); strings.Contains(after, "oidc_proxy_streams_active 0") {
+		if after = scrape(t, s.Proxy.Proxy); strings.Contains(after, "oidc_proxy_streams_active 0") {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)

@@ -18,7 +18,7 @@ func guideProvider(s *stand, id, identifier string) json.RawMessage {
 	b, _ := json.Marshal(map[string]any{"name": "identity-providers/" + id, "type": "OAUTH2", "title": "Authelia " + id,
 		"config": map[string]any{"oauth2Config": map[string]any{
 			"clientId": "memos-guide", "clientSecret": "guide-secret",
-			"authUrl": s.issuer + "/authorize", "tokenUrl": s.issuer + "/oauth/token", "userInfoUrl": s.issuer + "/userinfo",
+			"authUrl": s.Issuer + "/authorize", "tokenUrl": s.Issuer + "/oauth/token", "userInfoUrl": s.Issuer + "/userinfo",
 			"scopes": []string{"openid", "profile", "email"}, "fieldMapping": map[string]string{"identifier": identifier, "displayName": "name", "email": "email"},
 		}}})
 	return b
@@ -35,12 +35,12 @@ func TestTakeoverWithTheStandIn(t *testing.T) {
 	usersBefore := len(fm.Users)
 	fm.Mu.Unlock()
 
-	did, err := s.proxy.RegisterWithMemos(t.Context())
+	did, err := s.Proxy.RegisterWithMemos(t.Context())
 	if err != nil || !strings.Contains(did, "took over Memos's identity provider identity-providers/guide") {
 		t.Fatalf("registration: %q %v", did, err)
 	}
-	if !strings.Contains(s.logs.String(), "links users by another claim; left alone") {
-		t.Errorf("the provider linking by email was not named:\n%s", grepLines(s.logs.String(), "memos bridge"))
+	if !strings.Contains(s.Logs.String(), "links users by another claim; left alone") {
+		t.Errorf("the provider linking by email was not named:\n%s", grepLines(s.Logs.String(), "memos bridge"))
 	}
 	fm.Mu.Lock()
 	byEmail := string(fm.IdPs["identity-providers/by-email"])
@@ -48,11 +48,11 @@ func TestTakeoverWithTheStandIn(t *testing.T) {
 	if byEmail != string(guideProvider(s, "by-email", "email")) {
 		t.Errorf("the provider linking by email changed: %s", byEmail)
 	}
-	c := s.browser()
-	if resp, _ := s.signInAs(c, "/", "alice", alicePassword); resp.StatusCode != 200 {
+	c := s.Browser()
+	if resp, _ := signInAs(s, c, "/", "alice", alicePassword); resp.StatusCode != 200 {
 		t.Fatalf("alice's sign-in: %d", resp.StatusCode)
 	}
-	if name, _ := memosWhoAmI(t, c, s.url); name != "alice" {
+	if name, _ := memosWhoAmI(t, c, s.URL); name != "alice" {
 		t.Errorf("alice through the proxy is %q", name)
 	}
 	fm.Mu.Lock()
@@ -63,14 +63,14 @@ func TestTakeoverWithTheStandIn(t *testing.T) {
 	}
 	// Registering again (a restart): the same provider, found as the
 	// bridge's own now.
-	if did, err := s.proxy.RegisterWithMemos(t.Context()); err != nil || did != "updated identity-providers/guide" {
+	if did, err := s.Proxy.RegisterWithMemos(t.Context()); err != nil || did != "updated identity-providers/guide" {
 		t.Errorf("again: %q %v", did, err)
 	}
 	// A second provider of the same issuer and claim appears: refused, both named.
 	fm.Mu.Lock()
 	fm.IdPs["identity-providers/guide-2"] = guideProvider(s, "guide-2", "preferred_username")
 	fm.Mu.Unlock()
-	if _, err := s.proxy.RegisterWithMemos(t.Context()); err == nil || !strings.Contains(err.Error(), "identity-providers/guide-2") {
+	if _, err := s.Proxy.RegisterWithMemos(t.Context()); err == nil || !strings.Contains(err.Error(), "identity-providers/guide-2") {
 		t.Errorf("a second candidate: %v", err)
 	}
 }

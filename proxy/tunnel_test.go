@@ -101,7 +101,7 @@ const smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\nRemote-User: admin\r\nRem
 // none).
 func tryTunnel(t *testing.T, s *stand, cookies string, head string) (first, second int) {
 	t.Helper()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,10 +132,10 @@ func TestNoTunnelPastTheProxy(t *testing.T) {
 	for _, always := range []bool{false, true} {
 		lax := &laxUpstream{always: always}
 		s := newStand(t, nil, nil)
-		c := s.signIn("/")
-		s.handle(lax.handler)
-		cookies := cookieHeader(c, s.url)
-		s.seen.reset()
+		c := s.SignIn("/")
+		s.Handle(lax.handler)
+		cookies := cookieHeader(c, s.URL)
+		s.Seen.Reset()
 		for _, tc := range refusedUpgrades {
 			t.Run(fmt.Sprintf("%s/always=%v", tc.name, always), func(t *testing.T) {
 				first, _ := tryTunnel(t, s, cookies, tc.head)
@@ -153,7 +153,7 @@ func TestNoTunnelPastTheProxy(t *testing.T) {
 				}
 			})
 		}
-		for _, r := range s.seen.since(0) {
+		for _, r := range s.Seen.Since(0) {
 			if r.Header.Get("Upgrade") != "" || r.Header.Get("Http2-Settings") != "" || hasConnToken(r.Header, "upgrade") {
 				t.Errorf("an upgrade reached the upstream: %s %s %v", r.Method, r.URL, r.Header)
 			}
@@ -189,52 +189,52 @@ func TestWebSocketRules(t *testing.T) {
 		if first != http.StatusUnauthorized && first != http.StatusFound {
 			t.Errorf("a WebSocket without a session answered %d", first)
 		}
-		if n := s.seenCount(); n != 0 || len(lax.through()) != 0 {
+		if n := s.SeenCount(); n != 0 || len(lax.through()) != 0 {
 			t.Errorf("the upstream saw %d requests", n)
 		}
 	})
 	t.Run("refused user", func(t *testing.T) {
 		s := newStandWith(t, lax.handler, func(c *config.Config) { c.Access.AllowedGroups = []string{"nobody"} }, nil)
-		c := s.browser()
-		resp, _ := navigate(t, c, s.url+"/")
+		c := s.Browser()
+		resp, _ := navigate(t, c, s.URL+"/")
 		login(t, c, resp, "alice", alicePassword)
-		first, _ := tryTunnel(t, s, cookieHeader(c, s.url), "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+wsKeys)
+		first, _ := tryTunnel(t, s, cookieHeader(c, s.URL), "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+wsKeys)
 		if first != http.StatusForbidden {
 			t.Errorf("a WebSocket of a refused user answered %d", first)
 		}
-		if n := s.seenCount(); n != 0 || len(lax.through()) != 0 {
+		if n := s.SeenCount(); n != 0 || len(lax.through()) != 0 {
 			t.Errorf("the upstream saw %d requests", n)
 		}
 	})
 	t.Run("route without websockets", func(t *testing.T) {
 		off := false
 		s := newStandWith(t, lax.handler, func(c *config.Config) { c.WebSockets = &off }, nil)
-		c := s.signIn("/")
-		s.seen.reset()
-		first, _ := tryTunnel(t, s, cookieHeader(c, s.url), "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+wsKeys)
+		c := s.SignIn("/")
+		s.Seen.Reset()
+		first, _ := tryTunnel(t, s, cookieHeader(c, s.URL), "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+wsKeys)
 		if first != http.StatusOK {
 			t.Errorf("a WebSocket to a route without websockets answered %d, want the plain 200", first)
 		}
-		if r := s.lastSeen(); r == nil || r.Header.Get("Upgrade") != "" || len(lax.through()) != 0 {
+		if r := s.LastSeen(); r == nil || r.Header.Get("Upgrade") != "" || len(lax.through()) != 0 {
 			t.Errorf("the upstream saw %v", r)
 		}
 	})
 	t.Run("allowed", func(t *testing.T) {
 		s := newStandWith(t, lax.handler, nil, nil)
-		c := s.signIn("/")
-		conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+		c := s.SignIn("/")
+		conn, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer conn.Close()
 		conn.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n%sRemote-User: admin\r\nCookie: %s\r\n\r\n", wsKeys, cookieHeader(c, s.url))
+		fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n%sRemote-User: admin\r\nCookie: %s\r\n\r\n", wsKeys, cookieHeader(c, s.URL))
 		br := bufio.NewReader(conn)
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
 			t.Fatalf("a WebSocket handshake: %v %v", resp, err)
 		}
-		if r := s.lastSeen(); r.Header.Values("Remote-User")[0] != "alice" || len(r.Header.Values("Remote-User")) != 1 {
+		if r := s.LastSeen(); r.Header.Values("Remote-User")[0] != "alice" || len(r.Header.Values("Remote-User")) != 1 {
 			t.Errorf("the handshake reached the upstream as %v", r.Header.Values("Remote-User"))
 		}
 	})
