@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,36 +18,6 @@ import (
 	"github.com/oidc-proxy/oidc-proxy/config"
 	"github.com/oidc-proxy/oidc-proxy/proxy"
 )
-
-// rawRequest sends a request as written, so that no client library cleans
-// the path or merges headers, and returns the response.
-func rawRequest(t *testing.T, addr, raw string) *http.Response {
-	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(conn, raw); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("%q: %v", raw, err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp
-}
-
-func cookieHeader(c *http.Client, u string) string {
-	var parts []string
-	for _, ck := range sessionCookies(c, u) {
-		parts = append(parts, ck.Name+"="+ck.Value)
-	}
-	return strings.Join(parts, "; ")
-}
 
 func TestForgedIdentityNeverReachesUpstream(t *testing.T) {
 	s := newStand(t, nil, nil)

@@ -56,11 +56,6 @@ func signedInHostile(t *testing.T, s *stand) *http.Client {
 	return c
 }
 
-func statusOf(t *testing.T, c *http.Client, u string) int {
-	resp, _ := do(t, c, mustReq(http.MethodGet, u))
-	return resp.StatusCode
-}
-
 func TestBackchannelLogoutBySubject(t *testing.T) {
 	s, op, _ := sidStand(t)
 	a, b := signedInHostile(t, s), signedInHostile(t, s)

@@ -115,14 +115,6 @@ func keys(v url.Values) []string {
 	return out
 }
 
-func mustReq(method, u string) *http.Request {
-	req, err := http.NewRequest(method, u, nil)
-	if err != nil {
-		panic(err)
-	}
-	return req
-}
-
 func TestSignOut(t *testing.T) {
 	s := newStand(t, nil, nil)
 	c := s.SignIn("/")

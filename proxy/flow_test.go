@@ -28,17 +28,6 @@ func callbackURL(s *stand, c *http.Client) string {
 	return loc
 }
 
-func sessionCookies(c *http.Client, u string) []*http.Cookie {
-	pu, _ := url.Parse(u)
-	var out []*http.Cookie
-	for _, k := range c.Jar.Cookies(pu) {
-		if k.Name == "oidc_proxy" || strings.HasPrefix(k.Name, "oidc_proxy_") && !strings.Contains(k.Name, "login") {
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
 func TestCallbackRefusals(t *testing.T) {
 	s := newStand(t, nil, nil)
 	tests := []struct {

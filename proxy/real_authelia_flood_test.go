@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/oidc-proxy/oidc-proxy/config"
-	"github.com/oidc-proxy/oidc-proxy/proxy"
 	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 )
 
@@ -22,7 +21,11 @@ type realStand struct {
 	a *proxytest.Authelia
 }
 
-const realSecret = "real-authelia-client-secret-0123456789abcdef"
+const realSecret = proxytest.RealSecret
+
+func realReplica(s *stand, a *proxytest.Authelia, yaml string, ln net.Listener, edits ...func(*config.Config)) replica {
+	return s.RealReplica(a, yaml, ln, edits...)
+}
 
 func newRealStand(t *testing.T, rateLimits bool, edit func(*config.Config)) *realStand {
 	t.Helper()
@@ -54,23 +57,6 @@ session:
 	s.Proxy = realReplica(s, a, yaml, ln, edit)
 	s.WaitReady()
 	return &realStand{s, a}
-}
-
-// realReplica starts a proxy of the configuration text yaml (then edits)
-// on ln, signing in at the real Authelia a, logging into s's log, on s's
-// clock.
-func realReplica(s *stand, a *proxytest.Authelia, yaml string, ln net.Listener, edits ...func(*config.Config)) replica {
-	s.T.Helper()
-	cfg, err := config.Parse("real.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
-	if err != nil {
-		s.T.Fatal(err)
-	}
-	for _, e := range edits {
-		if e != nil {
-			e(cfg)
-		}
-	}
-	return startReplica(s.T, cfg, proxy.Options{Logger: s.Logger(), Now: s.Clock, IdPClient: a.IdPClient()}, ln)
 }
 
 // signIn signs alice in from addr through Authelia's portal; the test

@@ -131,40 +131,6 @@ func redisStand(t *testing.T, edits ...func(*config.Config)) (s *stand, rs *redi
 	return s, rs, replicaOf(s, edit)
 }
 
-// replica serves another proxy with the stand's external URL and returns
-// its address; it shares the stand's clock, OP and upstream.
-func replicaOf(s *stand, edit func(*config.Config)) string {
-	s.T.Helper()
-	ln := listen(s.T)
-	p := s.ServeProxy(ln, s.URL, edit)
-	deadline := time.Now().Add(10 * time.Second)
-	for !p.Ready() {
-		if time.Now().After(deadline) {
-			s.T.Fatal("replica never became ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return "http://" + ln.Addr().String()
-}
-
-// get sends a request with a cookie header to base+path.
-func get(t *testing.T, base, path, cookie string) (*http.Response, string) {
-	t.Helper()
-	req := mustReq(http.MethodGet, base+path)
-	req.Header.Set("Cookie", cookie)
-	return do(t, noRedirect(http.DefaultClient), req)
-}
-
-// eventually retries check for up to 3 s.
-func eventually(t *testing.T, what string, check func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(3 * time.Second); !check(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal(what)
-		}
-	}
-}
-
 func freeLoopbackPort(t *testing.T) string {
 	ln := listen(t)
 	defer ln.Close()

@@ -38,3 +38,27 @@ var (
 	login        = proxytest.Login
 	noRedirect   = proxytest.NoRedirect
 )
+
+var (
+	eventually     = proxytest.Eventually
+	replicaOf      = proxytest.ReplicaOf
+	get            = proxytest.Get
+	mustReq        = proxytest.MustReq
+	mustURL        = proxytest.MustURL
+	grepLines      = proxytest.GrepLines
+	statusOf       = proxytest.StatusOf
+	rawRequest     = proxytest.RawRequest
+	cookieHeader   = proxytest.CookieHeader
+	sessionCookies = proxytest.SessionCookies
+	bridgeStand    = proxytest.BridgeStand
+	memosCall      = proxytest.MemosCall
+	memosWhoAmI    = proxytest.MemosWhoAmI
+	firstRun       = proxytest.FirstRun
+	memosStand     = proxytest.MemosStand
+	pkcePair       = proxytest.PKCEPair
+	authorize      = proxytest.Authorize
+	buttonQuery    = proxytest.ButtonQuery
+	signInAs       = proxytest.SignInAs
+)
+
+const bobPassword = proxytest.BobPassword

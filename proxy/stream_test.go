@@ -301,13 +301,3 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("streams gauge: during the stream and after:\n%s\n%s", grepLines(during, "streams"), grepLines(after, "streams"))
 	}
 }
-
-func grepLines(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
-}

@@ -156,7 +156,7 @@ session:
   secret: %q
 `, proxyLn.Addr().String(), external, s.Upstream.URL, s.Issuer, ClientSecret, SessionSecret)
 	s.YAML = yaml
-	cfg, err := config.Parse("Stand.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
+	cfg, err := config.Parse("stand.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +367,7 @@ func (s *Stand) Handle(h http.HandlerFunc) {
 // edits, for a reload.
 func (s *Stand) Config(edits ...func(*config.Config)) *config.Config {
 	s.T.Helper()
-	cfg, err := config.Parse("Stand.yaml", []byte(s.YAML), func(string) (string, bool) { return "", false })
+	cfg, err := config.Parse("stand.yaml", []byte(s.YAML), func(string) (string, bool) { return "", false })
 	if err != nil {
 		s.T.Fatal(err)
 	}

@@ -1,9 +1,7 @@
-package proxy_test
+package memos_test
 
 import (
-	"encoding/json"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -11,40 +9,6 @@ import (
 	"github.com/oidc-proxy/oidc-proxy/config"
 	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 )
-
-const bobPassword = "bob-password"
-
-// bridgeStand is a stand whose upstream is the Memos stand-in, with the
-// bridge on and registered in Memos, and bob as a second user of the OP.
-func bridgeStand(t *testing.T, edits ...func(*config.Config)) (*stand, *proxytest.FakeMemos, *url.URL) {
-	t.Helper()
-	fm := proxytest.NewFakeMemos()
-	bridgeLn := listen(t)
-	s := newStandWith(t, fm.ServeHTTP, func(c *config.Config) {
-		c.Memos = config.Memos{Bridge: true, AdminToken: proxytest.MemosAdminPAT, IdPID: "oidc-proxy", IdPTitle: "Single sign-on",
-			BridgeListen: bridgeLn.Addr().String(), BridgeURL: "http://" + bridgeLn.Addr().String(), UsernameClaim: "preferred_username"}
-		c.OIDC.LogoutURL = "https://auth.example.com/logout"
-		for _, e := range edits {
-			e(c)
-		}
-	}, func(o *proxytest.OPConfig) {
-		o.Users = append(o.Users, &proxytest.OPUser{Username: "bob", Password: bobPassword, Name: "Bob", Email: "bob@example.com"})
-	})
-	serveOn(t, bridgeLn, s.Proxy.BridgeHandler())
-	// The proxy registers itself at start (admin_token_file); doing it
-	// again is safe: the registration is updated.
-	eventually(t, "the proxy did not register itself in Memos", func() bool {
-		return strings.Contains(s.Logs.String(), "registered as Memos's identity provider")
-	})
-	if !strings.Contains(s.Logs.String(), "result=\"created identity-providers/oidc-proxy\"") {
-		t.Errorf("the registration at start did not create the provider")
-	}
-	if did, err := s.Proxy.RegisterWithMemos(t.Context()); err != nil || !strings.HasPrefix(did, "updated") {
-		t.Fatalf("registration again: %q %v", did, err)
-	}
-	u, _ := url.Parse("http://" + bridgeLn.Addr().String())
-	return s, fm, u
-}
 
 // responses records every response a client receives, redirects included,
 // and names the client "test-browser/1" in every request.
@@ -84,46 +48,6 @@ func recordingBrowser(s *stand) (*http.Client, *responses) {
 	rec := &responses{next: http.DefaultTransport}
 	c.Transport = rec
 	return c, rec
-}
-
-// signInAs signs c in as user through path, and returns the last page.
-func signInAs(s *stand, c *http.Client, path, user, password string) (*http.Response, string) {
-	s.T.Helper()
-	resp, _ := navigate(s.T, c, s.URL+path)
-	return login(s.T, c, resp, user, password)
-}
-
-// memosCall POSTs a Connect call through the proxy with c's cookies.
-func memosCall(t *testing.T, c *http.Client, base, method, bearer, body string) (*http.Response, map[string]any) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, base+"/memos.api.v1."+method, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	resp, raw := do(t, c, req)
-	var out map[string]any
-	json.Unmarshal([]byte(raw), &out)
-	return resp, out
-}
-
-// memosWhoAmI does what Memos's web app does at start through the proxy:
-// RefreshToken with the browser's cookie, then GetCurrentUser. It returns
-// the username and the access token, or "" when Memos has no session.
-func memosWhoAmI(t *testing.T, c *http.Client, base string) (string, string) {
-	t.Helper()
-	resp, tok := memosCall(t, c, base, "AuthService/RefreshToken", "", "{}")
-	if resp.StatusCode != 200 {
-		return "", ""
-	}
-	access, _ := tok["accessToken"].(string)
-	resp, me := memosCall(t, c, base, "AuthService/GetCurrentUser", access, "{}")
-	if resp.StatusCode != 200 {
-		return "", ""
-	}
-	user, _ := me["user"].(map[string]any)
-	name, _ := user["username"].(string)
-	return name, access
 }
 
 func TestMemosBridgeSignsIntoMemos(t *testing.T) {
@@ -277,46 +201,6 @@ func TestMemosBridgeMemosSignOutButton(t *testing.T) {
 	resp, _ = navigate(t, noRedirect(c), s.URL+"/auth")
 	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), s.Issuer) {
 		t.Errorf("/auth later: %d %q", resp.StatusCode, resp.Header.Get("Location"))
-	}
-}
-
-// TestMemosBridgeAcrossReplicas: with the Redis store a code issued by one
-// replica is redeemed at another's bridge, once; while it waits, Redis
-// holds nothing readable of the user.
-func TestMemosBridgeAcrossReplicas(t *testing.T) {
-	rs := startRedis(t)
-	s, fm, bridgeA := bridgeStand(t, useRedis(rs))
-	ln, bridgeLn := listen(t), listen(t)
-	other := s.ServeProxy(ln, s.URL, s.Edit)
-	serveOn(t, bridgeLn, other.BridgeHandler())
-	bridgeB := "http://" + bridgeLn.Addr().String()
-	c := s.Browser()
-	signInAs(s, c, "/", "alice", alicePassword)
-	verifier, challenge := pkcePair()
-	_, q := authorize(t, s, c, buttonQuery(s, challenge))
-	code := q.Get("code")
-	if code == "" {
-		t.Fatal("no code")
-	}
-	if dump := rs.dump(); strings.Contains(dump, "alice") || strings.Contains(dump, code) {
-		t.Errorf("Redis holds the user or the code in the clear while the code waits")
-	}
-	secret := fm.ClientSecret()
-	redeem := func(bridge string) int {
-		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {s.URL + "/auth/callback"},
-			"code_verifier": {verifier}, "client_id": {"oidc-proxy"}, "client_secret": {secret}}
-		resp, err := http.PostForm(bridge+"/token", form)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	if code := redeem(bridgeB); code != 200 {
-		t.Fatalf("the code at the other replica: %d", code)
-	}
-	if code := redeem(bridgeA.String()); code != http.StatusBadRequest {
-		t.Errorf("the code again at the first replica: %d", code)
 	}
 }
 

@@ -1,4 +1,4 @@
-package proxy_test
+package memos_test
 
 import (
 	"fmt"

@@ -1,10 +1,11 @@
-package proxy_test
+package memos_test
 
 import (
 	"encoding/json"
-	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 	"strings"
 	"testing"
+
+	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 )
 
 // The takeover of Memos's own provider, with the Memos stand-in (which

@@ -1,10 +1,7 @@
-package proxy_test
+package memos_test
 
 import (
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
-	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 	"io"
 	"net/http"
 	"net/url"
@@ -12,34 +9,6 @@ import (
 	"testing"
 	"time"
 )
-
-func pkcePair() (verifier, challenge string) {
-	verifier = strings.Repeat("v", 20) + proxytest.RandomHex()
-	sum := sha256.Sum256([]byte(verifier))
-	return verifier, base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
-// authorize asks the bridge's authUrl for a code as Memos's sign-in button
-// does, and returns the redirect's query.
-func authorize(t *testing.T, s *stand, c *http.Client, q url.Values) (*http.Response, url.Values) {
-	t.Helper()
-	resp, _ := navigate(t, noRedirect(c), s.URL+"/oauth2/memos/authorize?"+q.Encode())
-	loc, _ := url.Parse(resp.Header.Get("Location"))
-	if loc == nil {
-		return resp, nil
-	}
-	return resp, loc.Query()
-}
-
-func buttonQuery(s *stand, challenge string) url.Values {
-	q := url.Values{"client_id": {"oidc-proxy"}, "redirect_uri": {s.URL + "/auth/callback"}, "state": {"memos-state-1"},
-		"response_type": {"code"}, "scope": {"profile email"}}
-	if challenge != "" {
-		q.Set("code_challenge", challenge)
-		q.Set("code_challenge_method", "S256")
-	}
-	return q
-}
 
 // TestMemosBridgeButton: Memos's sign-in button with PKCE, as its web app
 // sends it; the code comes back with Memos's state, and Memos's SignIn with

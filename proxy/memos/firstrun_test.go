@@ -1,4 +1,4 @@
-package proxy_test
+package memos_test
 
 import (
 	"net/http"
@@ -11,37 +11,6 @@ import (
 	"github.com/oidc-proxy/oidc-proxy/config"
 	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 )
-
-// firstRun configures the bridge as a new user does: a token file (and
-// so a password file) that do not exist yet, in dir.
-func firstRun(dir string, bridgeAddr string) func(*config.Config) {
-	return func(c *config.Config) {
-		c.Memos = config.Memos{Bridge: true, IdPID: "oidc-proxy", IdPTitle: "Single sign-on",
-			AdminTokenFile: filepath.Join(dir, "memos-admin-token"), AdminPasswordFile: filepath.Join(dir, "memos-admin-token.password"),
-			AdminUsername: config.DefaultMemosAdminUsername,
-			BridgeListen:  bridgeAddr, BridgeURL: "http://" + bridgeAddr, UsernameClaim: "preferred_username"}
-	}
-}
-
-// memosStand is a stand in front of fm with the bridge configured by
-// bridge (and edits), its bridge endpoints served, and bob and carol (no
-// email) as further users of the OP.
-func memosStand(t *testing.T, fm *proxytest.FakeMemos, bridge func(dir, addr string) func(*config.Config), dir string, edits ...func(*config.Config)) *stand {
-	t.Helper()
-	bridgeLn := listen(t)
-	s := newStandWith(t, fm.ServeHTTP, func(c *config.Config) {
-		bridge(dir, bridgeLn.Addr().String())(c)
-		for _, e := range edits {
-			e(c)
-		}
-	}, func(o *proxytest.OPConfig) {
-		o.Users = append(o.Users,
-			&proxytest.OPUser{Username: "bob", Password: bobPassword, Name: "Bob", Email: "bob@example.com"},
-			&proxytest.OPUser{Username: "carol", Password: "carol-password", Name: "Carol"})
-	})
-	serveOn(t, bridgeLn, s.Proxy.BridgeHandler())
-	return s
-}
 
 func mode(t *testing.T, path string) os.FileMode {
 	t.Helper()

@@ -1,4 +1,4 @@
-package proxy_test
+package memos_test
 
 import (
 	"bytes"
@@ -189,7 +189,7 @@ memos:
   admin_token_file: %q
   bridge_listen: %q
 `, s.URL, g.m.URL, g.a.Issuer, realSecret, sessionSecret, tokenFile, bridgeLn.Addr().String())
-	s.Proxy = realReplica(s, g.a, yaml, ln)
+	s.Proxy = s.RealReplica(g.a, yaml, ln)
 	serveOn(t, bridgeLn, s.Proxy.BridgeHandler())
 	s.WaitReady()
 	return &realStand{s, g.a}
