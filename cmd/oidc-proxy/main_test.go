@@ -55,9 +55,12 @@ func TestVersion(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	var out, errOut bytes.Buffer
-	good := writeConfig(t, ":4180", "http://127.0.0.1:5230")
+	// An upstream nobody serves (not Memos's usual 5230: another package's
+	// test may run a Memos there meanwhile).
+	upstream := "http://" + freeAddr(t)
+	good := writeConfig(t, ":4180", upstream)
 	if code := run(context.Background(), []string{"-config", good, "-check"}, &out, &errOut); code != 3 || !strings.Contains(out.String(), "configuration is valid") ||
-		!strings.Contains(errOut.String(), "provider http://127.0.0.1:1") || !strings.Contains(errOut.String(), "upstream http://127.0.0.1:5230") {
+		!strings.Contains(errOut.String(), "provider http://127.0.0.1:1") || !strings.Contains(errOut.String(), "upstream "+upstream) {
 		t.Errorf("valid config, peers unreachable: exit %d: %s %s", code, out.String(), errOut.String())
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
