@@ -40,6 +40,12 @@ func TestTakeoverWithTheStandIn(t *testing.T) {
 	if err != nil || !strings.Contains(did, "took over Memos's identity provider identity-providers/guide") {
 		t.Fatalf("registration: %q %v", did, err)
 	}
+	fm.Mu.Lock()
+	guide := string(fm.IdPs["identity-providers/guide"])
+	fm.Mu.Unlock()
+	if !strings.Contains(guide, `"title":"Authelia guide"`) || !strings.Contains(guide, "/oauth2/memos/authorize") {
+		t.Errorf("the provider taken over: %s", guide)
+	}
 	if !strings.Contains(s.Logs.String(), "links users by another claim; left alone") {
 		t.Errorf("the provider linking by email was not named:\n%s", grepLines(s.Logs.String(), "memos bridge"))
 	}

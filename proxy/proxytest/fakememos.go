@@ -346,9 +346,13 @@ func (m *FakeMemos) connect(w http.ResponseWriter, r *http.Request, method strin
 			}
 			return
 		}
-		m.IdPs[name] = body["identityProvider"]
+		stored := body["identityProvider"]
+		if !create { // as Memos: only the fields of updateMask change; an empty clientSecret keeps the old one
+			stored = updateIdP(m.IdPs[name], body["identityProvider"], body["updateMask"])
+		}
+		m.IdPs[name] = stored
 		m.Mu.Unlock()
-		w.Write(body["identityProvider"])
+		w.Write(stored)
 	default:
 		connectError(w, http.StatusNotFound, "unimplemented", method)
 	}
@@ -617,3 +621,32 @@ func (m *FakeMemos) updateUser(w http.ResponseWriter, r *http.Request, body map[
 
 // RandomHex is 32 random hex digits.
 func RandomHex() string { return randomHex() }
+
+// updateIdP is old with the fields of mask (JSON "title,config") taken
+// from update, as Memos's UpdateIdentityProvider does; an empty client
+// secret in update keeps old's.
+func updateIdP(old, update, mask json.RawMessage) json.RawMessage {
+	var o, u map[string]any
+	var fields string
+	json.Unmarshal(old, &o)
+	json.Unmarshal(update, &u)
+	json.Unmarshal(mask, &fields)
+	for _, f := range strings.Split(fields, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if f == "config" {
+			newCfg, _ := u["config"].(map[string]any)
+			oldCfg, _ := o["config"].(map[string]any)
+			no, _ := newCfg["oauth2Config"].(map[string]any)
+			oo, _ := oldCfg["oauth2Config"].(map[string]any)
+			if no != nil && oo != nil && no["clientSecret"] == "" {
+				no["clientSecret"] = oo["clientSecret"]
+			}
+		}
+		o[f] = u[f]
+	}
+	b, _ := json.Marshal(o)
+	return b
+}
