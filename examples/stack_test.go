@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -178,5 +177,3 @@ func (st *stack) authelia(addr string, tls bool, caddyCA ...*x509.CertPool) *pro
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
-
-var _ = fmt.Sprint

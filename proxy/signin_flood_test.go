@@ -215,7 +215,7 @@ func TestSignInFloodLeavesUsersIn(t *testing.T) {
 	}
 }
 
-// TestSignInRefusalsAreCheap: past its bound a client gets the proxy's own
+// TestSignInClientLimit: past its bound a client gets the proxy's own
 // 429 with Retry-After, and the provider is not asked.
 func TestSignInClientLimit(t *testing.T) {
 	s := floodStand(t)

@@ -97,9 +97,10 @@ const smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\nRemote-User: admin\r\nRem
 
 // tryTunnel sends head (with Host, the forged identity and the session
 // cookies of c) on one connection to the proxy, then a smuggled request
-// on the same connection, and returns the two answers' status codes (0:
-// none).
-func tryTunnel(t *testing.T, s *stand, cookies string, head string) (first, second int) {
+// on the same connection (its answer read, so that it has been handled
+// before the caller looks at the upstream), and returns the first
+// answer's status code (0: none).
+func tryTunnel(t *testing.T, s *stand, cookies string, head string) int {
 	t.Helper()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
 	if err != nil {
@@ -111,16 +112,14 @@ func tryTunnel(t *testing.T, s *stand, cookies string, head string) (first, seco
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
-		return 0, 0
+		return 0
 	}
 	resp.Body.Close()
 	fmt.Fprint(conn, smuggled)
-	resp2, err := http.ReadResponse(br, nil)
-	if err != nil {
-		return resp.StatusCode, 0
+	if resp2, err := http.ReadResponse(br, nil); err == nil {
+		resp2.Body.Close()
 	}
-	resp2.Body.Close()
-	return resp.StatusCode, resp2.StatusCode
+	return resp.StatusCode
 }
 
 // TestNoTunnelPastTheProxy: no upgrade but a WebSocket handshake switches
@@ -138,7 +137,7 @@ func TestNoTunnelPastTheProxy(t *testing.T) {
 		s.Seen.Reset()
 		for _, tc := range refusedUpgrades {
 			t.Run(fmt.Sprintf("%s/always=%v", tc.name, always), func(t *testing.T) {
-				first, _ := tryTunnel(t, s, cookies, tc.head)
+				first := tryTunnel(t, s, cookies, tc.head)
 				if first == http.StatusSwitchingProtocols {
 					t.Errorf("the connection was switched")
 				}
@@ -185,7 +184,7 @@ func TestWebSocketRules(t *testing.T) {
 	lax := &laxUpstream{}
 	t.Run("no session", func(t *testing.T) {
 		s := newStandWith(t, lax.handler, nil, nil)
-		first, _ := tryTunnel(t, s, "", "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+wsKeys)
+		first := tryTunnel(t, s, "", "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+wsKeys)
 		if first != http.StatusUnauthorized && first != http.StatusFound {
 			t.Errorf("a WebSocket without a session answered %d", first)
 		}
@@ -198,7 +197,7 @@ func TestWebSocketRules(t *testing.T) {
 		c := s.Browser()
 		resp, _ := navigate(t, c, s.URL+"/")
 		login(t, c, resp, "alice", alicePassword)
-		first, _ := tryTunnel(t, s, cookieHeader(c, s.URL), "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+wsKeys)
+		first := tryTunnel(t, s, cookieHeader(c, s.URL), "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+wsKeys)
 		if first != http.StatusForbidden {
 			t.Errorf("a WebSocket of a refused user answered %d", first)
 		}
@@ -211,7 +210,7 @@ func TestWebSocketRules(t *testing.T) {
 		s := newStandWith(t, lax.handler, func(c *config.Config) { c.WebSockets = &off }, nil)
 		c := s.SignIn("/")
 		s.Seen.Reset()
-		first, _ := tryTunnel(t, s, cookieHeader(c, s.URL), "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+wsKeys)
+		first := tryTunnel(t, s, cookieHeader(c, s.URL), "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+wsKeys)
 		if first != http.StatusOK {
 			t.Errorf("a WebSocket to a route without websockets answered %d, want the plain 200", first)
 		}
