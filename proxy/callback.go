@@ -89,6 +89,7 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	size, err := p.store.Save(r.Context(), w, r, nil, s, p.now())
 	if errors.Is(err, session.ErrStoreDown) {
+		w.Header().Set("Retry-After", "5")
 		p.signInFailed(w, r, "store_down", err, http.StatusServiceUnavailable,
 			"Your session cannot be stored right now. Please try again in a moment.")
 		return

@@ -51,8 +51,13 @@ type metrics struct {
 	streams    prometheus.Gauge
 	store      prometheus.Gauge   // 1 while the Redis store's announcements are followed
 	storeErr   prometheus.Counter // requests answered 503 because the store was down
-	reloads    *prometheus.CounterVec
-	reloadAt   prometheus.Gauge
+	// Around a Redis failover: new masters seen, writes Redis did not
+	// confirm (by op), and those a background retry stored or gave up.
+	storeFailovers   prometheus.Counter
+	storeUnconfirmed *prometheus.CounterVec
+	storeRetried     *prometheus.CounterVec
+	reloads          *prometheus.CounterVec
+	reloadAt         prometheus.Gauge
 	// upgradesRefused counts requests whose protocol switch the proxy
 	// refused: CONNECT (connect), or an upgrade dropped from a request
 	// forwarded as a plain one (dropped), or an upstream's 101 that
@@ -98,6 +103,20 @@ func newMetrics(version string) *metrics {
 	m.storeErr = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "oidc_proxy_session_store_errors_total", Help: "Requests answered 503 because the session store could not be reached.",
 	})
+	m.storeFailovers = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "oidc_proxy_session_store_failovers_total", Help: "With Redis Sentinel: new masters the sentinels named while the proxy ran (each one followed at once).",
+	})
+	m.storeUnconfirmed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oidc_proxy_session_store_unconfirmed_writes_total", Help: "Session writes Redis did not confirm to survive a failover, by op: refresh and sign_out (kept and retried in the background), demoted_master (a write that reached a master the sentinels no longer name, retried).",
+	}, []string{"op"})
+	m.storeRetried = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oidc_proxy_session_store_retried_writes_total", Help: "Unconfirmed session writes retried in the background, by op and result: stored, or given_up (lost).",
+	}, []string{"op", "result"})
+	for _, op := range []string{"refresh", "sign_out"} {
+		m.storeUnconfirmed.WithLabelValues(op)
+		m.storeRetried.WithLabelValues(op, "stored")
+		m.storeRetried.WithLabelValues(op, "given_up")
+	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "oidc_proxy_build_info", Help: "Always 1; the labels name the build.", ConstLabels: prometheus.Labels{"version": version},
 	})
@@ -117,7 +136,7 @@ func newMetrics(version string) *metrics {
 	for _, k := range []string{"connect", "dropped", "upstream_switch"} {
 		m.upgradesRefused.WithLabelValues(k)
 	}
-	m.own = []prometheus.Collector{m.upgradesRefused, m.reloads, m.reloadAt, requests, upstream, m.signIns, m.refresh, m.idp, m.idpErrs, m.idpLimited, m.streams, m.store, m.storeErr, build}
+	m.own = []prometheus.Collector{m.upgradesRefused, m.reloads, m.reloadAt, requests, upstream, m.signIns, m.refresh, m.idp, m.idpErrs, m.idpLimited, m.streams, m.store, m.storeErr, m.storeFailovers, m.storeUnconfirmed, m.storeRetried, build}
 	m.registry.MustRegister(m.own...)
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -49,6 +49,12 @@ func (p *Proxy) renew(w http.ResponseWriter, r *http.Request, rt *Route, id *Ide
 		return p.refresh(ctx, op, cur, now)
 	})
 	switch {
+	case session.IsShared(err) && !errors.Is(err, errRefreshRefused):
+		// Another request's refresh failed moments ago, and said so: this
+		// one is served as it is, without a line of its own.
+		return id
+	case errors.Is(err, session.ErrRefreshBusy):
+		return id // another replica holds the refresh: served as it is
 	case errors.Is(err, errRefreshRefused):
 		p.metrics.refresh.WithLabelValues("refused").Inc()
 		p.log.Warn("refresh refused: session ended", "user", s.UserName(), "sub", s.Subject, "err", err, "client", p.trusted.clientIP(r))
@@ -60,6 +66,11 @@ func (p *Proxy) renew(w http.ResponseWriter, r *http.Request, rt *Route, id *Ide
 			until := p.sh.gate.pauseRefresh(now, se.RetryAfter)
 			p.log.Warn("refresh: the provider is rate-limiting the proxy; refreshes wait, sessions are served as they are",
 				"until", until.UTC().Format(time.RFC3339), "user", s.UserName())
+			return id
+		}
+		if errors.Is(err, session.ErrStoreDown) {
+			p.log.Warn("refresh postponed: the session store cannot take it; the session is served as it is and refreshed once the store is back",
+				"user", s.UserName(), "sub", s.Subject, "err", err)
 			return id
 		}
 		p.log.Warn("refresh failed; the session goes on until it expires", "user", s.UserName(), "sub", s.Subject, "err", err)

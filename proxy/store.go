@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -25,6 +26,18 @@ func openStore(cfg *config.Config, secure bool, lifetime time.Duration, p *Proxy
 				p.metrics.store.Set(1)
 			} else {
 				p.metrics.store.Set(0)
+			}
+		},
+		Events: func(kind, op string) {
+			switch kind {
+			case "failover":
+				p.metrics.storeFailovers.Inc()
+			case "unconfirmed":
+				p.metrics.storeUnconfirmed.WithLabelValues(op).Inc()
+			case "stored_late":
+				p.metrics.storeRetried.WithLabelValues(op, "stored").Inc()
+			case "given_up":
+				p.metrics.storeRetried.WithLabelValues(op, "given_up").Inc()
 			}
 		},
 	}
@@ -71,7 +84,12 @@ func (p *Proxy) storeUnavailable(w http.ResponseWriter, r *http.Request, err err
 
 // endSession ends the session of id for every copy of its cookie.
 func (p *Proxy) endSession(r *http.Request, id *Identity) {
-	if err := p.store.End(r.Context(), id.entry, p.now()); err != nil {
+	err := p.store.End(r.Context(), id.entry, p.now())
+	switch {
+	case errors.Is(err, session.ErrDeferred):
+		// Logged by the store, which refuses the session here already and
+		// retries the deletion for the other replicas.
+	case err != nil:
 		p.log.Error("sign-out: the session store did not delete the session; it lasts until it expires", "err", err, "sub", id.session.Subject)
 	}
 }

@@ -36,6 +36,10 @@ type RedisOptions struct {
 	Timeout time.Duration
 }
 
+// Events are told what the Redis store saw that an operator should count
+// (see Options.Events).
+type Events func(kind, op string)
+
 // redisDB keeps sessions in Redis, each encrypted (AES-256-GCM) with
 // its ticket's key and bound to its record's name. Beside the records it
 // keeps an index of the records by subject and by provider session id
@@ -48,6 +52,8 @@ type redisDB struct {
 	rdb     redis.UniversalClient
 	prefix  string
 	timeout time.Duration
+	sent    *sentinels // nil without Sentinel
+	event   Events
 }
 
 // quietRedis silences go-redis's own logger, once, before any client
@@ -90,11 +96,20 @@ func newRedisDB(o RedisOptions) (*redisDB, error) {
 	if len(u.Addrs) == 0 {
 		return nil, errors.New("session: redis: no address")
 	}
-	return &redisDB{rdb: redis.NewUniversalClient(u), prefix: o.Prefix, timeout: o.Timeout}, nil
+	db := &redisDB{rdb: redis.NewUniversalClient(u), prefix: o.Prefix, timeout: o.Timeout, event: func(string, string) {}}
+	if o.MasterName != "" && !o.Cluster {
+		db.sent = newSentinels(o, o.Timeout)
+	}
+	return db, nil
 }
 
 // Close closes the connections.
-func (s *redisDB) Close() error { return s.rdb.Close() }
+func (s *redisDB) Close() error {
+	if s.sent != nil {
+		s.sent.Close()
+	}
+	return s.rdb.Close()
+}
 
 func (s *redisDB) key(kind, name string) string { return s.prefix + kind + ":" + name }
 
@@ -143,8 +158,11 @@ func (s *redisDB) Get(ctx context.Context, t Ticket) (*Session, error) {
 var ErrNotFound = errors.New("session: no such session in the store")
 
 // Put encrypts and writes t's session, to expire after ttl, indexes it
-// by subject and provider session id, and announces the change.
-func (s *redisDB) Put(ctx context.Context, t Ticket, sess *Session, ttl time.Duration) error {
+// by subject and provider session id, and announces the change, once the
+// write is confirmed (failover.go). A renewal (renew) only replaces a
+// record that still exists: a session ended meanwhile stays ended, and
+// Put reports ErrNotFound.
+func (s *redisDB) Put(ctx context.Context, t Ticket, sess *Session, ttl time.Duration, renew bool) error {
 	if ttl <= 0 {
 		return errors.New("session: redis: session already expired")
 	}
@@ -165,8 +183,13 @@ func (s *redisDB) Put(ctx context.Context, t Ticket, sess *Session, ttl time.Dur
 	// Each key on its own: in a cluster they live in different slots.
 	indexes := s.indexes(sess)
 	sizes := make([]*redis.IntCmd, len(indexes))
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, s.key("s", name), sealed, ttl)
+	var set *redis.StatusCmd
+	err = s.confirmed(ctx, func(p redis.Pipeliner) {
+		if renew {
+			set = p.SetArgs(ctx, s.key("s", name), sealed, redis.SetArgs{Mode: "XX", TTL: ttl})
+		} else {
+			set = p.Set(ctx, s.key("s", name), sealed, ttl)
+		}
 		for i, idx := range indexes {
 			p.SAdd(ctx, idx, name)
 			p.ExpireNX(ctx, idx, ttl)
@@ -174,10 +197,12 @@ func (s *redisDB) Put(ctx context.Context, t Ticket, sess *Session, ttl time.Dur
 			sizes[i] = p.SCard(ctx, idx)
 		}
 		p.Publish(ctx, s.channel(), name)
-		return nil
 	})
+	if set != nil && errors.Is(set.Err(), redis.Nil) {
+		return ErrNotFound // SET XX found no record: the session ended
+	}
 	if err != nil {
-		return down(err)
+		return err
 	}
 	for i, idx := range indexes {
 		if sizes[i].Val() > indexPruneAt {
@@ -234,7 +259,7 @@ func hashed(v string) string {
 // Delete ends the session with the given name and announces it; sess,
 // when known, also leaves its indexes.
 func (s *redisDB) Delete(ctx context.Context, name string, sess *Session) error {
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	return s.confirmed(ctx, func(p redis.Pipeliner) {
 		p.Del(ctx, s.key("s", name))
 		if sess != nil {
 			for _, idx := range s.indexes(sess) {
@@ -242,9 +267,7 @@ func (s *redisDB) Delete(ctx context.Context, name string, sess *Session) error 
 			}
 		}
 		p.Publish(ctx, s.channel(), name)
-		return nil
 	})
-	return down(err)
 }
 
 // Logout ends every session of subject sub (when not empty) and every
@@ -305,15 +328,25 @@ func (s *redisDB) Lock(ctx context.Context, name string, ttl time.Duration) (unl
 	}
 	token := hex.EncodeToString(b[:])
 	key := s.key("lock", name)
-	ok, err = s.rdb.SetNX(ctx, key, token, ttl).Result()
-	if err != nil || !ok {
-		return nil, false, down(err)
-	}
-	return func() {
+	var set *redis.BoolCmd
+	err = s.confirmed(ctx, func(p redis.Pipeliner) { set = p.SetNX(ctx, key, token, ttl) })
+	unlock = func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 		defer cancel()
 		unlockScript.Run(ctx, s.rdb, []string{key}, token)
-	}, true, nil
+	}
+	switch {
+	case err != nil && set != nil && set.Val():
+		// Taken, but perhaps on a master about to be thrown away: no
+		// refresh on it. Given back at once (or it expires).
+		unlock()
+		return nil, false, err
+	case err != nil:
+		return nil, false, err
+	case set == nil || !set.Val():
+		return nil, false, nil
+	}
+	return unlock, true, nil
 }
 
 // WaitUnlocked waits until the refresh lock of name is free (or ctx ends).
@@ -340,39 +373,81 @@ func (s *redisDB) WaitUnlocked(ctx context.Context, name string) error {
 // reset is called when the proxy may have missed announcements (it has
 // just (re)connected) and must drop everything it cached; lost is called
 // when the connection is gone, from then until reset, cached sessions must
-// not be trusted.
-func (s *redisDB) Watch(ctx context.Context, changed func(name string), reset, lost func(error)) {
-	// go-redis remembers the channel and subscribes again after every
-	// reconnection; each subscription confirmed comes back as a message.
-	ps := s.rdb.Subscribe(ctx, s.channel())
-	defer ps.Close()
+// not be trusted. With Sentinel, a new master announced by the sentinels
+// ends the subscription at once (it would otherwise stay on the demoted
+// master, which announces nothing more, until that server drops it) and a
+// new one starts on the new master; moved is told its address.
+func (s *redisDB) Watch(ctx context.Context, changed func(name string), reset, lost func(error), moved func(addr string)) {
+	var (
+		mu      sync.Mutex
+		current *redis.PubSub
+		master  string
+		moves   int // new masters seen
+	)
+	if s.sent != nil {
+		go s.sent.follow(ctx, func(addr string) {
+			mu.Lock()
+			defer mu.Unlock()
+			if master == addr {
+				return
+			}
+			first := master == ""
+			master = addr
+			if first {
+				return
+			}
+			moves++
+			s.event("failover", "")
+			moved(addr)
+			if current != nil {
+				current.Close() // the loop below subscribes again, on addr
+			}
+		})
+	}
 	failures := 0
 	for ctx.Err() == nil {
-		msg, err := ps.ReceiveTimeout(ctx, 15*time.Second)
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind == "subscribe" {
-				failures = 0
-				reset(nil)
+		// go-redis remembers the channel and subscribes again after every
+		// reconnection; each subscription confirmed comes back as a message.
+		ps := s.rdb.Subscribe(ctx, s.channel())
+		mu.Lock()
+		current = ps
+		seen := moves
+		mu.Unlock()
+		for ctx.Err() == nil {
+			msg, err := ps.ReceiveTimeout(ctx, 15*time.Second)
+			mu.Lock()
+			switched := moves != seen
+			mu.Unlock()
+			if switched {
+				lost(errors.New("the sentinels named a new master"))
+				break
 			}
-		case *redis.Message:
-			changed(m.Payload)
-		case *redis.Pong:
-		default:
-			if err == nil || ctx.Err() != nil {
-				continue
-			}
-			var ne interface{ Timeout() bool }
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Quiet for a while: make sure the connection still lives.
-				if err = ps.Ping(ctx); err == nil {
+			switch m := msg.(type) {
+			case *redis.Subscription:
+				if m.Kind == "subscribe" {
+					failures = 0
+					reset(nil)
+				}
+			case *redis.Message:
+				changed(m.Payload)
+			case *redis.Pong:
+			default:
+				if err == nil || ctx.Err() != nil {
 					continue
 				}
+				var ne interface{ Timeout() bool }
+				if errors.As(err, &ne) && ne.Timeout() {
+					// Quiet for a while: make sure the connection still lives.
+					if err = ps.Ping(ctx); err == nil {
+						continue
+					}
+				}
+				failures++
+				lost(err)
+				sleep(ctx, min(time.Duration(failures)*100*time.Millisecond, 2*time.Second))
 			}
-			failures++
-			lost(err)
-			sleep(ctx, min(time.Duration(failures)*100*time.Millisecond, 2*time.Second))
 		}
+		ps.Close()
 	}
 }
 

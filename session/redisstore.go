@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -20,9 +21,20 @@ type redisStore struct {
 	db      *redisDB
 	timeout time.Duration
 	live    func(bool)
+	event   Events
 
 	following atomic.Bool  // announcements are followed: the cache is good
 	gen       atomic.Int64 // counts changes, so a read racing one is not cached
+
+	// Writes Redis could not confirm, kept in this process and retried in
+	// the background (retry.go): renewed sessions by record name, and
+	// sessions signed out by record name (until when to refuse them).
+	bg      context.Context
+	stop    context.CancelFunc
+	retries sync.WaitGroup
+	pmu     sync.Mutex
+	renewed map[string]*Session
+	ended   map[string]int64
 }
 
 func (s *redisStore) Load(w http.ResponseWriter, r *http.Request, now time.Time) (*Entry, error) {
@@ -44,7 +56,7 @@ func (s *redisStore) Load(w http.ResponseWriter, r *http.Request, now time.Time)
 			s.Clear(w, r)
 			return nil, err
 		}
-		if s.usable(sess, now) {
+		if s.usable(sess, now) && !s.isEnded(t.Name(), now) {
 			e = &Entry{Session: sess, name: t.Name(), ticket: &t, raw: raw}
 			if s.gen.Load() == gen { // nothing changed while reading
 				s.cache.Put(raw, e, s.cacheUntil(sess))
@@ -67,9 +79,17 @@ func (s *redisStore) read(ctx context.Context, raw string) (*Session, Ticket, er
 	if err != nil {
 		return nil, t, err
 	}
+	if s.isEnded(t.Name(), time.Now()) {
+		return nil, t, ErrNotFound // signed out here, Redis not told yet
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	sess, err := s.db.Get(ctx, t)
+	if p := s.pendingRenewal(t.Name()); p != nil && (err == nil || errors.Is(err, ErrStoreDown)) {
+		// Renewed here, not yet stored: Redis holds the refresh token the
+		// provider has already replaced.
+		return p, t, nil
+	}
 	return sess, t, err
 }
 
@@ -85,24 +105,24 @@ func (s *redisStore) Save(ctx context.Context, w http.ResponseWriter, r *http.Re
 			return 0, err
 		}
 	}
-	if err := s.put(ctx, t, sess, now); err != nil {
+	renew := e != nil && e.ticket != nil
+	if err := s.withRetries(ctx, func(ctx context.Context) error { return s.put(ctx, t, sess, now, renew) }); err != nil {
 		return 0, err
 	}
-	if e != nil && e.ticket != nil {
+	if renew {
 		return 0, nil // the ticket in the browser stays the same
 	}
 	return s.write(w, r, t.Marshal(), sess, now)
 }
 
-// put writes the record of t until sess expires or idles out.
-func (s *redisStore) put(ctx context.Context, t Ticket, sess *Session, now time.Time) error {
+// put writes the record of t until sess expires or idles out; a renewal
+// only replaces a record that still exists.
+func (s *redisStore) put(ctx context.Context, t Ticket, sess *Session, now time.Time, renew bool) error {
 	keep := time.Unix(sess.Expires, 0).Sub(now)
 	if s.idle > 0 {
 		keep = min(keep, time.Unix(sess.LastSeen(), 0).Add(s.idle).Sub(now))
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
-	defer cancel()
-	return s.db.Put(ctx, t, sess, keep)
+	return s.db.Put(ctx, t, sess, keep, renew)
 }
 
 func (s *redisStore) Refresh(ctx context.Context, w http.ResponseWriter, r *http.Request, e *Entry, now time.Time, spend Spend) (*Entry, error) {
@@ -115,55 +135,98 @@ func (s *redisStore) Refresh(ctx context.Context, w http.ResponseWriter, r *http
 
 // refreshShared is one replica's flight: one replica at a time spends a
 // session's refresh token (a lock in Redis), and the others take its
-// outcome from the record.
+// outcome from the record. The lock and the renewed record are written
+// only when confirmed (failover.go): a lock on a demoted master would let
+// two replicas spend the same token, and a renewed record lost in a
+// failover would leave the spent token for the next refresh, which the
+// provider punishes by revoking the session.
 func (s *redisStore) refreshShared(ctx context.Context, e *Entry, now time.Time, spend Spend) (*Session, error) {
 	name := e.name
 	ttl := 30 * time.Second
 	if d, ok := ctx.Deadline(); ok {
 		ttl = time.Until(d) + 5*time.Second
 	}
-	unlock, locked, err := s.db.Lock(ctx, name, ttl)
+	ttl += keepRenewedFor // the holder may keep it while it retries the write
+	var unlock func()
+	locked := false
+	err := s.withRetries(ctx, func(ctx context.Context) (err error) {
+		unlock, locked, err = s.db.Lock(ctx, name, ttl)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	if locked {
-		defer unlock()
-	} else if err := s.db.WaitUnlocked(ctx, name); err != nil {
-		return nil, err
+	if !locked {
+		wctx, cancel := context.WithTimeout(ctx, s.timeout)
+		err := s.db.WaitUnlocked(wctx, name)
+		cancel()
+		if err != nil {
+			// No request waits longer than the store's timeout: this one
+			// goes on with the session as it is.
+			return nil, fmt.Errorf("%w: another request or replica is refreshing this session", ErrRefreshBusy)
+		}
 	}
-	cur, err := s.db.Get(ctx, *e.ticket)
+	gctx, cancel := context.WithTimeout(ctx, s.timeout)
+	cur, err := s.db.Get(gctx, *e.ticket)
+	cancel()
+	release := func() {
+		if locked {
+			unlock()
+		}
+	}
 	switch {
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrInvalid):
+		release()
 		return nil, fmt.Errorf("%w: the session ended meanwhile", ErrRefreshRefused)
 	case err != nil:
+		release()
 		return nil, err
 	case cur.RefreshToken != e.Session.RefreshToken || now.Unix() < cur.RefreshAt:
+		release()
 		return cur, nil // another request or replica renewed it
 	case !locked:
-		return nil, errors.New("another replica's refresh did not complete")
+		return nil, fmt.Errorf("%w: another replica's refresh did not complete", ErrRefreshBusy)
 	}
 	renewed, err := spend(ctx, cur)
 	if errors.Is(err, ErrRefreshRefused) {
-		if derr := s.db.Delete(ctx, name, cur); derr != nil {
+		if derr := s.withRetries(ctx, func(ctx context.Context) error { return s.db.Delete(ctx, name, cur) }); derr != nil {
 			s.log.Warn("refresh refused, and deleting the session failed", "err", derr)
 		}
 	}
 	if err != nil {
+		release()
 		return nil, err
 	}
-	if err := s.put(ctx, *e.ticket, renewed, now); err != nil {
-		// The provider rotated the refresh token: this process goes on with
-		// the new one, other replicas will find theirs refused.
-		s.log.Error("refresh: storing the renewed session failed", "err", err, "sub", renewed.Subject)
+	err = s.withRetries(ctx, func(ctx context.Context) error { return s.put(ctx, *e.ticket, renewed, now, true) })
+	switch {
+	case err == nil:
+		release()
+		return renewed, nil
+	case errors.Is(err, ErrNotFound):
+		release() // signed out meanwhile, on some replica: it stays so
+		return nil, fmt.Errorf("%w: the session ended while it was refreshed", ErrRefreshRefused)
 	}
+	// The provider has rotated the refresh token and Redis could not
+	// confirm the new one. This process keeps it, serves it, and writes
+	// it as soon as Redis takes it; the lock stays taken meanwhile, so
+	// that no replica spends the replaced token.
+	s.keepRenewed(name, *e.ticket, renewed, now, unlock, err)
 	return renewed, nil
 }
 
-func (s *redisStore) End(ctx context.Context, e *Entry, _ time.Time) error {
+// ErrRefreshBusy is a refresh this request did not wait for: another
+// request or replica holds the session's refresh. The session is served
+// as it is.
+var ErrRefreshBusy = errors.New("session: the session is being refreshed elsewhere")
+
+func (s *redisStore) End(ctx context.Context, e *Entry, now time.Time) error {
 	s.dropCached(e.name)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
-	defer cancel()
-	return s.db.Delete(ctx, e.name, e.Session)
+	err := s.withRetries(ctx, func(ctx context.Context) error { return s.db.Delete(ctx, e.name, e.Session) })
+	if err == nil || !errors.Is(err, ErrStoreDown) {
+		return err
+	}
+	s.keepEnded(e.name, e.Session, now, err)
+	return fmt.Errorf("%w: %w", ErrDeferred, err)
 }
 
 // jtiRetention is how long a logout token id is remembered: twice the age
@@ -224,6 +287,7 @@ func (s *redisStore) Run(ctx context.Context) {
 	s.db.Watch(ctx, s.dropCached, func(error) {
 		s.gen.Add(1)
 		s.cache.Clear()
+		s.refreshes.forgetFailures() // an outage's errors are not reported after it
 		s.live(true)
 		if !s.following.Swap(true) {
 			s.log.Info("session store: connected to Redis")
@@ -234,6 +298,8 @@ func (s *redisStore) Run(ctx context.Context) {
 		if s.following.Swap(false) {
 			s.log.Warn("session store: lost Redis; sessions are read from it on every request until it is back", "err", err)
 		}
+	}, func(addr string) {
+		s.log.Warn("session store: the sentinels named a new Redis master; following it", "master", addr)
 	})
 }
 
@@ -246,4 +312,8 @@ func (s *redisStore) Check(ctx context.Context) (string, error) {
 	return "session store: Redis answers", nil
 }
 
-func (s *redisStore) Close() error { return s.db.Close() }
+func (s *redisStore) Close() error {
+	s.stop()
+	s.retries.Wait()
+	return s.db.Close()
+}

@@ -19,7 +19,24 @@ const (
 	// a refresh failed for a reason other than a refusal (the provider is
 	// down, say).
 	refreshBackoff = 30 * time.Second
+	// storeBackoff is that wait when the session store failed: the store
+	// comes back (a failover takes seconds) long before the provider would.
+	storeBackoff = time.Second
 )
+
+// Shared is the error of a refresh that another request ran: the request
+// that ran it has reported it already.
+type Shared struct{ Err error }
+
+func (e *Shared) Error() string { return e.Err.Error() }
+func (e *Shared) Unwrap() error { return e.Err }
+
+// IsShared reports whether err is the outcome of another request's
+// refresh (see Shared).
+func IsShared(err error) bool {
+	var s *Shared
+	return errors.As(err, &s)
+}
 
 // refresher makes sure each refresh token is spent once in this process:
 // concurrent requests with the same session wait for one flight and share
@@ -47,7 +64,10 @@ func (r *refresher) do(now time.Time, token string, refresh func() (*Session, er
 		r.mu.Unlock()
 		<-f.done
 		if now.Before(f.until) {
-			return f.s, f.err
+			if f.err != nil {
+				return f.s, &Shared{f.err}
+			}
+			return f.s, nil
 		}
 		r.mu.Lock()
 		if r.flights[key] == f {
@@ -72,9 +92,30 @@ func (r *refresher) do(now time.Time, token string, refresh func() (*Session, er
 	r.mu.Unlock()
 	f.s, f.err = refresh()
 	f.until = now.Add(refreshGrace)
-	if f.err != nil && !errors.Is(f.err, ErrRefreshRefused) {
+	switch {
+	case f.err == nil, errors.Is(f.err, ErrRefreshRefused):
+	case errors.Is(f.err, ErrStoreDown), errors.Is(f.err, ErrRefreshBusy):
+		f.until = now.Add(storeBackoff)
+	default:
 		f.until = now.Add(refreshBackoff)
 	}
 	close(f.done)
 	return f.s, f.err
+}
+
+// forgetFailures drops the failed outcomes kept for their backoff: the
+// store is back (or a new master took over), and the next request tries
+// again instead of being told an error from before.
+func (r *refresher) forgetFailures() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, f := range r.flights {
+		select {
+		case <-f.done:
+			if f.err != nil && !errors.Is(f.err, ErrRefreshRefused) {
+				delete(r.flights, k)
+			}
+		default:
+		}
+	}
 }

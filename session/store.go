@@ -193,6 +193,13 @@ type Options struct {
 	// Live is told when the Redis store starts (true) or stops (false)
 	// following the other replicas' announcements. May be nil.
 	Live func(bool)
+	// Events is told what the Redis store saw around a failover, for the
+	// metrics: ("failover", "") a new master named by the sentinels;
+	// ("unconfirmed", op) a write Redis did not confirm (op "refresh",
+	// "sign_out", or "demoted_master" when it reached a master no longer
+	// named); ("stored_late", op) such a write stored by a background
+	// retry; ("given_up", op) one that never was. May be nil.
+	Events Events
 }
 
 // Open builds the store o describes: Redis when o.Redis is set, cookies
@@ -203,6 +210,9 @@ func Open(o Options) (Store, error) {
 	}
 	if o.Live == nil {
 		o.Live = func(bool) {}
+	}
+	if o.Events == nil {
+		o.Events = func(string, string) {}
 	}
 	codec, err := NewCodec(o.Secrets, "session", CookieOptions{Secure: o.Secure, MaxAge: o.Lifetime})
 	if err != nil {
@@ -219,7 +229,10 @@ func Open(o Options) (Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &redisStore{base: b, db: db, timeout: db.timeout, live: o.Live}, nil
+	db.event = o.Events
+	bg, stop := context.WithCancel(context.Background())
+	return &redisStore{base: b, db: db, timeout: db.timeout, live: o.Live, event: o.Events,
+		bg: bg, stop: stop, renewed: map[string]*Session{}, ended: map[string]int64{}}, nil
 }
 
 // base is what both stores share: the cookie, the cache of entries by

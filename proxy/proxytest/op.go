@@ -10,7 +10,10 @@
 //   - the callback carries iss (RFC 9207) and discovery announces it;
 //   - discovery lists no end_session_endpoint (unless EndSession is set);
 //   - with RateLimit, the token endpoint limits failures per client
-//     address as Authelia does by default (oplimiter.go).
+//     address as Authelia does by default (oplimiter.go);
+//   - refresh tokens rotate on every use, and replaying a spent one gets
+//     invalid_grant AND revokes the token that replaced it (the whole
+//     family), as Authelia does.
 //
 // It is for tests and demos on loopback: users and passwords are in memory.
 
@@ -78,16 +81,25 @@ type OP struct {
 	// TokenRequests counts requests to the token endpoint.
 	TokenRequests  atomic.Int64
 	refreshRevoked atomic.Bool
-	limit          *limiter // nil: no limit
-	mu             sync.Mutex
-	authorize      []url.Values
-	tokenForms     []url.Values
+	// RefreshReplays counts spent refresh tokens presented again (each
+	// one revoked its family).
+	RefreshReplays atomic.Int64
+	// OnToken, when set, runs after a token request's answer is made and
+	// before it is sent, with the request's grant type: a test times
+	// something (a Redis failover) between the provider's rotation and the
+	// proxy's storing of it.
+	OnToken    atomic.Pointer[func(grant string)]
+	families   map[string]*family // refresh token → its family
+	limit      *limiter           // nil: no limit
+	mu         sync.Mutex
+	authorize  []url.Values
+	tokenForms []url.Values
 }
 
 // NewOP builds a provider whose issuer is issuer (for example
 // "http://127.0.0.1:9000"); serve its Handler at that address.
 func NewOP(issuer string, cfg OPConfig) (*OP, error) {
-	o := &OP{issuer: issuer, users: map[string]*OPUser{}, limit: newLimiter(nil)}
+	o := &OP{issuer: issuer, users: map[string]*OPUser{}, limit: newLimiter(nil), families: map[string]*family{}}
 	us := userStore{byID: map[string]*OPUser{}}
 	for _, u := range cfg.Users {
 		u.id = uuid.NewString()
@@ -204,15 +216,75 @@ func (o *OP) authelia(next http.Handler, endSession bool, method oidc.AuthMethod
 				w.Write([]byte(`{"error":"invalid_client","error_description":"Client authentication failed."}`))
 				return
 			}
-			if r.PostForm.Get("grant_type") == "refresh_token" && o.refreshRevoked.Load() {
+			grant := r.PostForm.Get("grant_type")
+			if grant == "refresh_token" && (o.refreshRevoked.Load() || !o.refreshUsable(r.PostForm.Get("refresh_token"))) {
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(http.StatusBadRequest)
 				w.Write([]byte(`{"error":"invalid_grant","error_description":"The refresh token was revoked."}`))
 				return
 			}
+			rec := httptest.NewRecorder()
+			next.ServeHTTP(rec, r)
+			if rec.Code == http.StatusOK {
+				var t struct {
+					RefreshToken string `json:"refresh_token"`
+				}
+				if json.Unmarshal(rec.Body.Bytes(), &t) == nil && t.RefreshToken != "" {
+					o.rotated(r.PostForm.Get("refresh_token"), t.RefreshToken)
+				}
+			}
+			if f := o.OnToken.Load(); f != nil {
+				(*f)(grant)
+			}
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.Code)
+			w.Write(rec.Body.Bytes())
+			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// family is the line of refresh tokens of one grant: each use of the
+// current one replaces it; a replay of a spent one revokes the family.
+type family struct {
+	current string
+	revoked bool
+}
+
+// refreshUsable reports whether the refresh token tok may be spent: the
+// current token of a family that is not revoked. A spent token revokes
+// its family (Authelia's reuse detection), and counts as a replay.
+func (o *OP) refreshUsable(tok string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	f, ok := o.families[tok]
+	if !ok {
+		return true // not issued here: the library refuses it
+	}
+	if f.revoked {
+		return false
+	}
+	if f.current != tok {
+		f.revoked = true
+		o.RefreshReplays.Add(1)
+		return false
+	}
+	return true
+}
+
+// rotated records that old (empty: a new grant) was replaced by tok.
+func (o *OP) rotated(old, tok string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	f := o.families[old]
+	if old == "" || f == nil {
+		f = &family{}
+	}
+	f.current = tok
+	o.families[tok] = f
 }
 
 // issWriter adds iss to the redirect back to the client (RFC 9207).
