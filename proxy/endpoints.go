@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -53,7 +54,11 @@ func (p *Proxy) handleSignOut(w http.ResponseWriter, r *http.Request) {
 		s = id.session
 		p.endSession(r, id) // a copy of the cookie is no good either
 	} else if err != nil {
-		p.log.Error("sign-out: the session store is down; the session lasts until it expires, but this browser's cookie is gone", "err", err, "client", p.trusted.clientIP(r))
+		// The store cannot be read: the session is ended by the name its
+		// ticket holds, now or as soon as the store takes it.
+		if err := p.store.EndUnread(r.Context(), r, p.now()); err != nil && !errors.Is(err, session.ErrDeferred) {
+			p.log.Error("sign-out: the session store is down; the session lasts until it expires, but this browser's cookie is gone", "err", err, "client", p.trusted.clientIP(r))
+		}
 	}
 	p.store.Clear(w, r)
 	for _, rt := range p.routes.onHost(host) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -388,7 +389,20 @@ func failoverJourney(t *testing.T, kill bool) {
 		c3 = cookieHeader(c, s.URL)
 	case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
 		t.Logf("the sign-in during the failover: 503 with Retry-After; signing in again")
-		c3 = signIn("alice", alicePassword)
+		// The proxies' Redis clients follow within the sentinels' own
+		// gossip (about 2 s); until then a sign-in may get 503 again.
+		eventuallyWithin(t, 10*time.Second, "no sign-in after the failover", func() bool {
+			c := s.Browser()
+			resp, body := signInAs(s, c, "/", "alice", alicePassword)
+			if resp.StatusCode == http.StatusOK && strings.Contains(body, "hello alice") {
+				c3 = cookieHeader(c, s.URL)
+				return true
+			}
+			if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+				t.Fatalf("a sign-in after the failover: %d %.300s", resp.StatusCode, body)
+			}
+			return false
+		})
 	default:
 		t.Fatalf("the sign-in during the failover: %d %.300s", resp.StatusCode, body)
 	}
@@ -420,4 +434,169 @@ func failoverJourney(t *testing.T, kill bool) {
 		}
 	}
 	t.Logf("log lines about the store:\n%s", strings.Join(about, "\n"))
+}
+
+// TestRedisRefreshLockLeftBehind: a refresh lock that a failed replica
+// left in Redis (for a minute) does not hold requests: one whose refresh
+// is due is served at once with the session as it is, no refresh token
+// is spent, and once the lock is gone the next request refreshes.
+func TestRedisRefreshLockLeftBehind(t *testing.T) {
+	s, rs, replica := redisStand(t)
+	c := s.SignIn("/")
+	cookie := cookieHeader(c, s.URL)
+	var record string
+	for _, k := range strings.Split(rs.bulk("KEYS", "oidc-proxy:s:*"), "\n") {
+		record = strings.TrimPrefix(k, "oidc-proxy:s:")
+	}
+	if got := rs.command("SET", "oidc-proxy:lock:"+record, "someone-else", "PX", "60000"); got != "+OK" {
+		t.Fatalf("SET lock: %s", got)
+	}
+	s.Skew.Store(int64(4*time.Minute + 30*time.Second))
+	for _, base := range []string{s.URL, replica} {
+		start := time.Now()
+		resp, body := get(t, base, "/api/locked", cookie)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, "hello alice") {
+			t.Fatalf("%s with the lock held elsewhere: %d %s", base, resp.StatusCode, body)
+		}
+		// The store's timeout is 1 s: the wait for the lock, and nothing more.
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("%s: the request waited %v for a lock held elsewhere", base, took)
+		}
+	}
+	if n := refreshRequests(s); n != 0 {
+		t.Errorf("%d refresh request(s) while another replica held the lock", n)
+	}
+	rs.command("DEL", "oidc-proxy:lock:"+record)
+	time.Sleep(1100 * time.Millisecond) // the failed flight's outcome is kept for a second
+	get(t, s.URL, "/api/unlocked", cookie)
+	if n := refreshRequests(s); n != 1 {
+		t.Errorf("%d refresh request(s) once the lock was gone, want 1", n)
+	}
+	if lines := grepLines(s.Logs.String(), "refresh failed"); lines != "" {
+		t.Errorf("a lock held elsewhere was reported as a failure:\n%s", lines)
+	}
+}
+
+// TestRealAutheliaRedisFailover: the failover journey with the real
+// Authelia 4.39 (rotating refresh tokens of 200 s, reuse revoking the
+// session) and two replicas on a real Sentinel group, under load: a
+// refresh started as a planned failover begins, and one as the master
+// is killed; each next refresh spends the token the one before stored
+// (Authelia would refuse a spent one and end the session); a sign-out
+// during a failover holds on both replicas.
+func TestRealAutheliaRedisFailover(t *testing.T) {
+	g := startSentinelRig(t)
+	a := proxytest.StartAuthelia(t, proxytest.AutheliaOptions{
+		Users: []proxytest.AutheliaUser{{Name: "alice", Password: alicePassword, DisplayName: "Alice", Email: "alice@example.test"}},
+		Clients: []proxytest.AutheliaClient{{ID: "memos", Secret: realSecret, Lifespan: "medium",
+			RedirectURIs: []string{"http://127.0.0.1/oauth2/callback"}}},
+	})
+	const timeout = time.Second
+	var sentinels []string
+	for _, s := range g.sentinels {
+		sentinels = append(sentinels, s.addr)
+	}
+	sentinel := func(c *config.Config) {
+		c.Session.Store = "redis"
+		c.Session.Redis = config.Redis{Addresses: sentinels, MasterName: rigMaster, Username: "oidc-proxy", Password: "proxy-password",
+			KeyPrefix: "oidc-proxy:", Timeout: timeout}
+		c.OIDC.Scopes = []string{"openid", "profile", "email", "groups", "offline_access"}
+	}
+	s := &stand{T: t, Logs: &syncBuffer{}}
+	lnA, lnB := listen(t), listen(t)
+	s.Issuer, s.URL = a.Issuer, "http://"+lnA.Addr().String()
+	s.StartUpstream()
+	yaml := fmt.Sprintf("external_url: %q\nupstream: %q\noidc:\n  issuer: %q\n  client_id: memos\n  client_secret: %q\nsession:\n  secret: %q\n",
+		s.URL, s.Upstream.URL, a.Issuer, realSecret, sessionSecret)
+	s.Proxy = realReplica(s, a, yaml, lnA, sentinel)
+	replicaB := realReplica(s, a, yaml, lnB, sentinel)
+	s.WaitReady()
+	for !replicaB.Ready() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	urlB := "http://" + lnB.Addr().String()
+	bases := []string{s.URL, urlB}
+	signIn := func() string {
+		t.Helper()
+		c := a.Browser("")
+		resp, body, err := a.SignIn(c, s.URL+"/", "alice", alicePassword)
+		if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(body, "hello alice") {
+			t.Fatalf("sign-in: %v %v %.300s", err, resp, body)
+		}
+		return cookieHeader(c, s.URL)
+	}
+	refreshes := func(result string) int {
+		n := 0
+		for _, p := range []replica{s.Proxy, replicaB} {
+			rec := httptest.NewRecorder()
+			p.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+			n += metricValue(rec.Body.String(), `oidc_proxy_refreshes_total{result="`+result+`"}`)
+		}
+		return n
+	}
+	works := func(what, cookie string) {
+		t.Helper()
+		for _, base := range bases {
+			eventuallyWithin(t, 15*time.Second, what+": the session does not work on "+base, func() bool {
+				resp, _ := get(t, base, "/api/check", cookie)
+				return resp.StatusCode == http.StatusOK
+			})
+		}
+	}
+
+	alice := signIn()
+	l := startLoad(t, alice, bases...)
+	time.Sleep(300 * time.Millisecond)
+	// Authelia's tokens live 200 s: a refresh is due 60 s before, and never
+	// sooner than 30 s after the last one (on the proxy's clock, which
+	// must stay within the tokens' life: the ID token is checked on it).
+	var last time.Time
+	for i, step := range []struct {
+		kill bool
+		skew time.Duration
+	}{{false, 145 * time.Second}, {true, 185 * time.Second}} {
+		s.Skew.Store(int64(step.skew))
+		before := refreshes("success")
+		old := g.failover(step.kill)
+		last = time.Now()
+		resp, _ := get(t, bases[i], fmt.Sprintf("/api/refresh/%d", i), alice)
+		if resp.StatusCode != http.StatusOK && (resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "") {
+			t.Fatalf("refresh %d into the failover: %d", i+1, resp.StatusCode)
+		}
+		g.waitSwitched(old)
+		works(fmt.Sprintf("refresh %d", i+1), alice)
+		eventuallyWithin(t, 40*time.Second, "the refresh did not happen", func() bool { return refreshes("success") > before })
+		last = time.Now()
+		g.recover(old)
+		g.waitHealthy()
+		l.check(t, fmt.Sprintf("refresh %d (master killed: %v)", i+1, step.kill), 4*timeout+time.Second)
+	}
+	// The last refresh spends the token stored in the killed master's
+	// failover: due 215 s after it on the proxy's clock.
+	time.Sleep(time.Until(last.Add(25 * time.Second)))
+	s.Skew.Store(int64(192 * time.Second))
+	before := refreshes("success")
+	works("the last refresh", alice)
+	if refreshes("success") != before+1 || refreshes("refused")+refreshes("failed") != 0 {
+		t.Errorf("the last refresh: success %d → %d, refused %d, failed %d", before, refreshes("success"), refreshes("refused"), refreshes("failed"))
+	}
+	l.check(t, "the last refresh", 4*timeout+time.Second)
+	l.end()
+
+	// A sign-out while the master is killed.
+	c2 := signIn()
+	old := g.failover(true)
+	req := mustReq(http.MethodPost, urlB+"/oauth2/sign_out")
+	req.Header.Set("Cookie", c2)
+	if resp, _ := do(t, noRedirect(http.DefaultClient), req); resp.StatusCode != http.StatusFound {
+		t.Errorf("sign-out during the failover: %d", resp.StatusCode)
+	}
+	g.waitSwitched(old)
+	for _, base := range bases {
+		eventuallyWithin(t, 15*time.Second, "the signed-out session still works on "+base, func() bool {
+			resp, _ := get(t, base, "/api/check", c2)
+			return resp.StatusCode == http.StatusUnauthorized
+		})
+	}
+	works("the other session", alice)
 }

@@ -81,7 +81,7 @@ func newMetrics(version string) *metrics {
 		Name: "oidc_proxy_sign_ins_total", Help: "Completed sign-ins (result=success) and failed ones by reason.",
 	}, []string{"result", "reason"})
 	m.refresh = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "oidc_proxy_refreshes_total", Help: "Token refreshes by result.",
+		Name: "oidc_proxy_refreshes_total", Help: "Refresh tokens spent at the provider, by result (success, refused: the session ended, failed: the provider failed), and refreshes postponed because the session store could not take them (postponed).",
 	}, []string{"result"})
 	m.idp = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "oidc_proxy_idp_request_duration_seconds", Help: "Requests to the OpenID Provider, by endpoint.",

@@ -45,8 +45,19 @@ func (p *Proxy) renew(w http.ResponseWriter, r *http.Request, rt *Route, id *Ide
 	// refresh that others wait for.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 3*p.idpTimeout)
 	defer cancel()
+	// Counted where the refresh token is spent: once per refresh however
+	// many requests share its outcome.
 	renewed, err := p.store.Refresh(ctx, w, r, id.entry, now, func(ctx context.Context, cur *session.Session) (*session.Session, error) {
-		return p.refresh(ctx, op, cur, now)
+		renewed, err := p.refresh(ctx, op, cur, now)
+		switch {
+		case err == nil:
+			p.metrics.refresh.WithLabelValues("success").Inc()
+		case errors.Is(err, errRefreshRefused):
+			p.metrics.refresh.WithLabelValues("refused").Inc()
+		default:
+			p.metrics.refresh.WithLabelValues("failed").Inc()
+		}
+		return renewed, err
 	})
 	switch {
 	case session.IsShared(err) && !errors.Is(err, errRefreshRefused):
@@ -56,11 +67,9 @@ func (p *Proxy) renew(w http.ResponseWriter, r *http.Request, rt *Route, id *Ide
 	case errors.Is(err, session.ErrRefreshBusy):
 		return id // another replica holds the refresh: served as it is
 	case errors.Is(err, errRefreshRefused):
-		p.metrics.refresh.WithLabelValues("refused").Inc()
 		p.log.Warn("refresh refused: session ended", "user", s.UserName(), "sub", s.Subject, "err", err, "client", p.trusted.clientIP(r))
 		return nil
 	case err != nil:
-		p.metrics.refresh.WithLabelValues("failed").Inc()
 		var se *rp.StatusError
 		if errors.As(err, &se) && se.RateLimited() {
 			until := p.sh.gate.pauseRefresh(now, se.RetryAfter)
@@ -69,6 +78,7 @@ func (p *Proxy) renew(w http.ResponseWriter, r *http.Request, rt *Route, id *Ide
 			return id
 		}
 		if errors.Is(err, session.ErrStoreDown) {
+			p.metrics.refresh.WithLabelValues("postponed").Inc()
 			p.log.Warn("refresh postponed: the session store cannot take it; the session is served as it is and refreshed once the store is back",
 				"user", s.UserName(), "sub", s.Subject, "err", err)
 			return id
@@ -76,7 +86,6 @@ func (p *Proxy) renew(w http.ResponseWriter, r *http.Request, rt *Route, id *Ide
 		p.log.Warn("refresh failed; the session goes on until it expires", "user", s.UserName(), "sub", s.Subject, "err", err)
 		return id
 	}
-	p.metrics.refresh.WithLabelValues("success").Inc()
 	return rt.ids.of(renewed)
 }
 

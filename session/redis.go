@@ -373,81 +373,106 @@ func (s *redisDB) WaitUnlocked(ctx context.Context, name string) error {
 // reset is called when the proxy may have missed announcements (it has
 // just (re)connected) and must drop everything it cached; lost is called
 // when the connection is gone, from then until reset, cached sessions must
-// not be trusted. With Sentinel, a new master announced by the sentinels
-// ends the subscription at once (it would otherwise stay on the demoted
-// master, which announces nothing more, until that server drops it) and a
-// new one starts on the new master; moved is told its address.
+// not be trusted. With Sentinel, the subscription is made at the master
+// the sentinels name, and moves the moment they announce a new one
+// (+switch-master; moved is told its address): it would otherwise stay
+// on the demoted master, which hears of no change any more, until that
+// server drops it.
 func (s *redisDB) Watch(ctx context.Context, changed func(name string), reset, lost func(error), moved func(addr string)) {
-	var (
-		mu      sync.Mutex
-		current *redis.PubSub
-		master  string
-		moves   int // new masters seen
-	)
-	if s.sent != nil {
-		go s.sent.follow(ctx, func(addr string) {
-			mu.Lock()
-			defer mu.Unlock()
-			if master == addr {
-				return
-			}
-			first := master == ""
-			master = addr
-			if first {
-				return
-			}
-			moves++
-			s.event("failover", "")
-			moved(addr)
-			if current != nil {
-				current.Close() // the loop below subscribes again, on addr
-			}
-		})
+	if s.sent == nil {
+		s.watchOn(ctx, s.rdb, changed, reset, lost)
+		return
 	}
-	failures := 0
-	for ctx.Err() == nil {
-		// go-redis remembers the channel and subscribes again after every
-		// reconnection; each subscription confirmed comes back as a message.
-		ps := s.rdb.Subscribe(ctx, s.channel())
-		mu.Lock()
-		current = ps
-		seen := moves
-		mu.Unlock()
-		for ctx.Err() == nil {
-			msg, err := ps.ReceiveTimeout(ctx, 15*time.Second)
-			mu.Lock()
-			switched := moves != seen
-			mu.Unlock()
-			if switched {
-				lost(errors.New("the sentinels named a new master"))
-				break
-			}
-			switch m := msg.(type) {
-			case *redis.Subscription:
-				if m.Kind == "subscribe" {
-					failures = 0
-					reset(nil)
-				}
-			case *redis.Message:
-				changed(m.Payload)
-			case *redis.Pong:
-			default:
-				if err == nil || ctx.Err() != nil {
-					continue
-				}
-				var ne interface{ Timeout() bool }
-				if errors.As(err, &ne) && ne.Timeout() {
-					// Quiet for a while: make sure the connection still lives.
-					if err = ps.Ping(ctx); err == nil {
-						continue
-					}
-				}
-				failures++
-				lost(err)
-				sleep(ctx, min(time.Duration(failures)*100*time.Millisecond, 2*time.Second))
+	addrs := make(chan string, 1) // the latest address named
+	go s.sent.follow(ctx, func(addr string) {
+		for {
+			select {
+			case addrs <- addr:
+				return
+			case <-addrs: // replaced by the newer one
 			}
 		}
-		ps.Close()
+	})
+	master := ""
+	var addr string
+	select {
+	case addr = <-addrs:
+	case <-ctx.Done():
+		return
+	}
+	for {
+		if master != "" {
+			s.event("failover", "")
+			moved(addr)
+			lost(errors.New("the sentinels named a new master"))
+		}
+		master = addr
+		o := s.sent.server
+		o.Addr = addr
+		o.MaxRetries = 1
+		client := redis.NewClient(&o)
+		sub, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.watchOn(sub, client, changed, reset, lost)
+		}()
+	wait:
+		for {
+			select {
+			case addr = <-addrs:
+				if addr != master {
+					break wait
+				}
+			case <-ctx.Done():
+				cancel()
+				<-done
+				client.Close()
+				return
+			}
+		}
+		cancel()
+		<-done
+		client.Close()
+	}
+}
+
+// watchOn is Watch on one client: a single server, a cluster, or the
+// master the sentinels name.
+func (s *redisDB) watchOn(ctx context.Context, c interface {
+	Subscribe(ctx context.Context, channels ...string) *redis.PubSub
+}, changed func(name string), reset, lost func(error)) {
+	// go-redis remembers the channel and subscribes again after every
+	// reconnection; each subscription confirmed comes back as a message.
+	ps := c.Subscribe(ctx, s.channel())
+	defer ps.Close()
+	failures := 0
+	for ctx.Err() == nil {
+		msg, err := ps.ReceiveTimeout(ctx, 15*time.Second)
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				failures = 0
+				reset(nil)
+			}
+		case *redis.Message:
+			changed(m.Payload)
+		case *redis.Pong:
+		default:
+			if err == nil || ctx.Err() != nil {
+				continue
+			}
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Quiet for a while: make sure the connection still lives.
+				if err = ps.Ping(ctx); err == nil {
+					continue
+				}
+			}
+			failures++
+			lost(err)
+			sleep(ctx, min(time.Duration(failures)*100*time.Millisecond, 2*time.Second))
+		}
 	}
 }
 

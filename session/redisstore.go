@@ -130,6 +130,9 @@ func (s *redisStore) Refresh(ctx context.Context, w http.ResponseWriter, r *http
 	if err != nil {
 		return nil, err
 	}
+	if e.raw != "" {
+		s.cache.Delete(e.raw) // the next request reads the renewed record
+	}
 	return &Entry{Session: renewed, name: e.name, ticket: e.ticket}, nil
 }
 
@@ -225,7 +228,33 @@ func (s *redisStore) End(ctx context.Context, e *Entry, now time.Time) error {
 	if err == nil || !errors.Is(err, ErrStoreDown) {
 		return err
 	}
-	s.keepEnded(e.name, e.Session, now, err)
+	s.keepEnded(e.name, e.Session, e.Session.Expires, now, err)
+	return fmt.Errorf("%w: %w", ErrDeferred, err)
+}
+
+// EndUnread ends the session of r's cookie by its record's name, which
+// the ticket holds: Redis could not be read, and a sign-out must not
+// wait for it.
+func (s *redisStore) EndUnread(ctx context.Context, r *http.Request, now time.Time) error {
+	raw, err := s.codec().Value(r, s.name)
+	if err != nil {
+		return nil // no cookie: nothing to end
+	}
+	payload, err := s.codec().Decode(s.name, raw)
+	if err != nil {
+		return nil // not a cookie of ours: nothing to end
+	}
+	t, err := ParseTicket(payload)
+	if err != nil {
+		return nil
+	}
+	name := t.Name()
+	s.dropCached(name)
+	err = s.withRetries(ctx, func(ctx context.Context) error { return s.db.Delete(ctx, name, nil) })
+	if err == nil || !errors.Is(err, ErrStoreDown) {
+		return err
+	}
+	s.keepEnded(name, nil, now.Add(s.copts.MaxAge).Unix(), now, err)
 	return fmt.Errorf("%w: %w", ErrDeferred, err)
 }
 
@@ -255,15 +284,15 @@ func (s *redisStore) Logout(ctx context.Context, jti, sub, sid string, _ time.Ti
 }
 
 func (s *redisStore) Keep(ctx context.Context, kind, secret string, value []byte, ttl time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(s.timeout, time.Second))
-	defer cancel()
-	return s.db.PutSealed(ctx, kind, secret, value, ttl)
+	return s.withRetries(ctx, func(ctx context.Context) error { return s.db.PutSealed(ctx, kind, secret, value, ttl) })
 }
 
 func (s *redisStore) Take(ctx context.Context, kind, secret string, once bool) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(s.timeout, time.Second))
-	defer cancel()
-	v, err := s.db.GetSealed(ctx, kind, secret, once)
+	var v []byte
+	err := s.withRetries(ctx, func(ctx context.Context) (err error) {
+		v, err = s.db.GetSealed(ctx, kind, secret, once)
+		return err
+	})
 	if errors.Is(err, ErrInvalid) {
 		return nil, ErrNotFound
 	}
@@ -271,9 +300,7 @@ func (s *redisStore) Take(ctx context.Context, kind, secret string, once bool) (
 }
 
 func (s *redisStore) Once(ctx context.Context, kind, secret string, ttl time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(s.timeout, time.Second))
-	defer cancel()
-	return s.db.PutOnce(ctx, kind, secret, ttl)
+	return s.withRetries(ctx, func(ctx context.Context) error { return s.db.PutOnce(ctx, kind, secret, ttl) })
 }
 
 // dropCached forgets the entries cached for the record name.

@@ -115,13 +115,18 @@ func (s *redisStore) pendingRenewal(name string) *Session {
 }
 
 // keepEnded makes this replica refuse the session of record name at once
-// and deletes its record in the background, until it would have expired.
-func (s *redisStore) keepEnded(name string, sess *Session, now time.Time, cause error) {
+// and deletes its record in the background, until it would have expired
+// (until, Unix seconds). sess, when known, also leaves its indexes.
+func (s *redisStore) keepEnded(name string, sess *Session, until int64, now time.Time, cause error) {
+	sub := ""
+	if sess != nil {
+		sub = sess.Subject
+	}
 	s.pmu.Lock()
-	s.ended[name] = sess.Expires
+	s.ended[name] = until
 	delete(s.renewed, name)
-	for n, until := range s.ended {
-		if until < now.Unix() {
+	for n, u := range s.ended {
+		if u < now.Unix() {
 			delete(s.ended, n)
 		}
 	}
@@ -129,20 +134,20 @@ func (s *redisStore) keepEnded(name string, sess *Session, now time.Time, cause 
 	s.dropCached(name)
 	s.event("unconfirmed", "sign_out")
 	s.log.Warn("sign-out: Redis did not take it yet; this replica refuses the session now, and the others once Redis takes the retried deletion",
-		"err", cause, "sub", sess.Subject)
-	s.background(time.Unix(sess.Expires, 0), func(ctx context.Context) error {
+		"err", cause, "sub", sub)
+	s.background(time.Unix(until, 0), func(ctx context.Context) error {
 		return s.db.Delete(ctx, name, sess)
 	}, func(tries int, err error) {
 		if err == nil {
 			s.event("stored_late", "sign_out")
-			s.log.Info("sign-out: stored now, on every replica", "tries", tries, "sub", sess.Subject)
+			s.log.Info("sign-out: stored now, on every replica", "tries", tries, "sub", sub)
 			s.pmu.Lock()
 			delete(s.ended, name)
 			s.pmu.Unlock()
 			return
 		}
 		s.event("given_up", "sign_out")
-		s.log.Error("sign-out: Redis never took it; the session is refused by this replica only, until it expires", "tries", tries, "err", err, "sub", sess.Subject)
+		s.log.Error("sign-out: Redis never took it; the session is refused by this replica only, until it expires", "tries", tries, "err", err, "sub", sub)
 	})
 }
 

@@ -63,6 +63,13 @@ type Store interface {
 	// caller clears the browser's cookie with Clear.
 	End(ctx context.Context, e *Entry, now time.Time) error
 
+	// EndUnread ends the session of r's cookie without reading it, for a
+	// sign-out while the store cannot be read: the Redis store deletes the
+	// record the ticket names, or, when Redis does not take it, refuses
+	// the session on this replica at once and deletes it as soon as Redis
+	// takes it (ErrDeferred). The cookie store has nothing to do.
+	EndUnread(ctx context.Context, r *http.Request, now time.Time) error
+
 	// Clear expires the session cookie that r carries.
 	Clear(w http.ResponseWriter, r *http.Request)
 
