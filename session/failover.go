@@ -24,11 +24,12 @@ import (
 //
 //   - a replica has it (WAIT 1 answers 1 within confirmWait): it is on the
 //     server Sentinel would promote, so it survives the next failover; or
-//   - the server that took it is the master the sentinels name now (same
-//     replication id as the named master; a promoted replica gets a new
-//     one): nothing more can be had while the master has no replica, for
-//     example after the old master was killed, and refusing every write
-//     until it comes back would be an outage of its own.
+//   - the server that took it has no replica in sync and is the master
+//     the sentinels name now (same replication id as the named master; a
+//     promoted replica gets a new one), none of them in the middle of a
+//     failover: nothing more can be had while the master has no replica,
+//     for example after the old master was killed, and refusing every
+//     write until it comes back would be an outage of its own.
 //
 // Anything else (the write went to a demoted master, or its outcome is
 // unknown) is ErrUnconfirmed: the caller retries it, on the new master.
@@ -141,28 +142,31 @@ func (g *sentinels) masterReplID(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", down(err)
 	}
-	role, id := replication(info)
+	role, id, _ := replication(info)
 	if role != "master" {
 		return "", fmt.Errorf("%w: the server the sentinels name (%s) is a %s", ErrStoreDown, addr, role)
 	}
 	return id, nil
 }
 
-// replication reads role and master_replid from INFO replication.
-func replication(info string) (role, replID string) {
+// replication reads role, master_replid and the number of replicas in
+// sync (state=online) from INFO replication.
+func replication(info string) (role, replID string, online int) {
 	for _, line := range strings.Split(info, "\n") {
 		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
 		if !ok {
 			continue
 		}
-		switch k {
-		case "role":
+		switch {
+		case k == "role":
 			role = v
-		case "master_replid":
+		case k == "master_replid":
 			replID = v
+		case strings.HasPrefix(k, "slave") && strings.Contains(v, "state=online"):
+			online++
 		}
 	}
-	return role, replID
+	return role, replID, online
 }
 
 // follow calls moved with the master's address whenever the sentinels
@@ -251,9 +255,22 @@ func (s *redisDB) confirmed(ctx context.Context, cmds func(p redis.Pipeliner)) e
 		// An ACL user without +info: the master cannot be checked.
 		return fmt.Errorf("%w: no replica confirmed it and INFO failed (the Redis user needs +info with Sentinel): %w", ErrUnconfirmed, err)
 	}
-	role, id := replication(info.Val())
-	if role != "master" || id == "" {
+	role, id, online := replication(info.Val())
+	switch {
+	case role != "master" || id == "":
 		return ErrUnconfirmed
+	case online > 0:
+		// A replica in sync has not acknowledged yet (a busy replica, a
+		// slow network): wait for it a while longer on the same
+		// connection, whose last write WAIT counts from.
+		wait := 5 * confirmWait
+		if d, ok := ctx.Deadline(); ok {
+			wait = min(wait, time.Until(d)/2)
+		}
+		if n, err := cn.Do(ctx, "WAIT", 1, max(wait.Milliseconds(), 1)).Int64(); err == nil && n >= 1 {
+			return nil
+		}
+		return fmt.Errorf("%w: no replica acknowledged it within %v", ErrUnconfirmed, confirmWait+wait)
 	}
 	named, err := s.sent.masterReplID(ctx)
 	if err != nil {
