@@ -30,7 +30,6 @@ const rigMaster = "sessions"
 
 func startSentinelRig(t *testing.T) *sentinelRig {
 	t.Helper()
-	need(t, "redis-sentinel")
 	g := &sentinelRig{t: t}
 	m := startRedis(t, "--repl-diskless-sync-delay", "0")
 	_, mport, _ := net.SplitHostPort(m.addr)
