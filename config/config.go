@@ -60,6 +60,10 @@ type Config struct {
 	// Memos holds what the proxy does for Memos in particular.
 	Memos Memos `yaml:"memos"`
 
+	// Bearer lets API clients, scripts and services in with the
+	// provider's own access tokens (Authorization: Bearer). Default off.
+	Bearer *Bearer `yaml:"bearer"`
+
 	// Routes serve several applications, each on its own host (and path
 	// prefix) with its own upstream and policy, behind one sign-in. With
 	// routes, upstream, upstream_ready_path, preserve_host, websockets,
@@ -168,6 +172,13 @@ type OIDC struct {
 	// "client_secret_post" (default) or "client_secret_basic". It must match
 	// the provider's registration exactly: Authelia refuses any other method.
 	ClientAuthMethod string `yaml:"client_auth_method"`
+	// IntrospectionAuthMethod is how the proxy authenticates at the
+	// introspection endpoint (bearer tokens): client_secret_post or
+	// client_secret_basic. Authelia's default for a client is
+	// client_secret_basic whatever its token endpoint method is; register
+	// the client with introspection_endpoint_auth_method to match.
+	// Default: client_auth_method.
+	IntrospectionAuthMethod string `yaml:"introspection_auth_method"`
 	// Scopes requested; must contain "openid".
 	// Default [openid, profile, email, groups].
 	Scopes []string `yaml:"scopes"`
@@ -244,6 +255,78 @@ type Redis struct {
 	KeyPrefix string `yaml:"key_prefix"`
 	// Timeout bounds each Redis command. Default 2s.
 	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Bearer accepts the provider's access tokens on a route: a request
+// with Authorization: Bearer is authenticated by the token alone, never
+// sent to sign in. A JWT access token (RFC 9068) is verified with the
+// provider's key set, any other token at its introspection endpoint (RFC
+// 7662). A token passes only when the route accepts its client or its
+// audience, it has the required scopes, and, for a person's token, the
+// route's access rules admit the person.
+type Bearer struct {
+	// Audiences accepted in a token's aud: a token naming one passes the
+	// client check whatever client got it (the provider issued it for
+	// this application). Default none.
+	Audiences []string `yaml:"audiences"`
+	// Machines are the client_ids whose own tokens (client credentials:
+	// no user) are accepted: a script, a CI job, a service. Default none.
+	Machines []string `yaml:"machines"`
+	// Clients are the client_ids whose people's tokens are accepted (a
+	// command-line tool's device-flow tokens); the person must also pass
+	// the route's access rules. Default none.
+	Clients []string `yaml:"clients"`
+	// Scopes a token must have: all of them, or any one with
+	// scopes_match: any. Default none.
+	Scopes      []string `yaml:"scopes"`
+	ScopesMatch string   `yaml:"scopes_match"`
+	// Introspect is "opaque" (JWT access tokens are verified locally,
+	// other tokens at the introspection endpoint) or "always" (JWTs too:
+	// a revoked one is refused at once). Default "opaque".
+	Introspect string `yaml:"introspect"`
+	// CacheFor bounds how long a verified token's result is kept (never
+	// past the token's expiry). Default 5m.
+	CacheFor time.Duration `yaml:"cache_for"`
+	// ClientHeader, ScopesHeader and AuthHeader name the headers a
+	// bearer request's upstream receives: the token's client_id, its
+	// scopes (space-separated), and "bearer" (browser sessions get
+	// nothing there; client copies are always removed). Defaults
+	// "Remote-Client", "Remote-Scopes", "Remote-Auth".
+	ClientHeader string `yaml:"client_header"`
+	ScopesHeader string `yaml:"scopes_header"`
+	AuthHeader   string `yaml:"auth_header"`
+}
+
+// Bearer defaults.
+const (
+	DefaultBearerCacheFor     = 5 * time.Minute
+	DefaultBearerClientHeader = "Remote-Client"
+	DefaultBearerScopesHeader = "Remote-Scopes"
+	DefaultBearerAuthHeader   = "Remote-Auth"
+)
+
+func (b *Bearer) applyDefaults() {
+	if b == nil {
+		return
+	}
+	if b.ScopesMatch == "" {
+		b.ScopesMatch = "all"
+	}
+	if b.Introspect == "" {
+		b.Introspect = "opaque"
+	}
+	if b.CacheFor == 0 {
+		b.CacheFor = DefaultBearerCacheFor
+	}
+	if b.ClientHeader == "" {
+		b.ClientHeader = DefaultBearerClientHeader
+	}
+	if b.ScopesHeader == "" {
+		b.ScopesHeader = DefaultBearerScopesHeader
+	}
+	if b.AuthHeader == "" {
+		b.AuthHeader = DefaultBearerAuthHeader
+	}
 }
 
 // Memos configures the Memos-specific behaviour.
@@ -377,6 +460,9 @@ func (c *Config) applyDefaults() {
 	if c.OIDC.ClientAuthMethod == "" {
 		c.OIDC.ClientAuthMethod = DefaultClientAuthMethod
 	}
+	if c.OIDC.IntrospectionAuthMethod == "" {
+		c.OIDC.IntrospectionAuthMethod = c.OIDC.ClientAuthMethod
+	}
 	if c.OIDC.Scopes == nil {
 		c.OIDC.Scopes = DefaultScopes()
 	}
@@ -398,6 +484,7 @@ func (c *Config) applyDefaults() {
 		}
 	}
 	c.Memos.applyDefaults()
+	c.Bearer.applyDefaults()
 	if c.Session.CookieName == "" {
 		c.Session.CookieName = DefaultCookieName
 	}

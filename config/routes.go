@@ -32,6 +32,7 @@ type Route struct {
 	PublicPaths       []string          `yaml:"public_paths"`
 	IdentityJWT       *IdentityJWT      `yaml:"identity_jwt"`
 	Memos             Memos             `yaml:"memos"`
+	Bearer            *Bearer           `yaml:"bearer"`
 	// Access is who may use this route. Default: the top-level access.
 	Access *Access `yaml:"access"`
 
@@ -52,7 +53,7 @@ func (c *Config) RouteList() []Route {
 	return []Route{{
 		Name: "default", Upstream: c.Upstream, UpstreamReadyPath: c.UpstreamReadyPath,
 		PreserveHost: c.PreserveHost, WebSockets: c.WebSockets, Headers: c.Headers, PublicPaths: c.PublicPaths,
-		IdentityJWT: c.IdentityJWT, Memos: c.Memos, Access: &c.Access,
+		IdentityJWT: c.IdentityJWT, Memos: c.Memos, Bearer: c.Bearer, Access: &c.Access,
 	}}
 }
 
@@ -109,6 +110,7 @@ func (c *Config) applyRouteDefaults() {
 			r.Access = &c.Access
 		}
 		r.Memos.applyDefaults()
+		r.Bearer.applyDefaults()
 		if !strings.HasPrefix(r.Host, "*.") {
 			r.IdentityJWT.applyDefaults(c.OriginOf(r.Host))
 		} else {
@@ -119,7 +121,7 @@ func (c *Config) applyRouteDefaults() {
 
 // routeOnlyKeys are the top-level keys that, with routes, belong to each
 // route.
-var routeOnlyKeys = []string{"upstream", "upstream_ready_path", "preserve_host", "websockets", "public_paths", "identity_jwt", "memos"}
+var routeOnlyKeys = []string{"upstream", "upstream_ready_path", "preserve_host", "websockets", "public_paths", "identity_jwt", "memos", "bearer"}
 
 // validateRoutes checks the routes, or, without routes, the top level as
 // the one route.
@@ -203,6 +205,9 @@ func (l *loader) validateRoute(prefix string, r *Route, c *Config) {
 	}
 	if r.IdentityJWT != nil {
 		l.validateIdentityJWT(prefix, r.IdentityJWT, r.Headers)
+	}
+	if r.Bearer != nil {
+		l.validateBearer(prefix+"bearer.", r.Bearer, r.Headers)
 	}
 	for _, pp := range r.PublicPaths {
 		if _, err := path.Match(pp, "/"); err != nil || !strings.HasPrefix(pp, "/") || strings.HasPrefix(pp, "/oauth2/") {

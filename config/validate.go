@@ -82,6 +82,11 @@ func (l *loader) validateOIDC(o *OIDC) {
 	default:
 		l.add("oidc.client_auth_method", "must be client_secret_post or client_secret_basic, not %q", o.ClientAuthMethod)
 	}
+	switch o.IntrospectionAuthMethod {
+	case "client_secret_post", "client_secret_basic":
+	default:
+		l.add("oidc.introspection_auth_method", "must be client_secret_post or client_secret_basic, not %q", o.IntrospectionAuthMethod)
+	}
 	hasOpenID := false
 	for _, s := range o.Scopes {
 		if s == "openid" {
@@ -237,6 +242,46 @@ func (l *loader) validateHeaders(prefix string, h map[string]string) {
 		seen[norm] = name
 		if claim == "" {
 			l.add(key, "needs a claim name")
+		}
+	}
+}
+
+// validateBearer checks a route's bearer block, its keys under prefix.
+func (l *loader) validateBearer(prefix string, b *Bearer, headers map[string]string) {
+	if len(b.Audiences)+len(b.Machines)+len(b.Clients) == 0 {
+		l.add(strings.TrimSuffix(prefix, "."), "accepts no token: list the audiences, the machines (client_ids of client-credentials clients) or the clients (client_ids whose people's tokens count) it accepts")
+	}
+	for key, list := range map[string][]string{"audiences": b.Audiences, "machines": b.Machines, "clients": b.Clients, "scopes": b.Scopes} {
+		for _, v := range list {
+			if strings.TrimSpace(v) == "" || strings.ContainsAny(v, " \t\r\n\"") {
+				l.add(prefix+key, "%q is not a single value (no spaces or quotes)", v)
+			}
+		}
+	}
+	if b.ScopesMatch != "all" && b.ScopesMatch != "any" {
+		l.add(prefix+"scopes_match", "must be all or any, not %q", b.ScopesMatch)
+	}
+	if b.Introspect != "opaque" && b.Introspect != "always" {
+		l.add(prefix+"introspect", "must be opaque (JWT access tokens verified with the key set) or always, not %q", b.Introspect)
+	}
+	if b.CacheFor < 0 || b.CacheFor > time.Hour {
+		l.add(prefix+"cache_for", "must be between 0 and 1h, not %v", b.CacheFor)
+	}
+	seen := map[string]string{}
+	for name := range headers {
+		seen[NormalizeHeaderName(name)] = "headers." + name
+	}
+	for key, name := range map[string]string{"client_header": b.ClientHeader, "scopes_header": b.ScopesHeader, "auth_header": b.AuthHeader} {
+		norm := NormalizeHeaderName(name)
+		switch {
+		case !validHeaderName(name):
+			l.add(prefix+key, "%q is not a valid header name", name)
+		case reservedHeaders[norm]:
+			l.add(prefix+key, "%s cannot carry an identity", http.CanonicalHeaderKey(name))
+		case seen[norm] != "":
+			l.add(prefix+key, "%s is also %s", name, seen[norm])
+		default:
+			seen[norm] = key
 		}
 	}
 }

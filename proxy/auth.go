@@ -17,6 +17,7 @@ type Identity struct {
 	values  [][]string
 	allowed bool      // by the access rules
 	token   tokenSlot // the signed identity, when the route signs one
+	bearer  *bearerID // a bearer request's token facts; nil for a session
 }
 
 // identities make the identity of a session entry: the header values and

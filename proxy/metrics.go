@@ -53,6 +53,9 @@ type metrics struct {
 	storeErr   prometheus.Counter // requests answered 503 because the store was down
 	// Around a Redis failover: new masters seen, writes Redis did not
 	// confirm (by op), and those a background retry stored or gave up.
+	// bearer counts bearer requests by result (pass, refused,
+	// unavailable) and reason (the kind that passed, or why not).
+	bearer           *prometheus.CounterVec
 	storeFailovers   prometheus.Counter
 	storeUnconfirmed *prometheus.CounterVec
 	storeRetried     *prometheus.CounterVec
@@ -103,6 +106,9 @@ func newMetrics(version string) *metrics {
 	m.storeErr = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "oidc_proxy_session_store_errors_total", Help: "Requests answered 503 because the session store could not be reached.",
 	})
+	m.bearer = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oidc_proxy_bearer_requests_total", Help: "Requests authenticated by a bearer access token, by result (pass, refused, unavailable) and reason (person or machine when it passed; malformed, invalid_token, wrong_client, insufficient_scope, forbidden, unusable_claim, client_limit; provider when the provider could not answer).",
+	}, []string{"result", "reason"})
 	m.storeFailovers = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "oidc_proxy_session_store_failovers_total", Help: "With Redis Sentinel: new masters the sentinels named while the proxy ran (each one followed at once).",
 	})
@@ -136,7 +142,7 @@ func newMetrics(version string) *metrics {
 	for _, k := range []string{"connect", "dropped", "upstream_switch"} {
 		m.upgradesRefused.WithLabelValues(k)
 	}
-	m.own = []prometheus.Collector{m.upgradesRefused, m.reloads, m.reloadAt, requests, upstream, m.signIns, m.refresh, m.idp, m.idpErrs, m.idpLimited, m.streams, m.store, m.storeErr, m.storeFailovers, m.storeUnconfirmed, m.storeRetried, build}
+	m.own = []prometheus.Collector{m.upgradesRefused, m.reloads, m.reloadAt, requests, upstream, m.signIns, m.refresh, m.idp, m.idpErrs, m.idpLimited, m.streams, m.store, m.storeErr, m.bearer, m.storeFailovers, m.storeUnconfirmed, m.storeRetried, build}
 	m.registry.MustRegister(m.own...)
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -21,6 +21,8 @@ import (
 //	           to a route that allows WebSockets dropped (upgrade.go)
 //	/oauth2/   the proxy's own endpoints (sign-in, sign-out, forward-auth,
 //	           health), answered here and never forwarded
+//	bearer     a route's bearer requests: the token alone authenticates
+//	           (bearer.go); they skip session, keep up and app
 //	session    the request's session, from the store (503 while it is down)
 //	keep up    the refresh when it is due, the idle renewal
 //	app        the route's integrations, which may answer themselves
@@ -37,7 +39,9 @@ func (p *Proxy) requestPath() http.Handler {
 		for i := len(rt.integrations) - 1; i >= 0; i-- {
 			app = rt.integrations[i].Wrap(app)
 		}
-		rt.handler = p.upgradeStep(rt, p.findSession(rt, p.keepUpStep(rt, app)))
+		// A bearer request skips the session and the integrations (it is
+		// an API call of its own, not a browser's).
+		rt.handler = p.upgradeStep(rt, p.bearerStep(rt, p.findSession(rt, p.keepUpStep(rt, app)), p.admit(rt, rt.forward)))
 		rt.own = p.endpoints(rt)
 	}
 	return p.record(p.strip(p.routeStep(common)))

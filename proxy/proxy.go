@@ -86,6 +86,7 @@ type Proxy struct {
 	metrics   *metrics
 	pages     pageSet
 	handler   http.Handler // the request path
+	bearers   *bearerChecks
 }
 
 // New builds a Proxy from a loaded configuration. It does no I/O:
@@ -94,7 +95,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	if cfg == nil {
 		return nil, errors.New("proxy: no configuration")
 	}
-	sh := &shared{opts: opts, metrics: newMetrics(opts.Version), transport: opts.Transport, gate: newSignInGate()}
+	sh := &shared{opts: opts, metrics: newMetrics(opts.Version), transport: opts.Transport, gate: newSignInGate(), bearerGate: newSignInGate()}
 	if sh.transport == nil {
 		sh.transport = NewTransport()
 	}
@@ -122,6 +123,7 @@ func (sh *shared) build(cfg *config.Config, prev *Proxy) (*Proxy, error) {
 		idle:       cfg.Session.IdleTimeout,
 		accessLog:  cfg.Log.Access == nil || *cfg.Log.Access,
 		metrics:    sh.metrics,
+		bearers:    newBearerChecks(),
 	}
 	if p.log == nil {
 		p.log = slog.Default()

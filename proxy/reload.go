@@ -15,13 +15,16 @@ import (
 // (sessions survive every reload), the metrics, the upstream transport
 // (its idle connections too), and the generation serving now.
 type shared struct {
-	opts      Options
-	gate      *signInGate // what anonymous clients may cost the provider
-	metrics   *metrics
-	transport http.RoundTripper
-	live      atomic.Pointer[Proxy]
-	mu        sync.Mutex      // one Start or Reload at a time
-	started   context.Context // Start's context; nil before Start
+	opts Options
+	gate *signInGate // what anonymous clients may cost the provider
+	// bearerGate bounds the introspections of tokens from each client
+	// network, as gate does for sign-ins.
+	bearerGate *signInGate
+	metrics    *metrics
+	transport  http.RoundTripper
+	live       atomic.Pointer[Proxy]
+	mu         sync.Mutex      // one Start or Reload at a time
+	started    context.Context // Start's context; nil before Start
 }
 
 // Reload builds the generation of cfg (routes, rules, header mappings,

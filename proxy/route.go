@@ -33,6 +33,7 @@ type Route struct {
 	ids          *identities
 	public       publicPaths
 	integrations []Integration
+	bearer       *bearerPolicy     // nil: bearer tokens are not accepted
 	signed       []*signedIdentity // identity_jwt: one, or none
 	setters      []setter          // fill the outgoing identity: headers, then the JWT
 	kept         []string          // the claims its sessions keep: see claims
@@ -85,6 +86,16 @@ func (p *Proxy) newRoute(cfg *config.Route, transport http.RoundTripper, integra
 		rt.headers.alsoStrip(j.Header)
 	} else {
 		rt.headers.alsoStrip(config.DefaultIdentityJWTHeader) // never from a client, on or off
+	}
+	for _, h := range []string{config.DefaultBearerClientHeader, config.DefaultBearerScopesHeader, config.DefaultBearerAuthHeader} {
+		rt.headers.alsoStrip(h) // never from a client, on or off
+	}
+	if b := cfg.Bearer; b != nil {
+		rt.bearer = newBearerPolicy(b, rt.name, cfg.Memos.PassBearerTokens)
+		rt.headers.alsoStrip(rt.bearer.clientHeader)
+		rt.headers.alsoStrip(rt.bearer.scopesHeader)
+		rt.headers.alsoStrip(rt.bearer.authHeader)
+		rt.setters = append(rt.setters, rt.bearer)
 	}
 	if cfg.Access != nil {
 		rt.access = newAccessRules(*cfg.Access)

@@ -82,7 +82,15 @@ func (s *signedIdentity) fill(h http.Header, id *Identity) {
 		h[s.header] = t.value
 		return
 	}
-	token, err := s.signer.Sign(s.iss, s.aud, id.session.Subject, now, s.lifetime, s.claimsOf(id.session))
+	claims := s.claimsOf(id.session)
+	if b := id.bearer; b != nil { // marked, so that an application can tell
+		claims["auth"] = "bearer"
+		claims["client_id"] = b.client[0]
+		if b.scopes[0] != "" {
+			claims["scope"] = b.scopes[0]
+		}
+	}
+	token, err := s.signer.Sign(s.iss, s.aud, id.session.Subject, now, s.lifetime, claims)
 	if err != nil {
 		// Fail closed: without the header the application refuses.
 		s.log.Error("identity JWT: signing failed; the request goes without it", "err", err)

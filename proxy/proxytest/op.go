@@ -70,6 +70,10 @@ type OPConfig struct {
 	// RateLimit turns on Authelia's token endpoint limiter with its
 	// default buckets (limiter.go); Authelia has it on by default.
 	RateLimit bool
+	// IntrospectionPost registers the proxy's client with
+	// introspection_endpoint_auth_method: client_secret_post; without it
+	// the client introspects with client_secret_basic, Authelia's default.
+	IntrospectionPost bool
 }
 
 // OP is a running test provider's handler and what it has seen.
@@ -88,18 +92,25 @@ type OP struct {
 	// before it is sent, with the request's grant type: a test times
 	// something (a Redis failover) between the provider's rotation and the
 	// proxy's storing of it.
-	OnToken    atomic.Pointer[func(grant string)]
-	families   map[string]*family // refresh token → its family
-	limit      *limiter           // nil: no limit
-	mu         sync.Mutex
-	authorize  []url.Values
-	tokenForms []url.Values
+	OnToken  atomic.Pointer[func(grant string)]
+	families map[string]*family // refresh token → its family
+	limit    *limiter           // nil: no limit
+	scripts  scriptTokens       // optokens.go
+	store    *store
+	// the proxy's own client, for introspection
+	clientID, clientSecret string
+	introspectionPost      bool
+	mu                     sync.Mutex
+	authorize              []url.Values
+	tokenForms             []url.Values
 }
 
 // NewOP builds a provider whose issuer is issuer (for example
 // "http://127.0.0.1:9000"); serve its Handler at that address.
 func NewOP(issuer string, cfg OPConfig) (*OP, error) {
-	o := &OP{issuer: issuer, users: map[string]*OPUser{}, limit: newLimiter(nil), families: map[string]*family{}}
+	o := &OP{issuer: issuer, users: map[string]*OPUser{}, limit: newLimiter(nil), families: map[string]*family{},
+		scripts:  scriptTokens{clients: map[string]*ScriptClient{}, tokens: map[string]*scriptToken{}},
+		clientID: cfg.ClientID, clientSecret: cfg.ClientSecret, introspectionPost: cfg.IntrospectionPost}
 	us := userStore{byID: map[string]*OPUser{}}
 	for _, u := range cfg.Users {
 		u.id = uuid.NewString()
@@ -112,6 +123,7 @@ func NewOP(issuer string, cfg OPConfig) (*OP, error) {
 		method = oidc.AuthMethodBasic
 	}
 	st := &store{Storage: storage.NewStorageWithClients(us, map[string]*storage.Client{cfg.ClientID: client}), users: us, method: method}
+	o.store = st
 	key := sha256.Sum256([]byte(issuer + cfg.ClientSecret))
 	provider, err := op.NewProvider(&op.Config{
 		CryptoKey:             key,
@@ -201,12 +213,20 @@ func (o *OP) authelia(next http.Handler, endSession bool, method oidc.AuthMethod
 		case "/authorize/callback":
 			next.ServeHTTP(&issWriter{ResponseWriter: w, issuer: o.issuer}, r)
 			return
+		case "/oauth/introspect", "/userinfo":
+			r.ParseForm()
+			if o.scriptEndpoints(w, r) {
+				return
+			}
 		case "/oauth/token":
 			o.TokenRequests.Add(1)
 			if err := r.ParseForm(); err == nil {
 				o.mu.Lock()
 				o.tokenForms = append(o.tokenForms, r.PostForm)
 				o.mu.Unlock()
+			}
+			if o.scriptEndpoints(w, r) {
+				return
 			}
 			_, _, basic := r.BasicAuth()
 			post := r.PostForm.Has("client_secret")

@@ -152,6 +152,8 @@ type discoveryExtra struct {
 	IssParameter       bool     `json:"authorization_response_iss_parameter_supported"`
 	JWKSURI            string   `json:"jwks_uri"`
 	SigningAlgs        []string `json:"id_token_signing_alg_values_supported"`
+	// IntrospectionEndpoint is RFC 7662's (RFC 8414 names it here).
+	IntrospectionEndpoint string `json:"introspection_endpoint"`
 }
 
 // asymmetricAlgs are the ID token algorithms accepted: never "none" and
@@ -181,6 +183,11 @@ func (c *Client) Discover(ctx context.Context) (*Provider, error) {
 	}
 	if err := checkEndpoint(extra.JWKSURI); err != nil {
 		return nil, fmt.Errorf("jwks_uri: %w", err)
+	}
+	if extra.IntrospectionEndpoint != "" {
+		if err := checkEndpoint(extra.IntrospectionEndpoint); err != nil {
+			return nil, fmt.Errorf("introspection_endpoint: %w", err)
+		}
 	}
 	return c.build(op, extra), nil
 }
