@@ -48,6 +48,10 @@ type AutheliaClient struct {
 	// Lifespan names a custom lifespan ("short": access and ID tokens of
 	// 66 s; "medium": 200 s).
 	Lifespan string
+	// ResponseTypes default to ['code']; a client without the
+	// authorization code grant (client credentials, device flow) has
+	// none: set NoResponseTypes.
+	NoResponseTypes bool
 	// Extra are more lines of the client's YAML, indented as its keys.
 	Extra []string
 }
@@ -358,6 +362,10 @@ identity_providers:
 			return v
 		}
 		policy, consent := c.Policy, c.Consent
+		responseTypes := "'code'"
+		if c.NoResponseTypes {
+			responseTypes = ""
+		}
 		if policy == "" {
 			policy = "one_factor"
 		}
@@ -373,11 +381,11 @@ identity_providers:
         redirect_uris: [%s]
         scopes: [%s]
         grant_types: [%s]
-        response_types: ['code']
+        response_types: [%s]
         token_endpoint_auth_method: 'client_secret_post'
 `, c.ID, c.ID, d, policy, consent, quoteList(c.RedirectURIs),
 			quoteList(def(c.Scopes, "openid", "profile", "email", "groups", "offline_access")),
-			quoteList(def(c.GrantTypes, "authorization_code", "refresh_token")))
+			quoteList(def(c.GrantTypes, "authorization_code", "refresh_token")), responseTypes)
 		if c.Lifespan != "" {
 			fmt.Fprintf(&b, "        lifespan: '%s'\n", c.Lifespan)
 		}
