@@ -132,3 +132,51 @@ func TestRealAutheliaBearerTokens(t *testing.T) {
 		t.Errorf("a token reached the log")
 	}
 }
+
+// TestRealAutheliaDeviceFlowToken: a person gets a token for a
+// command-line tool with the device flow (RFC 8628) at the real Authelia:
+// the tool asks for a code, the person approves it in Chromium at
+// Authelia's portal (sign-in, the code, consent), the tool polls for its
+// token and calls the app through the proxy as that person: the same
+// identity headers as their browser session, plus the bearer ones.
+func TestRealAutheliaDeviceFlowToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the real programs in a browser")
+	}
+	s, a := realBearerStand(t, time.Minute)
+	secret := "cli-secret-0123456789abcdef0123456789abcd"
+	code, dev := autheliaPost(t, a, "/api/oidc/device-authorization", "cli", secret, url.Values{"scope": {"openid profile email groups notes"}})
+	complete, _ := dev["verification_uri_complete"].(string)
+	deviceCode, _ := dev["device_code"].(string)
+	if code != 200 || complete == "" || deviceCode == "" {
+		t.Fatalf("device authorization: %d %v", code, dev)
+	}
+	poll := func() (int, map[string]any) {
+		return autheliaPost(t, a, "/api/oidc/token", "cli", secret, url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {deviceCode}})
+	}
+	if code, out := poll(); code == 200 || out["error"] != "authorization_pending" {
+		t.Fatalf("before approval: %d %v", code, out)
+	}
+
+	ctx := proxytest.Chromium(t, 2*time.Minute,
+		[2]string{"host-resolver-rules", "MAP " + a.Host + " 127.0.0.1"}, [2]string{"ignore-certificate-errors", "true"})
+	var tok string
+	browserAt(t, ctx, complete, "alice", alicePassword, func() bool {
+		// The portal asks to confirm the code shown by the tool.
+		for _, id := range []string{"device-code-confirm-button", "confirm-button", "accept-button"} {
+			proxytest.Click(ctx, id)
+		}
+		code, out := poll()
+		tok, _ = out["access_token"].(string)
+		return code == 200 && tok != ""
+	})
+	resp, body := bearerGet(t, s.URL, "/api/me", tok)
+	if resp.StatusCode != 200 {
+		t.Fatalf("the tool's call as alice: %d %s\n%s", resp.StatusCode, body, s.Logs.String())
+	}
+	h := s.LastSeen().Header
+	if h.Get("Remote-User") != "alice" || h.Get("Remote-Groups") != "admins" || h.Get("Remote-Email") != "alice@example.test" ||
+		h.Get("Remote-Client") != "cli" || h.Get("Remote-Auth") != "bearer" {
+		t.Errorf("the tool's call as alice: %v", h)
+	}
+}
