@@ -2,54 +2,61 @@ package proxy_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/oidc-proxy/oidc-proxy/config"
+	"github.com/oidc-proxy/oidc-proxy/proxy/authelia"
 	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 )
 
-// realBearerClients are the clients of the README's examples for
-// scripts: the proxy's own (which introspects with client_secret_post),
-// a machine with opaque tokens, one with JWT access tokens for the
-// audience notes-api, and a command-line tool with the device flow.
-func realBearerClients() []proxytest.AutheliaClient {
-	return []proxytest.AutheliaClient{
-		{ID: "memos", Secret: realSecret, RedirectURIs: []string{"http://127.0.0.1/oauth2/callback"},
-			Extra: []string{"introspection_endpoint_auth_method: 'client_secret_post'"}},
-		{ID: "backup", Secret: "backup-secret-0123456789abcdef0123456789", GrantTypes: []string{"client_credentials"},
-			Scopes: []string{"notes"}, NoResponseTypes: true},
-		{ID: "ci", Secret: "ci-secret-0123456789abcdef0123456789abcd", GrantTypes: []string{"client_credentials"},
-			Scopes: []string{"notes"}, NoResponseTypes: true,
-			Extra: []string{"audience: ['notes-api']", "access_token_signed_response_alg: 'RS256'"}},
-		{ID: "cli", Secret: "cli-secret-0123456789abcdef0123456789abcd", GrantTypes: []string{"urn:ietf:params:oauth:grant-type:device_code"},
-			Scopes: []string{"openid", "profile", "email", "groups", "notes"}, NoResponseTypes: true, Consent: "explicit"},
-	}
-}
+// The secrets of examples/api-clients' clients in these tests (one for
+// all: the example's blocks share a placeholder).
+const exampleClientSecret = "example-client-secret-0123456789abcdef0123456789abcdef"
 
-// realBearerStand is the proxy in front of a recording upstream with a
-// real Authelia, accepting the machines backup and ci and the tool cli,
-// scope notes; introspected answers kept at most cacheFor.
+// realBearerStand runs examples/api-clients as its user would: the real
+// Authelia with the example's client blocks, and the proxy with the
+// example's configuration, each with only what a test must change: the
+// secret's digest filled in, the addresses of this machine, and one
+// factor instead of two for the test's user. Introspected answers are
+// kept at most cacheFor.
 func realBearerStand(t *testing.T, cacheFor time.Duration) (*stand, *proxytest.Authelia) {
+	block, err := os.ReadFile("../examples/api-clients/authelia-client.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest, err := authelia.Digest(exampleClientSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.NewReplacer("$pbkdf2-sha512$310000$REPLACE_WITH_YOUR_DIGEST", digest,
+		"https://notes.example.com/oauth2/callback", "http://127.0.0.1/oauth2/callback",
+		"'two_factor'", "'one_factor'").Replace(string(block))
+	blockFile := filepath.Join(t.TempDir(), "clients.yml")
+	os.WriteFile(blockFile, []byte(text), 0o600)
 	a := proxytest.StartAuthelia(t, proxytest.AutheliaOptions{
-		Users:   []proxytest.AutheliaUser{{Name: "alice", Password: alicePassword, DisplayName: "Alice", Email: "alice@example.test", Groups: []string{"admins"}}},
-		Clients: realBearerClients(),
+		Users:      []proxytest.AutheliaUser{{Name: "alice", Password: alicePassword, DisplayName: "Alice", Email: "alice@example.test", Groups: []string{"notes"}}},
+		MoreConfig: []string{blockFile},
 	})
 	s := &stand{T: t, Logs: &syncBuffer{}}
 	ln := listen(t)
 	s.Issuer, s.URL = a.Issuer, "http://"+ln.Addr().String()
 	s.StartUpstream()
-	yaml := fmt.Sprintf("external_url: %q\nupstream: %q\noidc:\n  issuer: %q\n  client_id: memos\n  client_secret: %q\nsession:\n  secret: %q\n",
-		s.URL, s.Upstream.URL, a.Issuer, realSecret, sessionSecret)
-	s.Proxy = realReplica(s, a, yaml, ln, func(c *config.Config) {
-		c.Bearer = &config.Bearer{Machines: []string{"backup", "ci"}, Clients: []string{"cli"}, Scopes: []string{"notes"},
-			ScopesMatch: "all", Introspect: "opaque", CacheFor: cacheFor}
-	})
+	example, err := os.ReadFile("../examples/api-clients/oidc-proxy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	yaml := strings.NewReplacer("https://notes.example.com", s.URL, "http://127.0.0.1:5230", s.Upstream.URL,
+		"https://auth.example.com", a.Issuer,
+		"client_secret_file: /run/secrets/oidc-client-secret", "client_secret: "+exampleClientSecret,
+		"secret_file: /run/secrets/oidc-proxy-session", "secret: "+sessionSecret,
+		"cache_for: 5m", "cache_for: "+cacheFor.String()).Replace(string(example))
+	s.Proxy = realReplica(s, a, yaml, ln)
 	s.WaitReady()
 	return s, a
 }
@@ -89,7 +96,7 @@ func machineToken(t *testing.T, a *proxytest.Authelia, id, secret string, form u
 // passed, a token without the scope refused.
 func TestRealAutheliaBearerTokens(t *testing.T) {
 	s, a := realBearerStand(t, time.Second)
-	backup := "backup-secret-0123456789abcdef0123456789"
+	backup := exampleClientSecret
 	opaque := machineToken(t, a, "backup", backup, url.Values{"scope": {"notes"}})
 	if resp, body := bearerGet(t, s.URL, "/api/backup", opaque); resp.StatusCode != 200 {
 		t.Fatalf("a machine's opaque token: %d %s\n%s", resp.StatusCode, body, s.Logs.String())
@@ -97,7 +104,7 @@ func TestRealAutheliaBearerTokens(t *testing.T) {
 	if h := s.LastSeen().Header; h.Get("Remote-Client") != "backup" || h.Get("Remote-Auth") != "bearer" || h.Get("Remote-User") != "" {
 		t.Errorf("the machine's headers: %v", h)
 	}
-	jwt := machineToken(t, a, "ci", "ci-secret-0123456789abcdef0123456789abcd", url.Values{"scope": {"notes"}, "audience": {"notes-api"}})
+	jwt := machineToken(t, a, "ci", exampleClientSecret, url.Values{"scope": {"notes"}, "audience": {"notes-api"}})
 	if strings.Count(jwt, ".") != 2 {
 		t.Fatalf("ci's token is not a JWT: %.20s...", jwt)
 	}
@@ -144,15 +151,15 @@ func TestRealAutheliaDeviceFlowToken(t *testing.T) {
 		t.Skip("the real programs in a browser")
 	}
 	s, a := realBearerStand(t, time.Minute)
-	secret := "cli-secret-0123456789abcdef0123456789abcd"
-	code, dev := autheliaPost(t, a, "/api/oidc/device-authorization", "cli", secret, url.Values{"scope": {"openid profile email groups notes"}})
+	secret := exampleClientSecret
+	code, dev := autheliaPost(t, a, "/api/oidc/device-authorization", "notes-cli", secret, url.Values{"scope": {"openid profile email groups notes"}})
 	complete, _ := dev["verification_uri_complete"].(string)
 	deviceCode, _ := dev["device_code"].(string)
 	if code != 200 || complete == "" || deviceCode == "" {
 		t.Fatalf("device authorization: %d %v", code, dev)
 	}
 	poll := func() (int, map[string]any) {
-		return autheliaPost(t, a, "/api/oidc/token", "cli", secret, url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {deviceCode}})
+		return autheliaPost(t, a, "/api/oidc/token", "notes-cli", secret, url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {deviceCode}})
 	}
 	if code, out := poll(); code == 200 || out["error"] != "authorization_pending" {
 		t.Fatalf("before approval: %d %v", code, out)
@@ -175,8 +182,8 @@ func TestRealAutheliaDeviceFlowToken(t *testing.T) {
 		t.Fatalf("the tool's call as alice: %d %s\n%s", resp.StatusCode, body, s.Logs.String())
 	}
 	h := s.LastSeen().Header
-	if h.Get("Remote-User") != "alice" || h.Get("Remote-Groups") != "admins" || h.Get("Remote-Email") != "alice@example.test" ||
-		h.Get("Remote-Client") != "cli" || h.Get("Remote-Auth") != "bearer" {
+	if h.Get("Remote-User") != "alice" || h.Get("Remote-Groups") != "notes" || h.Get("Remote-Email") != "alice@example.test" ||
+		h.Get("Remote-Client") != "notes-cli" || h.Get("Remote-Auth") != "bearer" {
 		t.Errorf("the tool's call as alice: %v", h)
 	}
 }
