@@ -109,16 +109,12 @@ func bearerToken(r *http.Request) (tok string, ok bool, err error) {
 		return "", true, errors.New("empty or too long")
 	}
 	// b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-	pad := false
-	for i := 0; i < len(rest); i++ {
-		c := rest[i]
-		switch {
-		case c == '=':
-			pad = true
-		case pad:
-			return "", true, errors.New("characters after the padding")
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '.', c == '_', c == '~', c == '+', c == '/':
-		default:
+	i := 0
+	for i < len(rest) && b64token[rest[i]] {
+		i++
+	}
+	for j := i; j < len(rest); j++ {
+		if rest[j] != '=' {
 			return "", true, errors.New("a character a bearer token cannot hold")
 		}
 	}
@@ -127,6 +123,14 @@ func bearerToken(r *http.Request) (tok string, ok bool, err error) {
 	}
 	return rest, true, nil
 }
+
+// b64token are the characters of RFC 6750's b64token before its padding.
+var b64token = func() (t [256]bool) {
+	for _, c := range []byte("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~+/") {
+		t[c] = true
+	}
+	return t
+}()
 
 // bearerVerdict is what the provider said of one token: what the
 // cache keeps.
