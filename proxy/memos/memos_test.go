@@ -8,6 +8,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/oidc-proxy/oidc-proxy/config"
+	"github.com/oidc-proxy/oidc-proxy/proxy/proxytest"
 )
 
 const validPAT = "memos_pat_0123456789abcdef0123456789abcdef"
@@ -100,5 +103,50 @@ func TestBearerTokensOffByDefault(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+validPAT)
 	if resp, _ := do(t, http.DefaultClient, req); resp.StatusCode != http.StatusUnauthorized || checks.Load() != 0 || s.SeenCount() != 0 {
 		t.Errorf("bearer request without pass_bearer_tokens: %d, %d checks", resp.StatusCode, checks.Load())
+	}
+}
+
+// TestMemosTokensAndProviderTokens: on a route that passes Memos's own
+// tokens and accepts the provider's, each kind goes to the one that can
+// confirm it, by its form and never by trying one then the other: a Memos
+// personal access token to Memos (the provider never sees it), any other
+// token to the provider only (Memos never sees it), so neither can pass
+// as the other.
+func TestMemosTokensAndProviderTokens(t *testing.T) {
+	s := newStand(t, func(c *cfg) {
+		c.Memos.PassBearerTokens = true
+		c.Bearer = &config.Bearer{Machines: []string{"backup"}, Scopes: []string{"notes"}, ScopesMatch: "all", Introspect: "opaque", CacheFor: time.Minute}
+	}, func(o *proxytest.OPConfig) { o.IntrospectionPost = true })
+	s.OP.RegisterScriptClient(proxytest.ScriptClient{ID: "backup", Secret: "backup-secret", Scopes: []string{"notes"}})
+	var checks atomic.Int64
+	var down atomic.Bool
+	memosStandIn(s, &checks, &down)
+	call := func(token string) int {
+		req := mustReq(http.MethodPost, s.URL+"/memos.api.v1.MemoService/ListMemos")
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, _ := do(t, http.DefaultClient, req)
+		return resp.StatusCode
+	}
+	// A Memos token: Memos confirms it, the provider is not asked.
+	if code := call(validPAT); code != 200 || checks.Load() != 1 || s.OP.Introspections() != 0 {
+		t.Errorf("a Memos token: %d, Memos asked %d, provider asked %d", code, checks.Load(), s.OP.Introspections())
+	}
+	// A provider token: the provider confirms it, Memos is not asked.
+	tok := s.OP.IssueMachineToken("backup", "notes")
+	if code := call(tok); code != 200 || checks.Load() != 1 || s.OP.Introspections() != 1 {
+		t.Errorf("a provider token: %d, Memos asked %d, provider asked %d", code, checks.Load(), s.OP.Introspections())
+	}
+	if h := s.LastSeen().Header; h.Get("Remote-Client") != "backup" || h.Get("Remote-Auth") != "bearer" {
+		t.Errorf("a provider token's headers: %v", h)
+	}
+	// A token neither knows: the provider refuses it; Memos never sees it.
+	if code := call("garbage-token"); code != http.StatusUnauthorized || checks.Load() != 1 {
+		t.Errorf("an unknown token: %d, Memos asked %d", code, checks.Load())
+	}
+	// A made-up Memos token: Memos refuses it; the provider never sees it.
+	before := s.OP.Introspections()
+	if code := call("memos_pat_" + strings.Repeat("z", 32)); code != http.StatusUnauthorized || s.OP.Introspections() != before {
+		t.Errorf("a made-up Memos token: %d, provider asked %d more", code, s.OP.Introspections()-before)
 	}
 }

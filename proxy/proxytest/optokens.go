@@ -308,3 +308,15 @@ func (o *OP) UserByName(name string) *OPUser {
 	}
 	return nil
 }
+
+// IssueMachineToken is a token of the machine clientID with scopes, as
+// its client credentials grant gives it (no audience).
+func (o *OP) IssueMachineToken(clientID string, scopes ...string) string {
+	o.scripts.mu.Lock()
+	c := o.scripts.clients[clientID]
+	o.scripts.mu.Unlock()
+	if c == nil {
+		panic("proxytest: no script client " + clientID)
+	}
+	return o.issue(c, nil, scopes, nil, time.Now().Add(TokenLife))
+}
