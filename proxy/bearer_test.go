@@ -366,3 +366,59 @@ func hmacJWT(secret []byte, header, claims string) string {
 	m.Write([]byte(in))
 	return in + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
+
+// TestBearerVerdictSharedOnRedis: with the Redis store, a token one
+// replica verified is taken by the other from Redis, without asking the
+// provider again; Redis holds no token.
+func TestBearerVerdictSharedOnRedis(t *testing.T) {
+	rs := startRedis(t)
+	edit := func(c *config.Config) {
+		useRedis(rs)(c)
+		c.Bearer = &config.Bearer{Machines: []string{"backup"}, Scopes: []string{"notes"}, ScopesMatch: "all", Introspect: "opaque", CacheFor: 5 * time.Minute}
+	}
+	s := newStand(t, edit, func(o *opCfg) { o.IntrospectionPost = true })
+	s.OP.RegisterScriptClient(proxytest.ScriptClient{ID: "backup", Secret: "backup-secret", Scopes: []string{"notes"}})
+	replica := replicaOf(s, edit)
+	tok := s.OP.IssueMachineToken("backup", "notes")
+	if resp, _ := bearerGet(t, s.URL, "/api/a", tok); resp.StatusCode != 200 {
+		t.Fatalf("replica A: %d", resp.StatusCode)
+	}
+	if resp, _ := bearerGet(t, replica, "/api/b", tok); resp.StatusCode != 200 {
+		t.Fatalf("replica B: %d", resp.StatusCode)
+	}
+	if n := s.OP.Introspections(); n != 1 {
+		t.Errorf("two replicas made %d introspections, want 1", n)
+	}
+	if strings.Contains(rs.dump(), tok) || strings.Contains(rs.dump(), strings.TrimPrefix(tok, "authelia_at_")) {
+		t.Errorf("Redis holds the token")
+	}
+}
+
+// TestBearerGate: a client that sends made-up tokens one after another
+// is held back after a few refusals (429, Retry-After) without the
+// provider being asked; other clients' tokens still pass.
+func TestBearerGate(t *testing.T) {
+	s := bearerStand(t)
+	before := s.OP.Introspections()
+	limited := false
+	for i := range 12 {
+		resp, _ := bearerGet(t, s.URL, "/api/x", "authelia_at_made-up-"+itoa(int64(i)))
+		if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") != "" {
+			limited = true
+			break
+		}
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("made-up token %d: %d", i, resp.StatusCode)
+		}
+	}
+	if !limited {
+		t.Fatalf("12 made-up tokens were all sent to the provider")
+	}
+	asked := s.OP.Introspections() - before
+	for i := range 5 {
+		bearerGet(t, s.URL, "/api/x", "authelia_at_more-"+itoa(int64(i)))
+	}
+	if n := s.OP.Introspections() - before; n != asked || asked > 6 {
+		t.Errorf("the provider was asked %d times (%d before the 429)", n, asked)
+	}
+}

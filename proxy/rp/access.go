@@ -98,7 +98,7 @@ func JWTIssuer(tok string) string {
 
 // VerifyJWTAccess verifies a JWT access token (RFC 9068): typ at+jwt
 // (an ID token or a logout token is refused), an asymmetric algorithm
-// (never none, never an HMAC), the signature with the provider's key
+// that discovery names (never none, never an HMAC), the signature with the provider's key
 // set, iss the provider, exp, nbf and iat within a minute's skew.
 // Audience, client and scopes are the caller's to check.
 func (p *Provider) VerifyJWTAccess(ctx context.Context, raw string) (*Access, error) {
@@ -113,8 +113,8 @@ func (p *Provider) VerifyJWTAccess(ctx context.Context, raw string) (*Access, er
 	if typ := strings.ToLower(h.Typ); typ != "at+jwt" && typ != "application/at+jwt" {
 		return nil, invalid("typ %q is not at+jwt: not an access token", truncate(h.Typ, 40))
 	}
-	if !asymmetricAlgs[h.Alg] {
-		return nil, invalid("alg %q is not an asymmetric signature", truncate(h.Alg, 40))
+	if !asymmetricAlgs[h.Alg] || !p.algs[h.Alg] {
+		return nil, invalid("alg %q is not an asymmetric signature the provider's discovery names", truncate(h.Alg, 40))
 	}
 	// Anyone may send one: an unknown kid reads the key set rarely.
 	ctx = context.WithValue(context.WithValue(ctx, endpointKey{}, "jwks"), outsiderKey{}, true)

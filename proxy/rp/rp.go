@@ -138,6 +138,7 @@ type Provider struct {
 	oidc     *oidc.Provider
 	verifier *oidc.IDTokenVerifier
 	keys     *keySet
+	algs     map[string]bool // the asymmetric algorithms discovery names
 	oauth    oauth2.Config
 	// endSession is the end_session_endpoint, if discovery lists one.
 	endSession string
@@ -225,8 +226,16 @@ func (c *Client) build(op *oidc.Provider, extra discoveryExtra) *Provider {
 	}
 	ep := op.Endpoint()
 	ep.AuthStyle = c.authStyle // never auto-detect: Authelia counts every refused attempt
+	named := map[string]bool{}
+	for _, a := range algs {
+		named[a] = true
+	}
+	if len(named) == 0 {
+		named[oidc.RS256] = true // OpenID Connect Discovery's default
+	}
 	return &Provider{
 		c:          c,
+		algs:       named,
 		doc:        extra,
 		oidc:       op,
 		keys:       keys,
