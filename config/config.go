@@ -87,7 +87,19 @@ type Config struct {
 	// Pages replaces the proxy's own pages with an operator's.
 	Pages Pages `yaml:"pages"`
 
+	// Admin names who may use the administration page (/oauth2/admin/ on
+	// the sign-in host): people signed in now, and signing a person out
+	// everywhere. Default: nobody.
+	Admin Admin `yaml:"admin"`
+
 	Log Log `yaml:"log"`
+}
+
+// Admin configures the administration page.
+type Admin struct {
+	// Groups are the groups (entries of the groups claim) whose members
+	// are administrators.
+	Groups []string `yaml:"groups"`
 }
 
 // Pages configures the proxy's own HTML pages.

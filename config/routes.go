@@ -35,6 +35,15 @@ type Route struct {
 	Bearer            *Bearer           `yaml:"bearer"`
 	// Access is who may use this route. Default: the top-level access.
 	Access *Access `yaml:"access"`
+	// Title, Description and Icon present the route on the home page
+	// (/oauth2/): a name (default: the route's name), a line about it,
+	// and an icon (one emoji or a few letters, or a data:image/ URI: the
+	// page loads nothing from elsewhere). Listed false keeps it off the
+	// list. Defaults: the name, none, none, true.
+	Title       string `yaml:"title"`
+	Description string `yaml:"description"`
+	Icon        string `yaml:"icon"`
+	Listed      *bool  `yaml:"listed"`
 
 	line int // where the route starts in the file (0: the top level)
 }
@@ -208,6 +217,15 @@ func (l *loader) validateRoute(prefix string, r *Route, c *Config) {
 	}
 	if r.Bearer != nil {
 		l.validateBearer(prefix+"bearer.", r.Bearer, r.Headers)
+	}
+	if icon := r.Icon; icon != "" && !strings.HasPrefix(icon, "data:image/") && (len([]rune(icon)) > 4 || strings.ContainsAny(icon, "<>\"'&:/")) {
+		l.add(prefix+"icon", "must be one emoji or up to 4 letters, or a data:image/ URI (the home page loads nothing from elsewhere)")
+	}
+	if len(r.Icon) > 32<<10 {
+		l.add(prefix+"icon", "is larger than 32 KiB")
+	}
+	if len(r.Title) > 80 || len(r.Description) > 300 {
+		l.add(prefix+"title", "title is at most 80 bytes and description 300")
 	}
 	for _, pp := range r.PublicPaths {
 		if _, err := path.Match(pp, "/"); err != nil || !strings.HasPrefix(pp, "/") || strings.HasPrefix(pp, "/oauth2/") {

@@ -87,7 +87,8 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 			"The identity provider sent an identity the proxy cannot use. Ask the administrator to look at the proxy's log.")
 		return
 	}
-	size, err := p.store.Save(r.Context(), w, r, nil, s, p.now())
+	ctx := session.WithDevice(r.Context(), session.DeviceFacts{Agent: r.UserAgent(), Addr: p.trusted.clientIP(r)})
+	size, err := p.store.Save(ctx, w, r, nil, s, p.now())
 	if errors.Is(err, session.ErrStoreDown) {
 		w.Header().Set("Retry-After", "5")
 		p.signInFailed(w, r, "store_down", err, http.StatusServiceUnavailable,

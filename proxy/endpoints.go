@@ -25,6 +25,11 @@ func (p *Proxy) endpoints(rt *Route) http.Handler {
 	m.HandleFunc("GET /oauth2/auth", p.handleAuth)
 	m.HandleFunc("POST /oauth2/backchannel_logout", p.handleBackchannelLogout)
 	m.HandleFunc("GET /oauth2/signed_out", p.handleSignedOut)
+	m.HandleFunc("GET /oauth2/{$}", p.handleHome)
+	m.HandleFunc("POST /oauth2/sessions/end", p.handleEndDevice)
+	m.HandleFunc("POST /oauth2/sessions/end_all", p.handleEndEverywhere)
+	m.HandleFunc("GET /oauth2/admin/{$}", p.handleAdmin)
+	m.HandleFunc("POST /oauth2/admin/end", p.handleAdminEnd)
 	m.HandleFunc("GET /oauth2/healthz", p.handleHealthz)
 	m.HandleFunc("GET /oauth2/readyz", p.handleReadyz)
 	if ks := p.keySet(); ks != nil {

@@ -55,7 +55,10 @@ type metrics struct {
 	// confirm (by op), and those a background retry stored or gave up.
 	// bearer counts bearer requests by result (pass, refused,
 	// unavailable) and reason (the kind that passed, or why not).
-	bearer           *prometheus.CounterVec
+	bearer *prometheus.CounterVec
+	// account counts what people and administrators did on the home
+	// pages, and the posts refused.
+	account          *prometheus.CounterVec
 	storeFailovers   prometheus.Counter
 	storeUnconfirmed *prometheus.CounterVec
 	storeRetried     *prometheus.CounterVec
@@ -109,6 +112,12 @@ func newMetrics(version string) *metrics {
 	m.bearer = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "oidc_proxy_bearer_requests_total", Help: "Requests authenticated by a bearer access token, by result (pass, refused, unavailable) and reason (person or machine when it passed; malformed, invalid_token, wrong_client, insufficient_scope, forbidden, unusable_claim, client_limit; provider when the provider could not answer).",
 	}, []string{"result", "reason"})
+	m.account = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oidc_proxy_account_actions_total", Help: "Actions on the home pages: sign_out_device, sign_out_everywhere, admin_sign_out, and refusals: refused_cross_site (a post without its token or from another site), admin_refused (not an administrator).",
+	}, []string{"action"})
+	for _, a := range []string{"sign_out_device", "sign_out_everywhere", "admin_sign_out", "refused_cross_site", "admin_refused"} {
+		m.account.WithLabelValues(a)
+	}
 	m.storeFailovers = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "oidc_proxy_session_store_failovers_total", Help: "With Redis Sentinel: new masters the sentinels named while the proxy ran (each one followed at once).",
 	})
@@ -142,7 +151,7 @@ func newMetrics(version string) *metrics {
 	for _, k := range []string{"connect", "dropped", "upstream_switch"} {
 		m.upgradesRefused.WithLabelValues(k)
 	}
-	m.own = []prometheus.Collector{m.upgradesRefused, m.reloads, m.reloadAt, requests, upstream, m.signIns, m.refresh, m.idp, m.idpErrs, m.idpLimited, m.streams, m.store, m.storeErr, m.bearer, m.storeFailovers, m.storeUnconfirmed, m.storeRetried, build}
+	m.own = []prometheus.Collector{m.upgradesRefused, m.reloads, m.reloadAt, requests, upstream, m.signIns, m.refresh, m.idp, m.idpErrs, m.idpLimited, m.streams, m.store, m.storeErr, m.bearer, m.account, m.storeFailovers, m.storeUnconfirmed, m.storeRetried, build}
 	m.registry.MustRegister(m.own...)
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -240,5 +240,6 @@ func (p *Proxy) lookupIdentity(w http.ResponseWriter, r *http.Request, rt *Route
 	if e == nil {
 		return nil, nil
 	}
+	p.store.Seen(e, r, now)
 	return rt.ids.of(e), nil
 }

@@ -13,6 +13,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -87,6 +88,7 @@ type Proxy struct {
 	pages     pageSet
 	handler   http.Handler // the request path
 	bearers   *bearerChecks
+	csrfKey   []byte // binds the home pages' forms to their session
 }
 
 // New builds a Proxy from a loaded configuration. It does no I/O:
@@ -124,6 +126,10 @@ func (sh *shared) build(cfg *config.Config, prev *Proxy) (*Proxy, error) {
 		accessLog:  cfg.Log.Access == nil || *cfg.Log.Access,
 		metrics:    sh.metrics,
 		bearers:    newBearerChecks(),
+	}
+	if len(cfg.Session.Secret) > 0 {
+		k := sha256.Sum256([]byte("oidc-proxy forms\x00" + cfg.Session.Secret[0]))
+		p.csrfKey = k[:]
 	}
 	if p.log == nil {
 		p.log = slog.Default()

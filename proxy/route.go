@@ -33,17 +33,20 @@ type Route struct {
 	ids          *identities
 	public       publicPaths
 	integrations []Integration
-	bearer       *bearerPolicy     // nil: bearer tokens are not accepted
-	signed       []*signedIdentity // identity_jwt: one, or none
-	setters      []setter          // fill the outgoing identity: headers, then the JWT
-	kept         []string          // the claims its sessions keep: see claims
-	used         []string          // every claim its identity reads: checked at sign-in
-	listGroups   bool              // sessions keep the groups list (the JWT or an integration reads it)
-	forward      *httputil.ReverseProxy
-	handler      http.Handler // the route's part of the request path
-	own          http.Handler // its /oauth2/ endpoints
-	counters     *requestCounters
-	ready        readiness
+	bearer       *bearerPolicy // nil: bearer tokens are not accepted
+	// how the home page shows it (config title, description, icon, listed)
+	title, description, icon string
+	listed                   bool
+	signed                   []*signedIdentity // identity_jwt: one, or none
+	setters                  []setter          // fill the outgoing identity: headers, then the JWT
+	kept                     []string          // the claims its sessions keep: see claims
+	used                     []string          // every claim its identity reads: checked at sign-in
+	listGroups               bool              // sessions keep the groups list (the JWT or an integration reads it)
+	forward                  *httputil.ReverseProxy
+	handler                  http.Handler // the route's part of the request path
+	own                      http.Handler // its /oauth2/ endpoints
+	counters                 *requestCounters
+	ready                    readiness
 }
 
 // newRoute builds a route of the configuration, forwarding with transport.
@@ -58,9 +61,19 @@ func (p *Proxy) newRoute(cfg *config.Route, transport http.RoundTripper, integra
 		public:       publicPaths(cfg.PublicPaths),
 		integrations: integrations,
 		counters:     p.metrics.forRoute(cfg.Name),
+		title:        cfg.Title,
+		description:  cfg.Description,
+		icon:         cfg.Icon,
+		listed:       cfg.Listed == nil || *cfg.Listed,
 	}
 	if rt.name == "" {
 		rt.name = "default"
+	}
+	if rt.title == "" {
+		rt.title = rt.name
+		if rt.host == "" { // the one upstream: named by the address people know
+			rt.title = p.external.Hostname()
+		}
 	}
 	if rt.host != "" && !strings.HasPrefix(rt.host, "*.") {
 		rt.origin = p.originOf(rt.host)

@@ -28,6 +28,12 @@ func openStore(cfg *config.Config, secure bool, lifetime time.Duration, p *Proxy
 				p.metrics.store.Set(0)
 			}
 		},
+		ClientIP: func(r *http.Request) string { // the live generation's trusted proxies
+			if live := p.sh.live.Load(); live != nil {
+				return live.trusted.clientIP(r)
+			}
+			return p.trusted.clientIP(r)
+		},
 		Events: func(kind, op string) {
 			switch kind {
 			case "failover":

@@ -168,3 +168,14 @@ func (s *memKept) get(kind, secret string, once bool, now time.Time) ([]byte, er
 // EndUnread has nothing to do: the cookie store reads every cookie
 // without a server, so a sign-out never misses one.
 func (c *cookieStore) EndUnread(context.Context, *http.Request, time.Time) error { return nil }
+
+// Devices, EndDevice and EndSubject: the cookie store keeps nothing on
+// the server to list or end.
+func (c *cookieStore) Devices(context.Context, string) ([]Device, error) { return nil, ErrNoDevices }
+func (c *cookieStore) EndDevice(context.Context, string, string) (bool, error) {
+	return false, ErrNoDevices
+}
+func (c *cookieStore) EndSubject(context.Context, string) (int, error) { return 0, ErrNoDevices }
+
+// Seen has nothing to write.
+func (c *cookieStore) Seen(*Entry, *http.Request, time.Time) {}

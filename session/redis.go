@@ -260,7 +260,10 @@ func hashed(v string) string {
 // when known, also leaves its indexes.
 func (s *redisDB) Delete(ctx context.Context, name string, sess *Session) error {
 	return s.confirmed(ctx, func(p redis.Pipeliner) {
+		// Each key on its own: in a cluster they live in different slots.
 		p.Del(ctx, s.key("s", name))
+		p.Del(ctx, s.key("meta", name))
+		p.Del(ctx, s.key("seen", name))
 		if sess != nil {
 			for _, idx := range s.indexes(sess) {
 				p.SRem(ctx, idx, name)

@@ -35,6 +35,9 @@ type redisStore struct {
 	pmu     sync.Mutex
 	renewed map[string]*Session
 	ended   map[string]int64
+
+	seen     chan seenNote // last-seen notes for the background writer
+	clientIP func(*http.Request) string
 }
 
 func (s *redisStore) Load(w http.ResponseWriter, r *http.Request, now time.Time) (*Entry, error) {
@@ -112,6 +115,13 @@ func (s *redisStore) Save(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if renew {
 		return 0, nil // the ticket in the browser stays the same
 	}
+	f, _ := ctx.Value(deviceFactsKey{}).(DeviceFacts)
+	d := &Device{Subject: sess.Subject, User: sess.UserName(), Agent: truncateString(f.Agent, 256), Addr: f.Addr, Created: sess.Created, Expires: sess.Expires}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+	if err := s.putCard(cctx, t.Name(), d, time.Unix(sess.Expires, 0).Sub(now)); err != nil {
+		s.log.Warn("session store: the device card was not written; the devices list will miss this session", "err", err)
+	}
+	cancel()
 	return s.write(w, r, t.Marshal(), sess, now)
 }
 
@@ -343,4 +353,11 @@ func (s *redisStore) Close() error {
 	s.stop()
 	s.retries.Wait()
 	return s.db.Close()
+}
+
+func truncateString(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }

@@ -107,6 +107,21 @@ type Store interface {
 	// ones. It refuses a list the codec cannot use, changing nothing.
 	SetSecrets(secrets [][]byte) error
 
+	// Devices lists the sessions of subject sub (every session when sub
+	// is ""), with what the store knows of each device; EndDevice ends the
+	// session name of sub (any subject when sub is "") on every replica,
+	// reporting false when sub has no such session; EndSubject ends every
+	// session of sub on every replica. The cookie store keeps nothing on
+	// the server: ErrNoDevices.
+	Devices(ctx context.Context, sub string) ([]Device, error)
+	EndDevice(ctx context.Context, sub, name string) (bool, error)
+	EndSubject(ctx context.Context, sub string) (int, error)
+
+	// Seen notes that e's session was used now from r (its device's last
+	// seen), written at most once a minute and never on the request's
+	// time.
+	Seen(e *Entry, r *http.Request, now time.Time)
+
 	// Run follows the changes other replicas make until ctx ends.
 	Run(ctx context.Context)
 
@@ -145,7 +160,12 @@ type Entry struct {
 
 	first atomic.Pointer[derived] // the first deriver and what it made
 	more  sync.Map                // every other Deriver → what it made
+	seen  atomic.Int64            // when Seen last noted it (Unix s)
 }
+
+// Name is the name of the entry's record in the Redis store ("" in the
+// cookie store): it identifies the session in the devices list.
+func (e *Entry) Name() string { return e.name }
 
 // Derived returns what d made of the entry, making it on first use: work
 // done once per session and deriver (a route's header values, say), not
@@ -200,6 +220,9 @@ type Options struct {
 	// Live is told when the Redis store starts (true) or stops (false)
 	// following the other replicas' announcements. May be nil.
 	Live func(bool)
+	// ClientIP is the address of a request's client, for the devices
+	// list. May be nil.
+	ClientIP func(*http.Request) string
 	// Events is told what the Redis store saw around a failover, for the
 	// metrics: ("failover", "") a new master named by the sentinels;
 	// ("unconfirmed", op) a write Redis did not confirm (op "refresh",
@@ -238,8 +261,11 @@ func Open(o Options) (Store, error) {
 	}
 	db.event = o.Events
 	bg, stop := context.WithCancel(context.Background())
-	return &redisStore{base: b, db: db, timeout: db.timeout, live: o.Live, event: o.Events,
-		bg: bg, stop: stop, renewed: map[string]*Session{}, ended: map[string]int64{}}, nil
+	rs := &redisStore{base: b, db: db, timeout: db.timeout, live: o.Live, event: o.Events,
+		bg: bg, stop: stop, renewed: map[string]*Session{}, ended: map[string]int64{},
+		seen: make(chan seenNote, 1024), clientIP: o.ClientIP}
+	go rs.writeSeen()
+	return rs, nil
 }
 
 // base is what both stores share: the cookie, the cache of entries by
