@@ -102,6 +102,13 @@ routes:
 // store is a session block line ("" for cookies).
 func newRoutesStand(t *testing.T, store string, opEdits ...func(*proxytest.OPConfig)) *routesStand {
 	t.Helper()
+	return newRoutesStandYAML(t, store, nil, opEdits...)
+}
+
+// newRoutesStandYAML is newRoutesStand with edit applied to the
+// configuration's text first.
+func newRoutesStandYAML(t *testing.T, store string, edit func(string) string, opEdits ...func(*proxytest.OPConfig)) *routesStand {
+	t.Helper()
 	rs := &routesStand{t: t, logs: &syncBuffer{}, apps: map[string]*app{}, extras: map[string]string{}}
 	proxyLn, opLn, bridgeLn := listen(t), listen(t), listen(t)
 	_, rs.port, _ = net.SplitHostPort(proxyLn.Addr().String())
@@ -133,6 +140,9 @@ func newRoutesStand(t *testing.T, store string, opEdits ...func(*proxytest.OPCon
 		memosSrv.URL, tokenFile, bridgeLn.Addr().String(),
 		rs.apps["grafana"].srv.URL, rs.apps["admin"].srv.URL, rs.apps["apps"].srv.URL,
 		rs.apps["tools-a"].srv.URL, rs.apps["tools-ab"].srv.URL)
+	if edit != nil {
+		rs.yaml = edit(rs.yaml)
+	}
 	rs.proxy = rs.serve(proxyLn)
 	serveOn(t, bridgeLn, rs.proxy.BridgeHandler())
 	for deadline := time.Now().Add(10 * time.Second); !rs.proxy.Ready(); time.Sleep(10 * time.Millisecond) {
