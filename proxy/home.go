@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -485,4 +486,42 @@ func DeviceInWords(ua string) string {
 		return browser
 	}
 	return browser + " on " + system
+}
+
+// Devices lists the sessions the store holds (for the command line):
+// every one, or those of the people whose user name is user.
+func (p *Proxy) Devices(ctx context.Context, user string) ([]session.Device, error) {
+	ds, err := p.store.Devices(ctx, "")
+	if err != nil || user == "" {
+		return ds, err
+	}
+	var out []session.Device
+	for _, d := range ds {
+		if d.User == user {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// EndUser ends every session of the people whose user name is user, on
+// every replica (for the command line), and reports how many ended.
+func (p *Proxy) EndUser(ctx context.Context, user string) (int, error) {
+	ds, err := p.Devices(ctx, user)
+	if err != nil {
+		return 0, err
+	}
+	subs := map[string]bool{}
+	for _, d := range ds {
+		subs[d.Subject] = true
+	}
+	n := 0
+	for sub := range subs {
+		k, err := p.store.EndSubject(ctx, sub)
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }

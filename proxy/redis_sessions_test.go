@@ -367,3 +367,35 @@ func TestRedisIndexStaysSmall(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisLastSeenWrites: a session's last seen costs at most one Redis
+// write a minute on each replica, in the background: 100 cached requests
+// in a minute write nothing, and 100 more a minute later one SET each
+// replica; the devices list then shows it.
+func TestRedisLastSeenWrites(t *testing.T) {
+	s, rs, replica := redisStand(t)
+	c := s.SignIn("/")
+	cookie := cookieHeader(c, s.URL)
+	get(t, s.URL, "/warm", cookie)
+	get(t, replica, "/warm", cookie)
+	time.Sleep(100 * time.Millisecond)
+	rs.commands()
+	for range 100 {
+		get(t, s.URL, "/x", cookie)
+	}
+	if n := rs.commands(); n != 0 {
+		t.Errorf("100 cached requests within the first minute cost %d Redis commands", n)
+	}
+	s.Skew.Store(int64(61 * time.Second))
+	for range 50 {
+		get(t, s.URL, "/x", cookie)
+		get(t, replica, "/x", cookie)
+	}
+	time.Sleep(200 * time.Millisecond) // the background writer
+	if n := rs.commands(); n != 2 {
+		t.Errorf("100 requests a minute later cost %d Redis commands, want 2 (one last-seen write per replica)", n)
+	}
+	if v := rs.bulk("KEYS", "oidc-proxy:seen:*"); !strings.Contains(v, "oidc-proxy:seen:") {
+		t.Errorf("no last-seen record: %q", v)
+	}
+}

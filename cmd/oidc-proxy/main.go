@@ -4,6 +4,8 @@
 //	oidc-proxy -config oidc-proxy.yaml -check   validate the configuration, reach the provider and the upstream, and exit
 //	oidc-proxy -config oidc-proxy.yaml memos-setup   register the proxy as Memos's identity provider, and exit
 //	oidc-proxy init -memos-url URL -issuer URL  write a configuration, secrets and Authelia's client block
+//	oidc-proxy sessions list [-config F] [-user NAME]   who is signed in, where (Redis store)
+//	oidc-proxy sessions end -user NAME [-config F]      sign a person out everywhere (Redis store)
 //	oidc-proxy -version                         print the version
 package main
 
@@ -32,9 +34,12 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	var code int
-	if len(os.Args) > 1 && os.Args[1] == "init" {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "init":
 		code = initSetup(os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
-	} else {
+	case len(os.Args) > 1 && os.Args[1] == "sessions":
+		code = sessions(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	default:
 		code = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	}
 	stop()
@@ -57,7 +62,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case len(rest) == 1 && rest[0] == "memos-setup":
 		memosSetup = true
 	case len(rest) > 0:
-		fmt.Fprintf(stderr, "oidc-proxy: unknown command %q (the commands are memos-setup, and init before any flag)\n", rest[0])
+		fmt.Fprintf(stderr, "oidc-proxy: unknown command %q (the commands are memos-setup, and init and sessions before any flag)\n", rest[0])
 		return 2
 	}
 	if *showVersion {
