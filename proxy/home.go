@@ -38,7 +38,7 @@ ul.apps a:hover{border-color:var(--accent)}
 .app small{display:block;color:var(--muted);font-size:.85rem}
 table{width:100%;border-collapse:collapse;font-size:.92rem}
 th,td{text-align:left;padding:.4rem .5rem;border-bottom:1px solid var(--line);vertical-align:top;overflow-wrap:anywhere}
-th{color:var(--muted);font-weight:600}
+th{color:var(--muted);font-weight:600;overflow-wrap:normal}
 td code{font-size:.85rem}
 .visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
 .current{font-size:.8rem;color:var(--accent);font-weight:600}
@@ -46,7 +46,9 @@ td code{font-size:.85rem}
 .note{font-size:.9rem}
 details{margin:.35rem 0}
 summary{cursor:pointer}
-@media (max-width:32rem){main{padding:1.25rem 1rem}th:nth-child(2),td:nth-child(2){display:none}}
+.actions{flex-wrap:wrap}
+p.note{margin-top:1rem}
+@media (max-width:32rem){main{padding:1.25rem 1rem}#device-list th:nth-child(2),#device-list td:nth-child(2){display:none}}
 </style>`
 
 // homeApp is a route as the home page lists it.
