@@ -1,11 +1,13 @@
 // Command demo runs the whole sign-in flow on this machine with nothing
 // else installed: a local OpenID Provider that behaves like Authelia (with
-// a demo user), a small app that shows the headers it receives, and
-// oidc-proxy between them.
+// a demo user), two small apps that show the headers they receive (Notes,
+// and a Team board for the group admins), and oidc-proxy in front of them
+// with its home page.
 //
 //	go run ./examples/demo
 //
-// then open the printed URL and sign in with the printed user and password.
+// then open the printed URL and sign in with the printed user and password:
+// the home page lists your apps, who you are to them, and your sessions.
 package main
 
 import (
@@ -15,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"html/template"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -33,20 +36,27 @@ import (
 func main() {
 	proxyAddr := flag.String("listen", "127.0.0.1:4180", "address of the proxy")
 	opAddr := flag.String("op", "127.0.0.1:9091", "address of the demo OpenID Provider")
-	appAddr := flag.String("app", "127.0.0.1:9092", "address of the demo app")
+	appAddr := flag.String("app", "127.0.0.1:9092", "address of the demo apps")
 	flag.Parse()
-	if err := run(*proxyAddr, *opAddr, *appAddr); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *proxyAddr, *opAddr, *appAddr, os.Stdout, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(proxyAddr, opAddr, appAddr string) error {
+// run serves the demo until ctx ends; ready, when not nil, gets the URL
+// to open and the password once everything listens.
+func run(ctx context.Context, proxyAddr, opAddr, appAddr string, out io.Writer, ready func(url, password string)) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	external := "http://" + proxyAddr
+	_, port, err := net.SplitHostPort(proxyAddr)
+	if err != nil {
+		return err
+	}
+	// localhost, not 127.0.0.1: the apps are routes on a host name, and
+	// browsers take every localhost name to this machine.
+	external := "http://localhost:" + port
 	secret := randomString()
 	password := randomString()[:12]
 	op, err := proxytest.NewOP("http://"+opAddr, proxytest.OPConfig{
@@ -60,14 +70,32 @@ func run(proxyAddr, opAddr, appAddr string) error {
 	yaml := fmt.Sprintf(`
 listen: %q
 external_url: %q
-upstream: "http://%s"
 oidc:
-  issuer: "http://%s"
+  issuer: "http://%[3]s"
   client_id: demo
   client_secret: "${DEMO_CLIENT_SECRET}"
 session:
   secret: "${DEMO_SESSION_SECRET}"
-`, proxyAddr, external, appAddr, opAddr)
+admin:
+  groups: [admins]
+routes:
+  - name: notes
+    host: localhost
+    path: /notes
+    upstream: "http://%[4]s"
+    title: Notes
+    description: Write things down.
+    icon: "N"
+  - name: team
+    host: localhost
+    path: /team
+    upstream: "http://%[4]s"
+    title: Team board
+    description: For the group admins.
+    icon: "TB"
+    access:
+      allowed_groups: [admins]
+`, proxyAddr, external, opAddr, appAddr)
 	env := map[string]string{"DEMO_CLIENT_SECRET": secret, "DEMO_SESSION_SECRET": randomString()}
 	cfg, err := config.Parse("demo.yaml", []byte(yaml), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
@@ -91,7 +119,11 @@ session:
 		go s.Serve(ln)
 	}
 	p.Start(ctx)
-	fmt.Printf("\noidc-proxy demo is running.\n\n  Open      %s\n  User      alice\n  Password  %s\n\nPress Ctrl-C to stop.\n\n", external, password)
+	home := external + "/oauth2/"
+	fmt.Fprintf(out, "\noidc-proxy demo is running.\n\n  Open      %s\n  User      alice\n  Password  %s\n\nPress Ctrl-C to stop.\n\n", home, password)
+	if ready != nil {
+		ready(home, password)
+	}
 	<-ctx.Done()
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -112,6 +144,7 @@ var page = template.Must(template.New("app").Parse(`<!doctype html>
 <h1 id="hello">Hello, {{.User}}</h1>
 <p>This app sits behind oidc-proxy. These are the headers it received:</p>
 <table>{{range .Headers}}<tr><th>{{index . 0}}</th><td>{{index . 1}}</td></tr>{{end}}</table>
+<p><a href="/oauth2/">Your apps and sessions</a></p>
 <form method="post" action="/oauth2/sign_out"><button id="signout">Sign out</button></form>
 </body></html>`))
 

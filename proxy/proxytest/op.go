@@ -398,15 +398,32 @@ func (userStore) convert(u *OPUser) *storage.User {
 }
 
 var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>Sign in</title></head>
-<body><h1>Test OpenID Provider</h1>
-{{if .Error}}<p id="error">{{.Error}}</p>{{end}}
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign in</title>
+<style>
+:root{color-scheme:light dark;--bg:#f6f7f9;--card:#fff;--text:#1d2330;--muted:#5b6475;--accent:#2458d6;--on-accent:#fff;--line:#dde1e8;--bad:#b3261e}
+@media (prefers-color-scheme:dark){:root{--bg:#12151b;--card:#1b2029;--text:#e7eaf0;--muted:#a3acbb;--accent:#7ea6ff;--on-accent:#0d1320;--line:#2c3340;--bad:#ffb4ab}}
+*{box-sizing:border-box}
+body{margin:0;min-height:100vh;display:grid;place-items:center;background:var(--bg);color:var(--text);font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;padding:1.5rem}
+main{width:100%;max-width:24rem;background:var(--card);border:1px solid var(--line);border-radius:12px;padding:2rem;box-shadow:0 2px 12px rgba(0,0,0,.06)}
+h1{font-size:1.35rem;margin:0 0 .25rem}
+p{margin:0 0 1.25rem;color:var(--muted)}
+#error{color:var(--bad)}
+label{display:block;font-weight:600;margin:0 0 1rem}
+input{display:block;width:100%;margin-top:.35rem;font:inherit;padding:.55rem .7rem;border:1px solid var(--line);border-radius:8px;background:var(--bg);color:var(--text)}
+input:focus-visible,button:focus-visible{outline:3px solid var(--accent);outline-offset:2px}
+button{width:100%;font:inherit;background:var(--accent);color:var(--on-accent);border:0;border-radius:8px;padding:.6rem 1.1rem;cursor:pointer;margin-top:.5rem}
+</style></head>
+<body><main>
+<h1>Sign in</h1>
+<p>Test OpenID Provider: it behaves like Authelia, for the demo and the tests.</p>
+{{if .Error}}<p id="error" role="alert">{{.Error}}</p>{{end}}
 <form method="post" action="/login/username">
 <input type="hidden" name="id" value="{{.ID}}">
-<label>Username <input id="username" name="username" autocomplete="username"></label>
-<label>Password <input id="password" name="password" type="password" autocomplete="current-password"></label>
+<label for="username">Username<input id="username" name="username" autocomplete="username" autofocus required></label>
+<label for="password">Password<input id="password" name="password" type="password" autocomplete="current-password" required></label>
 <button id="submit" type="submit">Sign in</button>
-</form></body></html>`))
+</form></main></body></html>`))
 
 func renderLogin(w http.ResponseWriter, id, errMsg string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
