@@ -225,9 +225,20 @@ func TestHomeDevices(t *testing.T) {
 	if resp, _ := navigate(t, bob, rs.url("notes.localhost", "/")); onLoginForm(resp) {
 		t.Errorf("alice ended bob's session")
 	}
-	// Sign out everywhere: the laptop and a new session on a tablet end.
+	// Sign out everywhere: refused without the token or from another
+	// site; done right, the laptop and a new session on a tablet end.
 	tablet := rs.browserAs("alice", alicePassword, chromeWindows)
 	_, body = navigate(t, laptop, rs.url("notes.localhost", "/oauth2/"))
+	endAll := rs.url("notes.localhost", "/oauth2/sessions/end_all")
+	if resp, _ := post(t, laptop, endAll, url.Values{}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("sign out everywhere without the token: %d", resp.StatusCode)
+	}
+	if resp, _ := post(t, laptop, endAll, url.Values{"csrf": {csrfOf(t, body)}}, "Sec-Fetch-Site", "cross-site"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("sign out everywhere from another site: %d", resp.StatusCode)
+	}
+	if resp, _ := navigate(t, tablet, rs.url("notes.localhost", "/")); onLoginForm(resp) {
+		t.Fatalf("a refused sign out everywhere signed the tablet out")
+	}
 	if resp, _ := post(t, laptop, rs.url("notes.localhost", "/oauth2/sessions/end_all"), url.Values{"csrf": {csrfOf(t, body)}}); resp.StatusCode != 200 {
 		t.Fatalf("sign out everywhere: %d", resp.StatusCode)
 	}
