@@ -19,9 +19,14 @@ import (
 
 // sentinelRig is a real Redis Sentinel group on loopback: a master, a
 // replica and three sentinels (quorum 2), with the README's ACL user on
-// both data servers. Sentinel declares a master down after 1 s.
+// both data servers. Sentinel declares a master down after 2.5 s (1 s
+// made a loaded CI machine fail over on its own now and then, promoting a
+// replica that had just restarted from its stale file: a Sentinel hazard,
+// not the proxy's). A sentinel that lost a failover's election may try
+// again 10 s later (twice failover-timeout): waitHealthy lets that pass.
 type sentinelRig struct {
 	t         *testing.T
+	failedAt  time.Time // the last failover began
 	servers   []*redisServer // the two data servers, master first at start
 	sentinels []*redisServer
 }
@@ -41,7 +46,7 @@ func startSentinelRig(t *testing.T) *sentinelRig {
 	for range 3 {
 		conf := filepath.Join(t.TempDir(), "sentinel.conf")
 		os.WriteFile(conf, []byte(fmt.Sprintf("sentinel monitor %s 127.0.0.1 %s 2\n"+
-			"sentinel down-after-milliseconds %[1]s 1000\nsentinel failover-timeout %[1]s 5000\n", rigMaster, mport)), 0o600)
+			"sentinel down-after-milliseconds %[1]s 2500\nsentinel failover-timeout %[1]s 5000\n", rigMaster, mport)), 0o600)
 		g.sentinels = append(g.sentinels, startRedis(t, conf, "--sentinel"))
 	}
 	g.waitHealthy()
@@ -89,9 +94,15 @@ func (g *sentinelRig) waitHealthy() *redisServer {
 			!strings.Contains(g.other(m).bulk("INFO", "replication"), "master_link_status:up") {
 			return false
 		}
+		if time.Since(g.failedAt) < 11*time.Second { // no sentinel's retry left
+			return false
+		}
 		for _, sen := range g.sentinels {
 			if !strings.Contains(strings.ReplaceAll(sen.bulk("SENTINEL", "GET-MASTER-ADDR-BY-NAME", rigMaster), "\n", ":"), m.addr) {
 				return false
+			}
+			if flags := sen.bulk("SENTINEL", "MASTER", rigMaster); !strings.Contains(flags, "flags\nmaster\n") {
+				return false // down, or failing over, to this sentinel
 			}
 			reps := sen.bulk("SENTINEL", "REPLICAS", rigMaster)
 			if !strings.Contains(reps, "\nslave\n") || strings.Contains(reps, "s_down") || strings.Contains(reps, "disconnected") {
@@ -108,6 +119,7 @@ func (g *sentinelRig) waitHealthy() *redisServer {
 func (g *sentinelRig) failover(kill bool) *redisServer {
 	g.t.Helper()
 	old := g.master()
+	g.failedAt = time.Now()
 	if kill {
 		old.cmd.Process.Signal(syscall.SIGKILL)
 		old.cmd.Wait()

@@ -94,7 +94,7 @@ func TestUnknownProxyPathIs404(t *testing.T) {
 	c := s.SignIn("/")
 	before := s.SeenCount()
 	for _, r := range []struct{ method, path string }{
-		{"GET", "/oauth2/"}, {"GET", "/oauth2/nope"}, {"GET", "/oauth2/start/extra"}, {"DELETE", "/oauth2/sign_out"}, {"POST", "/oauth2/callback"},
+		{"GET", "/oauth2/nope"}, {"GET", "/oauth2/admin/nope"}, {"GET", "/oauth2/sessions/end"}, {"GET", "/oauth2/start/extra"}, {"DELETE", "/oauth2/sign_out"}, {"POST", "/oauth2/callback"},
 	} {
 		resp, _ := do(t, c, mustReq(r.method, s.URL+r.path))
 		if resp.StatusCode != http.StatusNotFound {

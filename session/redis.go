@@ -323,8 +323,9 @@ func (s *redisDB) Forget(ctx context.Context, jti string) {
 var unlockScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
 // Lock takes the refresh lock of the session named name for at most ttl.
-// It reports false when another holder has it; unlock gives it back.
-func (s *redisDB) Lock(ctx context.Context, name string, ttl time.Duration) (unlock func(), ok bool, err error) {
+// It reports false when another holder has it; unlock gives it back
+// (an error: Redis did not answer, the lock may still be there).
+func (s *redisDB) Lock(ctx context.Context, name string, ttl time.Duration) (unlock func(context.Context) error, ok bool, err error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, false, err
@@ -333,16 +334,16 @@ func (s *redisDB) Lock(ctx context.Context, name string, ttl time.Duration) (unl
 	key := s.key("lock", name)
 	var set *redis.BoolCmd
 	err = s.confirmed(ctx, func(p redis.Pipeliner) { set = p.SetNX(ctx, key, token, ttl) })
-	unlock = func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
-		defer cancel()
-		unlockScript.Run(ctx, s.rdb, []string{key}, token)
+	unlock = func(ctx context.Context) error {
+		return down(unlockScript.Run(ctx, s.rdb, []string{key}, token).Err())
 	}
 	switch {
 	case err != nil && set != nil && set.Val():
 		// Taken, but perhaps on a master about to be thrown away: no
 		// refresh on it. Given back at once (or it expires).
-		unlock()
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+		unlock(uctx)
+		cancel()
 		return nil, false, err
 	case err != nil:
 		return nil, false, err

@@ -160,10 +160,10 @@ func (s *redisStore) refreshShared(ctx context.Context, e *Entry, now time.Time,
 		ttl = time.Until(d) + 5*time.Second
 	}
 	ttl += keepRenewedFor // the holder may keep it while it retries the write
-	var unlock func()
+	var lockFree func(context.Context) error
 	locked := false
 	err := s.withRetries(ctx, func(ctx context.Context) (err error) {
-		unlock, locked, err = s.db.Lock(ctx, name, ttl)
+		lockFree, locked, err = s.db.Lock(ctx, name, ttl)
 		return err
 	})
 	if err != nil {
@@ -182,6 +182,7 @@ func (s *redisStore) refreshShared(ctx context.Context, e *Entry, now time.Time,
 	gctx, cancel := context.WithTimeout(ctx, s.timeout)
 	cur, err := s.db.Get(gctx, *e.ticket)
 	cancel()
+	unlock := func() { s.unlock(name, lockFree, time.Now().Add(ttl)) }
 	release := func() {
 		if locked {
 			unlock()

@@ -106,6 +106,24 @@ func (s *redisStore) keepRenewed(name string, t Ticket, renewed *Session, now ti
 	})
 }
 
+// unlock gives back a session's refresh lock; when Redis does not answer
+// (the store failed half way through a refresh), it keeps trying in the
+// background until the lock would have expired anyway, so that the
+// session's next refresh is not held back by a lock nobody holds.
+func (s *redisStore) unlock(name string, free func(context.Context) error, until time.Time) {
+	ctx, cancel := context.WithTimeout(s.bg, s.timeout)
+	err := free(ctx)
+	cancel()
+	if err == nil || !errors.Is(err, ErrStoreDown) {
+		return
+	}
+	s.background(until, free, func(tries int, err error) {
+		if err != nil {
+			s.log.Warn("refresh: the session's refresh lock could not be given back; it expires by itself", "err", err)
+		}
+	})
+}
+
 // pendingRenewal is the renewed session of record name that Redis has
 // not taken yet, or nil.
 func (s *redisStore) pendingRenewal(name string) *Session {
