@@ -26,7 +26,7 @@ import (
 // again 10 s later (twice failover-timeout): waitHealthy lets that pass.
 type sentinelRig struct {
 	t         *testing.T
-	failedAt  time.Time // the last failover began
+	failedAt  time.Time      // the last failover began
 	servers   []*redisServer // the two data servers, master first at start
 	sentinels []*redisServer
 }
