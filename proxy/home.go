@@ -196,13 +196,7 @@ func (p *Proxy) handleHome(w http.ResponseWriter, r *http.Request) {
 		b.WriteString(`<table id="device-list"><thead><tr><th scope="col">Device</th><th scope="col">Address</th><th scope="col">Signed in</th><th scope="col">Last seen</th><th scope="col"><span class="visually-hidden">Action</span></th></tr></thead><tbody>`)
 		for _, d := range devices {
 			current := d.Name == p.entryName(id.entry)
-			addr, seen := d.Addr, d.Created
-			if d.LastSeen > 0 {
-				seen = d.LastSeen
-				if d.SeenFrom != "" {
-					addr = d.SeenFrom
-				}
-			}
+			seen, addr := d.Last()
 			fmt.Fprintf(&b, `<tr><td>%s`, esc(DeviceInWords(d.Agent)))
 			if current {
 				b.WriteString(` <span class="current">this device</span>`)
@@ -358,13 +352,7 @@ func (p *Proxy) handleAdmin(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(&b, `<h2 class="person" data-user="%s">%s <small>(%d session%s)</small></h2>`, esc(ds[0].User), esc(ds[0].User), len(ds), plural(len(ds)))
 			b.WriteString(`<table><thead><tr><th scope="col">Device</th><th scope="col">Address</th><th scope="col">Signed in</th><th scope="col">Last seen</th></tr></thead><tbody>`)
 			for _, d := range ds {
-				seen, addr := d.Created, d.Addr
-				if d.LastSeen > 0 {
-					seen = d.LastSeen
-					if d.SeenFrom != "" {
-						addr = d.SeenFrom
-					}
-				}
+				seen, addr := d.Last()
 				fmt.Fprintf(&b, `<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>`, esc(DeviceInWords(d.Agent)), esc(addr), when(d.Created), when(seen))
 			}
 			b.WriteString(`</tbody></table>`)

@@ -47,6 +47,18 @@ type Device struct {
 	SeenFrom string `json:"-"`
 }
 
+// Last is when the device was last seen and from where: the last-seen
+// note, or the sign-in when there is none yet.
+func (d Device) Last() (at int64, addr string) {
+	if d.LastSeen == 0 {
+		return d.Created, d.Addr
+	}
+	if d.SeenFrom == "" {
+		return d.LastSeen, d.Addr
+	}
+	return d.LastSeen, d.SeenFrom
+}
+
 // seenEvery bounds how often a session's last-seen is written.
 const seenEvery = time.Minute
 

@@ -82,13 +82,7 @@ func sessions(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "USER\tDEVICE\tADDRESS\tSIGNED IN\tLAST SEEN\tENDS")
 	for _, d := range ds {
-		seen, addr := d.Created, d.Addr
-		if d.LastSeen > 0 {
-			seen = d.LastSeen
-			if d.SeenFrom != "" {
-				addr = d.SeenFrom
-			}
-		}
+		seen, addr := d.Last()
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.User, proxy.DeviceInWords(d.Agent), addr, stamp(d.Created), stamp(seen), stamp(d.Expires))
 	}
 	tw.Flush()
