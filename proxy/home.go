@@ -195,7 +195,7 @@ func (p *Proxy) handleHome(w http.ResponseWriter, r *http.Request) {
 		csrf := esc(p.csrfToken(id.entry))
 		b.WriteString(`<table id="device-list"><thead><tr><th scope="col">Device</th><th scope="col">Address</th><th scope="col">Signed in</th><th scope="col">Last seen</th><th scope="col"><span class="visually-hidden">Action</span></th></tr></thead><tbody>`)
 		for _, d := range devices {
-			current := d.Name == p.entryName(id.entry)
+			current := d.Name == id.entry.Name()
 			seen, addr := d.Last()
 			fmt.Fprintf(&b, `<tr><td>%s`, esc(DeviceInWords(d.Agent)))
 			if current {
@@ -227,9 +227,6 @@ func (p *Proxy) writeHome(w http.ResponseWriter, status int, page string) {
 	w.WriteHeader(status)
 	w.Write([]byte(page))
 }
-
-// entryName is the store's name of e's record ("" in the cookie store).
-func (p *Proxy) entryName(e *session.Entry) string { return e.Name() }
 
 // handleEndDevice ends one of the person's other sessions.
 func (p *Proxy) handleEndDevice(w http.ResponseWriter, r *http.Request) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/oidc-proxy/oidc-proxy/config"
 	"github.com/oidc-proxy/oidc-proxy/proxy"
-	"github.com/oidc-proxy/oidc-proxy/session"
 )
 
 // sessions is the command line's view of the Redis store's sessions:
@@ -75,7 +73,7 @@ func sessions(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 0
 	}
 	ds, err := p.Devices(ctx, *user)
-	if errors.Is(err, session.ErrNoDevices) || err != nil {
+	if err != nil {
 		fmt.Fprintln(stderr, "oidc-proxy sessions list:", err)
 		return 1
 	}
