@@ -515,7 +515,7 @@ func (p *Proxy) bearerUnavailable(w http.ResponseWriter, r *http.Request, err er
 	}
 	p.metrics.bearer.WithLabelValues("unavailable", "provider").Inc()
 	now := p.now().Unix()
-	if last := p.storeWarned.Load(); now-last >= 10 && p.storeWarned.CompareAndSwap(last, now) {
+	if last := p.bearerWarned.Load(); now-last >= 10 && p.bearerWarned.CompareAndSwap(last, now) {
 		p.log.Warn("bearer token: the provider could not check it: answering 503", "err", err, "client", p.trusted.clientIP(r))
 	}
 	w.Header().Set("Retry-After", "5")

@@ -75,8 +75,11 @@ type Proxy struct {
 	idle        time.Duration // 0: no idle timeout
 	store       session.Store
 	storeWarned atomic.Int64 // when "store unavailable" was last logged (Unix s)
-	flows       *session.Codec
-	flowPrefix  string
+	// bearerWarned is when "the provider could not check a token" was
+	// last logged (Unix s).
+	bearerWarned atomic.Int64
+	flows        *session.Codec
+	flowPrefix   string
 
 	trusted   trustedProxies
 	routes    *routeTable
