@@ -25,9 +25,11 @@ import (
 // Bearer is authenticated by the token alone, never sent to sign in:
 //
 //  1. the token's syntax (RFC 6750 b64token, one Authorization header);
-//     a Memos personal access token (memos_pat_...) on a route that passes
-//     them goes to Memos, which confirms it, and never to the provider;
-//     every other token only to the provider;
+//     on a route of Memos (bridge or pass_bearer_tokens), Memos's own
+//     tokens (a personal access token, memos_pat_..., or a JWT another
+//     issuer signed: the access token of Memos's web app) take the session
+//     path as before (a proxy session, or Memos confirming the token) and
+//     never the provider's; every other token goes only to the provider;
 //  2. what the provider says of it, cached by the token (in this process,
 //     and with the Redis store sealed under the token for every replica)
 //     until the earlier of its expiry and cache_for; concurrent first
@@ -62,11 +64,11 @@ type bearerPolicy struct {
 	cacheFor                     time.Duration
 	clientHeader, scopesHeader   string // canonical
 	authHeader                   string
-	memosPATs                    bool // Memos's own tokens go to Memos
+	memos                        bool // Memos's own tokens take the session path
 	realm                        string
 }
 
-func newBearerPolicy(c *config.Bearer, realm string, memosPATs bool) *bearerPolicy {
+func newBearerPolicy(c *config.Bearer, realm string, memos bool) *bearerPolicy {
 	if c == nil {
 		return nil
 	}
@@ -82,12 +84,20 @@ func newBearerPolicy(c *config.Bearer, realm string, memosPATs bool) *bearerPoli
 		clientHeader: textproto.CanonicalMIMEHeaderKey(or(c.ClientHeader, config.DefaultBearerClientHeader)),
 		scopesHeader: textproto.CanonicalMIMEHeaderKey(or(c.ScopesHeader, config.DefaultBearerScopesHeader)),
 		authHeader:   textproto.CanonicalMIMEHeaderKey(or(c.AuthHeader, config.DefaultBearerAuthHeader)),
-		memosPATs:    memosPATs, realm: realm,
+		memos:        memos, realm: realm,
 	}
 	if b.cacheFor <= 0 {
 		b.cacheFor = config.DefaultBearerCacheFor
 	}
 	return b
+}
+
+// memosToken reports whether tok is Memos's own, by its form: a personal
+// access token, or a JWT whose (unverified) issuer is not the provider.
+// Such a token never gets a bearer identity: it goes where it went before
+// bearer tokens existed, and needs a proxy session or Memos's word there.
+func (p *Proxy) memosToken(tok string) bool {
+	return strings.HasPrefix(tok, memosPATPrefix) || rp.IsJWT(tok) && rp.JWTIssuer(tok) != p.cfg.OIDC.Issuer
 }
 
 // bearerToken is the token of r's Authorization header: ok false when
@@ -179,8 +189,8 @@ func (p *Proxy) bearerStep(rt *Route, next, app http.Handler) http.Handler {
 		case err != nil:
 			p.bearerRefused(w, r, rt, "malformed", err)
 			return
-		case rt.bearer.memosPATs && strings.HasPrefix(tok, memosPATPrefix):
-			next.ServeHTTP(w, r) // Memos confirms its own
+		case rt.bearer.memos && p.memosToken(tok):
+			next.ServeHTTP(w, r) // Memos's own: the session path, as before
 			return
 		}
 		v, err := p.bearerVerdict(r, rt, tok)

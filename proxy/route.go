@@ -104,7 +104,7 @@ func (p *Proxy) newRoute(cfg *config.Route, transport http.RoundTripper, integra
 		rt.headers.alsoStrip(h) // never from a client, on or off
 	}
 	if b := cfg.Bearer; b != nil {
-		rt.bearer = newBearerPolicy(b, rt.name, cfg.Memos.PassBearerTokens)
+		rt.bearer = newBearerPolicy(b, rt.name, cfg.Memos.PassBearerTokens || cfg.Memos.Bridge)
 		rt.headers.alsoStrip(rt.bearer.clientHeader)
 		rt.headers.alsoStrip(rt.bearer.scopesHeader)
 		rt.headers.alsoStrip(rt.bearer.authHeader)

@@ -144,8 +144,24 @@ func TestMemosTokensAndProviderTokens(t *testing.T) {
 	if code := call("garbage-token"); code != http.StatusUnauthorized || checks.Load() != 1 {
 		t.Errorf("an unknown token: %d, Memos asked %d", code, checks.Load())
 	}
-	// A made-up Memos token: Memos refuses it; the provider never sees it.
+	// The access token of Memos's web app (a JWT Memos signed) with the
+	// browser's proxy session: the session path, as before bearer tokens;
+	// without the session it opens nothing (and the provider never sees it).
+	memosJWT := "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJtZW1vcyIsInN1YiI6IjEifQ.c2lnbmF0dXJl"
+	c := s.Browser()
+	proxytest.SignInAs(s, c, "/", "alice", proxytest.AlicePassword)
 	before := s.OP.Introspections()
+	req := mustReq(http.MethodPost, s.URL+"/memos.api.v1.MemoService/ListMemos")
+	req.Header.Set("Authorization", "Bearer "+memosJWT)
+	req.Header.Set("Cookie", proxytest.CookieHeader(c, s.URL))
+	if resp, _ := do(t, http.DefaultClient, req); resp.StatusCode != 200 || s.LastSeen().Header.Get("Authorization") != "Bearer "+memosJWT {
+		t.Errorf("Memos's web app token with a session: %d", resp.StatusCode)
+	}
+	if code := call(memosJWT); code != http.StatusUnauthorized || s.OP.Introspections() != before {
+		t.Errorf("Memos's web app token without a session: %d", code)
+	}
+	// A made-up Memos token: Memos refuses it; the provider never sees it.
+	before = s.OP.Introspections()
 	if code := call("memos_pat_" + strings.Repeat("z", 32)); code != http.StatusUnauthorized || s.OP.Introspections() != before {
 		t.Errorf("a made-up Memos token: %d, provider asked %d more", code, s.OP.Introspections()-before)
 	}
