@@ -494,7 +494,8 @@ func TestRedisRefreshLockLeftBehind(t *testing.T) {
 // refresh started as a planned failover begins, and one as the master
 // is killed; each next refresh spends the token the one before stored
 // (Authelia would refuse a spent one and end the session); a sign-out
-// during a failover holds on both replicas.
+// during a failover holds on both replicas; a sign-in during one gives a
+// session that works on both.
 func TestRealAutheliaRedisFailover(t *testing.T) {
 	g := startSentinelRig(t)
 	a := proxytest.StartAuthelia(t, proxytest.AutheliaOptions{
@@ -610,4 +611,33 @@ func TestRealAutheliaRedisFailover(t *testing.T) {
 		})
 	}
 	works("the other session", alice)
+
+	// A sign-in while a planned failover runs: it completes, or answers
+	// 503 with Retry-After and the next try does; the session works on
+	// both replicas.
+	g.recover(old)
+	g.waitHealthy()
+	old = g.failover(false)
+	c3 := a.Browser("")
+	resp, body, err := a.SignIn(c3, s.URL+"/", "alice", alicePassword)
+	var fresh string
+	switch {
+	case err == nil && resp.StatusCode == http.StatusOK && strings.Contains(body, "hello alice"):
+		fresh = cookieHeader(c3, s.URL)
+	case err == nil && resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
+		g.waitSwitched(old)
+		eventuallyWithin(t, 15*time.Second, "no sign-in after the failover", func() bool {
+			c := a.Browser("")
+			resp, body, err := a.SignIn(c, s.URL+"/", "alice", alicePassword)
+			if err == nil && resp.StatusCode == http.StatusOK && strings.Contains(body, "hello alice") {
+				fresh = cookieHeader(c, s.URL)
+				return true
+			}
+			return false
+		})
+	default:
+		t.Fatalf("a sign-in during the failover: %v %v %.300s", err, resp, body)
+	}
+	g.waitSwitched(old)
+	works("the session signed in during the failover", fresh)
 }
