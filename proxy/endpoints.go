@@ -51,6 +51,15 @@ func (p *Proxy) endpoints(rt *Route) http.Handler {
 // sign-out's way (signOutHops), then sends the browser to the provider's
 // logout when there is one, and back to rd.
 func (p *Proxy) handleSignOut(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		// Another site's form: it signs nobody out (the pages' own forms,
+		// and an app's on a sibling host, are same-origin or same-site).
+		p.metrics.account.WithLabelValues("refused_cross_site").Inc()
+		p.log.Warn("a sign-out posted by another site was refused", "client", p.trusted.clientIP(r))
+		w.Header().Set("Cache-Control", "no-store")
+		p.errorPage(w, r, http.StatusForbidden, "Not done", "This request came from another site. You are still signed in.")
+		return
+	}
 	host := p.requestHost(r)
 	// Looked up, not kept up: no refresh is spent on a session that ends.
 	var s *session.Session

@@ -198,6 +198,13 @@ func TestHomeDevices(t *testing.T) {
 	if resp, _ := navigate(t, phone, rs.url("grafana.localhost", "/")); resp.StatusCode != 200 || onLoginForm(resp) {
 		t.Fatalf("a refused post ended the phone's session")
 	}
+	// A cross-site post to the sign-out does nothing either.
+	if resp, _ := post(t, phone, rs.url("notes.localhost", "/oauth2/sign_out"), url.Values{}, "Sec-Fetch-Site", "cross-site"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a cross-site sign-out: %d", resp.StatusCode)
+	}
+	if resp, _ := navigate(t, phone, rs.url("grafana.localhost", "/")); resp.StatusCode != 200 || onLoginForm(resp) {
+		t.Fatalf("a cross-site sign-out ended the phone's session")
+	}
 	// Done right: the phone is signed out on both replicas.
 	if resp, body := post(t, laptop, end, url.Values{"session": {phoneName}, "csrf": {csrf}}); resp.StatusCode != 200 || !strings.Contains(body, `id="done"`) {
 		t.Fatalf("sign out that device: %d %.300s", resp.StatusCode, body)
