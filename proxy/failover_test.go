@@ -62,6 +62,22 @@ func (g *sentinelRig) acl(s *redisServer) {
 	}
 }
 
+// store configures the proxy's Redis store on the rig (the README's ACL
+// user, every Redis step bounded by timeout), with offline_access so that
+// sessions hold refresh tokens.
+func (g *sentinelRig) store(timeout time.Duration) func(*config.Config) {
+	var sentinels []string
+	for _, s := range g.sentinels {
+		sentinels = append(sentinels, s.addr)
+	}
+	return func(c *config.Config) {
+		c.Session.Store = "redis"
+		c.Session.Redis = config.Redis{Addresses: sentinels, MasterName: rigMaster, Username: "oidc-proxy", Password: "proxy-password",
+			KeyPrefix: "oidc-proxy:", Timeout: timeout}
+		c.OIDC.Scopes = []string{"openid", "profile", "email", "groups", "offline_access"}
+	}
+}
+
 // master is the data server the sentinels name now.
 func (g *sentinelRig) master() *redisServer {
 	for _, sen := range g.sentinels {
@@ -271,16 +287,7 @@ func failoverJourney(t *testing.T, kill bool) {
 	// Every store step waits at most the timeout; a request that refreshes
 	// takes at most four (lock, read, write, and the read of its cookie).
 	bound := 4*timeout + time.Second
-	var sentinels []string
-	for _, s := range g.sentinels {
-		sentinels = append(sentinels, s.addr)
-	}
-	edit := func(c *config.Config) {
-		c.Session.Store = "redis"
-		c.Session.Redis = config.Redis{Addresses: sentinels, MasterName: rigMaster, Username: "oidc-proxy", Password: "proxy-password",
-			KeyPrefix: "oidc-proxy:", Timeout: timeout}
-		c.OIDC.Scopes = []string{"openid", "profile", "email", "groups", "offline_access"}
-	}
+	edit := g.store(timeout)
 	s := newStand(t, edit, func(o *opCfg) {
 		o.Users = append(o.Users, &proxytest.OPUser{Username: "bob", Password: bobPassword, Name: "Bob", Email: "bob@example.com"})
 	})
@@ -504,16 +511,7 @@ func TestRealAutheliaRedisFailover(t *testing.T) {
 			RedirectURIs: []string{"http://127.0.0.1/oauth2/callback"}}},
 	})
 	const timeout = time.Second
-	var sentinels []string
-	for _, s := range g.sentinels {
-		sentinels = append(sentinels, s.addr)
-	}
-	sentinel := func(c *config.Config) {
-		c.Session.Store = "redis"
-		c.Session.Redis = config.Redis{Addresses: sentinels, MasterName: rigMaster, Username: "oidc-proxy", Password: "proxy-password",
-			KeyPrefix: "oidc-proxy:", Timeout: timeout}
-		c.OIDC.Scopes = []string{"openid", "profile", "email", "groups", "offline_access"}
-	}
+	sentinel := g.store(timeout)
 	s := &stand{T: t, Logs: &syncBuffer{}}
 	lnA, lnB := listen(t), listen(t)
 	s.Issuer, s.URL = a.Issuer, "http://"+lnA.Addr().String()

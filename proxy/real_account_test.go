@@ -6,12 +6,9 @@ import (
 	"fmt"
 	"image/png"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,26 +57,7 @@ routes:
   - {name: ops, host: ops.localhost, upstream: %[5]q, title: Operations, access: {allowed_groups: [admins]}}
   - {name: hidden, host: hidden.localhost, upstream: %[5]q, listed: false}
 `, origin("sso"), a.Issuer, realSecret, sessionSecret, s.Upstream.URL)
-	var backends []string
-	var replicas []replica
-	for range 2 {
-		ln := listen(t)
-		r := realReplica(s, a, yaml, ln, useRedis(rs))
-		if s.Proxy.Proxy == nil {
-			s.Proxy = r
-		}
-		replicas = append(replicas, r)
-		for !r.Ready() {
-			time.Sleep(10 * time.Millisecond)
-		}
-		backends = append(backends, ln.Addr().String())
-	}
-	var next atomic.Int64
-	serveOn(t, lb, &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
-		pr.SetURL(&url.URL{Scheme: "http", Host: backends[next.Add(1)%2]})
-		pr.Out.Host = pr.In.Host
-		pr.Out.Header["X-Forwarded-For"] = nil
-	}})
+	backends, _, _ := balanced(t, s, a, yaml, rs, lb)
 	flags := [][2]string{{"host-resolver-rules", "MAP " + a.Host + " 127.0.0.1"}, {"ignore-certificate-errors", "true"}}
 
 	// alice's first browser: her apps, and what notes receives.

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -341,28 +342,7 @@ func TestRealBrowserTwoReplicas(t *testing.T) {
 	s.StartUpstream()
 	yaml := fmt.Sprintf("external_url: %q\nupstream: %q\noidc:\n  issuer: %q\n  client_id: memos\n  client_secret: %q\nsession:\n  secret: %q\n",
 		external, s.Upstream.URL, a.Issuer, realSecret, sessionSecret)
-	var backends []string
-	var replicas []replica
-	for range 2 {
-		ln := listen(t)
-		r := realReplica(s, a, yaml, ln, useRedis(rs))
-		if s.Proxy.Proxy == nil {
-			s.Proxy = r
-		}
-		replicas = append(replicas, r)
-		for !r.Ready() {
-			time.Sleep(10 * time.Millisecond)
-		}
-		backends = append(backends, ln.Addr().String())
-	}
-	var served [2]atomic.Int64
-	var next atomic.Int64
-	serveOn(t, lb, &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
-		i := next.Add(1) % 2
-		served[i].Add(1)
-		pr.SetURL(&url.URL{Scheme: "http", Host: backends[i]})
-		pr.Out.Host = pr.In.Host
-	}})
+	_, replicas, served := balanced(t, s, a, yaml, rs, lb)
 	s.Handle(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "<!doctype html><title>app</title><p>app for %s</p>", r.Header.Get("Remote-User"))
 	})
@@ -385,4 +365,36 @@ func TestRealBrowserTwoReplicas(t *testing.T) {
 	if success < 1 || refused != 0 {
 		t.Errorf("refreshes across the replicas: %d succeeded, %d refused", success, refused)
 	}
+}
+
+// balanced starts two replicas of the configuration yaml, signing in at
+// the real Authelia a and sharing the Redis rs, and serves a round-robin
+// balancer in front of them on lb (Host kept, no X-Forwarded-For): the
+// replicas' addresses, the replicas, and how many requests each got.
+func balanced(t *testing.T, s *stand, a *proxytest.Authelia, yaml string, rs *redisServer, lb net.Listener) ([]string, []replica, *[2]atomic.Int64) {
+	t.Helper()
+	var backends []string
+	var replicas []replica
+	for range 2 {
+		ln := listen(t)
+		r := realReplica(s, a, yaml, ln, useRedis(rs))
+		if s.Proxy.Proxy == nil {
+			s.Proxy = r
+		}
+		replicas = append(replicas, r)
+		for !r.Ready() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		backends = append(backends, ln.Addr().String())
+	}
+	var served [2]atomic.Int64
+	var next atomic.Int64
+	serveOn(t, lb, &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		i := next.Add(1) % 2
+		served[i].Add(1)
+		pr.SetURL(&url.URL{Scheme: "http", Host: backends[i]})
+		pr.Out.Host = pr.In.Host
+		pr.Out.Header["X-Forwarded-For"] = nil
+	}})
+	return backends, replicas, &served
 }
