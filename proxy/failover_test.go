@@ -172,6 +172,18 @@ func (g *sentinelRig) recover(old *redisServer) {
 	g.acl(old)
 }
 
+// answers waits, within d, until every replica at bases answers a request
+// with cookie with status; msg says what went wrong when one does not.
+func answers(t *testing.T, bases []string, cookie string, status int, d time.Duration, msg string) {
+	t.Helper()
+	for _, base := range bases {
+		eventuallyWithin(t, d, msg+" on "+base, func() bool {
+			resp, _ := get(t, base, "/api/check", cookie)
+			return resp.StatusCode == status
+		})
+	}
+}
+
 func eventuallyWithin(t *testing.T, d time.Duration, msg string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -306,21 +318,11 @@ func failoverJourney(t *testing.T, kill bool) {
 	}
 	works := func(what, cookie string) {
 		t.Helper()
-		for _, base := range bases {
-			eventuallyWithin(t, 10*time.Second, what+": the session does not work on "+base, func() bool {
-				resp, _ := get(t, base, "/api/check", cookie)
-				return resp.StatusCode == http.StatusOK
-			})
-		}
+		answers(t, bases, cookie, http.StatusOK, 10*time.Second, what+": the session does not work")
 	}
 	refused := func(what, cookie string) {
 		t.Helper()
-		for _, base := range bases {
-			eventuallyWithin(t, 10*time.Second, what+": the signed-out session still works on "+base, func() bool {
-				resp, _ := get(t, base, "/api/check", cookie)
-				return resp.StatusCode == http.StatusUnauthorized
-			})
-		}
+		answers(t, bases, cookie, http.StatusUnauthorized, 10*time.Second, what+": the signed-out session still works")
 	}
 	hookOnce := func(grant string, during func()) (fired chan struct{}) {
 		fired = make(chan struct{})
@@ -546,12 +548,7 @@ func TestRealAutheliaRedisFailover(t *testing.T) {
 	}
 	works := func(what, cookie string) {
 		t.Helper()
-		for _, base := range bases {
-			eventuallyWithin(t, 15*time.Second, what+": the session does not work on "+base, func() bool {
-				resp, _ := get(t, base, "/api/check", cookie)
-				return resp.StatusCode == http.StatusOK
-			})
-		}
+		answers(t, bases, cookie, http.StatusOK, 15*time.Second, what+": the session does not work")
 	}
 
 	alice := signIn()
@@ -602,12 +599,7 @@ func TestRealAutheliaRedisFailover(t *testing.T) {
 		t.Errorf("sign-out during the failover: %d", resp.StatusCode)
 	}
 	g.waitSwitched(old)
-	for _, base := range bases {
-		eventuallyWithin(t, 15*time.Second, "the signed-out session still works on "+base, func() bool {
-			resp, _ := get(t, base, "/api/check", c2)
-			return resp.StatusCode == http.StatusUnauthorized
-		})
-	}
+	answers(t, bases, c2, http.StatusUnauthorized, 15*time.Second, "the signed-out session still works")
 	works("the other session", alice)
 
 	// A sign-in while a planned failover runs: it completes, or answers
