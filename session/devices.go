@@ -151,28 +151,42 @@ func (s *redisStore) Devices(ctx context.Context, sub string) ([]Device, error) 
 			return nil, down(err)
 		}
 	}
+	// Three reads a session, all in one round trip (each key on its own:
+	// a cluster spreads them over slots, and go-redis splits the pipeline).
+	type reads struct {
+		card   *redis.StringCmd
+		exists *redis.IntCmd
+		seen   *redis.StringCmd
+	}
+	rs := make([]reads, len(names))
+	if _, err := s.db.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, name := range names {
+			rs[i] = reads{p.Get(ctx, s.db.key("meta", name)), p.Exists(ctx, s.db.key("s", name)), p.Get(ctx, s.db.key("seen", name))}
+		}
+		return nil
+	}); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, down(err)
+	}
+	for _, r := range rs { // a missing key is no error; anything else is
+		for _, err := range []error{r.card.Err(), r.exists.Err(), r.seen.Err()} {
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return nil, down(err)
+			}
+		}
+	}
 	aeads := s.cardKeys()
 	var out []Device
-	for _, name := range names {
-		// Each key on its own (a cluster spreads them over slots).
-		b, err := s.db.rdb.Get(ctx, s.db.key("meta", name)).Bytes()
-		if errors.Is(err, redis.Nil) {
+	for i, name := range names {
+		b, err := rs[i].card.Bytes()
+		if err != nil {
 			continue // ended, expired, or signed in before cards existed
 		}
-		if err != nil {
-			return nil, down(err)
-		}
 		d, ok := openCard(aeads, s.db.key("meta", name), b)
-		if !ok || (sub != "" && d.Subject != sub) {
-			continue
-		}
-		if n, err := s.db.rdb.Exists(ctx, s.db.key("s", name)).Result(); err != nil {
-			return nil, down(err)
-		} else if n == 0 {
-			continue // its session ended: the card goes with it soon
+		if !ok || (sub != "" && d.Subject != sub) || rs[i].exists.Val() == 0 {
+			continue // not this person's, or its session ended: the card goes with it soon
 		}
 		d.Name = name
-		if v, err := s.db.rdb.Get(ctx, s.db.key("seen", name)).Result(); err == nil {
+		if v, err := rs[i].seen.Result(); err == nil {
 			at, from, _ := strings.Cut(v, " ")
 			d.LastSeen, _ = strconv.ParseInt(at, 10, 64)
 			d.SeenFrom = from
